@@ -1,0 +1,1 @@
+"""gunmatch: compare images of firearm components against a reference gallery."""

@@ -1,0 +1,257 @@
+"""`gunmatch gallery build|info|list|add|remove|update|reindex`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gunmatch.commands.common import (
+    add_gallery_arg,
+    add_runtime_args,
+    emit_json,
+    gallery_dir,
+    out,
+    runtime,
+)
+from gunmatch.indexing import (
+    SourceRecord,
+    build,
+    gallery_writer,
+    read_metadata_csv,
+    scan_source,
+)
+from gunmatch.reindex import reindex
+from gunmatch.service import create_engine, open_engine
+from index import CATEGORY_KEYS, Filters
+from matcher.preprocess import MODALITIES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `gallery` command group."""
+    g = sub.add_parser("gallery", help="build and curate the reference gallery")
+    gs = g.add_subparsers(dest="gallery_command", metavar="ACTION", required=True)
+
+    p = gs.add_parser(
+        "build", help="index SRC/<label>/<image> into a gallery (adds only new images)"
+    )
+    p.add_argument("src", type=Path, help="folder with one sub-folder per label")
+    add_gallery_arg(p)
+    p.add_argument("--modality", choices=MODALITIES, default="photo")
+    p.add_argument(
+        "--metadata", type=Path, help="CSV: file,category,make_model,calibre,threat,notes"
+    )
+    p.add_argument("--threat-labels", default="", help="comma-separated labels that are threats")
+    p.add_argument("--model", help="backbone name or trained model directory (new galleries)")
+    p.add_argument("--added-by", default="cli")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_runtime_args(p)
+    p.set_defaults(func=cmd_build)
+
+    p = gs.add_parser("info", help="model, size and labels of a gallery")
+    add_gallery_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = gs.add_parser("list", help="list items")
+    add_gallery_arg(p)
+    p.add_argument("--label")
+    p.add_argument("--category", choices=CATEGORY_KEYS)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = gs.add_parser("add", help="add reference images with metadata")
+    p.add_argument("images", nargs="+", type=Path)
+    add_gallery_arg(p)
+    p.add_argument("--label", required=True)
+    _metadata_args(p)
+    p.add_argument("--modality", choices=MODALITIES, default=None)
+    p.add_argument("--added-by", default="cli")
+    add_runtime_args(p)
+    p.set_defaults(func=cmd_add)
+
+    p = gs.add_parser("remove", help="remove items by id")
+    p.add_argument("item_ids", nargs="+")
+    add_gallery_arg(p)
+    p.set_defaults(func=cmd_remove)
+
+    p = gs.add_parser("update", help="edit an item's metadata")
+    p.add_argument("item_id")
+    add_gallery_arg(p)
+    p.add_argument("--label")
+    _metadata_args(p)
+    p.set_defaults(func=cmd_update)
+
+    p = gs.add_parser("reindex", help="re-embed a gallery's stored images with another model")
+    add_gallery_arg(p)
+    p.add_argument("--model", required=True, help="backbone name or trained model directory")
+    p.add_argument("--quiet", action="store_true")
+    add_runtime_args(p)
+    p.set_defaults(func=cmd_reindex)
+
+
+def _metadata_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--category", choices=CATEGORY_KEYS)
+    p.add_argument("--make-model")
+    p.add_argument("--calibre")
+    p.add_argument("--threat", dest="threat", action="store_true", default=None)
+    p.add_argument("--no-threat", dest="threat", action="store_false")
+    p.add_argument("--notes")
+    p.add_argument("--source")
+
+
+def _check_dir(path: Path) -> None:
+    from gunmatch.cli import UsageError
+
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a directory")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Index a labelled folder tree."""
+    _check_dir(args.src)
+    if args.metadata is not None and not args.metadata.is_file():
+        from gunmatch.cli import UsageError
+
+        raise UsageError(f"{args.metadata} does not exist")
+    metadata = read_metadata_csv(args.metadata) if args.metadata else None
+    records = scan_source(args.src, args.modality, metadata, args.threat_labels.split(","))
+    engine = create_engine(gallery_dir(args), args.model, args.modality, **runtime(args))
+    try:
+        report = build(
+            records,
+            engine.embedder,
+            gallery_writer(engine.gallery, engine.embedder.model_id, args.added_by),
+            batch_size=engine.embedder.batch_size,
+            progress=not args.quiet,
+            known_shas=engine.gallery.store.known_shas(),
+        )
+    finally:
+        engine.close()
+    for path, reason in report.failed:
+        out(f"failed: {path}: {reason}")
+    out(
+        f"indexed {report.added} new, {report.skipped} already present, "
+        f"{len(report.failed)} failed, of {report.total} images; gallery {gallery_dir(args)} "
+        f"model {engine.embedder.model_id}"
+    )
+    return 1 if report.failed and not (report.added or report.skipped) else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print gallery info."""
+    from index import Gallery
+
+    with Gallery.open(gallery_dir(args)) as g:
+        info = g.info()
+    if args.json:
+        emit_json(info)
+        return 0
+    for key in (
+        "path",
+        "model_id",
+        "dim",
+        "modality",
+        "items",
+        "vectors",
+        "index_type",
+        "created_at",
+    ):
+        out(f"{key:>11}: {info[key]}")
+    out("     labels: " + ", ".join(f"{k} ({v})" for k, v in sorted(info["labels"].items())))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List items."""
+    from index import Gallery
+
+    with Gallery.open(gallery_dir(args)) as g:
+        items = g.items(Filters(category=args.category), limit=None)
+    if args.label:
+        items = [i for i in items if i.label == args.label]
+    items = items[: args.limit] if args.limit else items
+    for it in items:
+        if args.json:
+            emit_json(it.to_dict())
+        else:
+            threat = "THREAT" if it.threat else "-"
+            out(
+                f"{it.item_id}  {it.label:<16} {it.category:<14} {threat:<6} "
+                f"{it.make_model} {it.source}"
+            )
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    """Add single images with metadata."""
+    from gunmatch.cli import UsageError
+
+    missing = [str(p) for p in args.images if not p.is_file()]
+    if missing:
+        raise UsageError(f"not a file: {', '.join(missing)}")
+    engine = open_engine(gallery_dir(args), **runtime(args))
+    modality = args.modality or engine.gallery.modality
+    records = [
+        SourceRecord(
+            path=p,
+            label=args.label,
+            category=args.category or "other",
+            threat=bool(args.threat),
+            make_model=args.make_model or "",
+            calibre=args.calibre or "",
+            notes=args.notes or "",
+            modality=modality,
+        )
+        for p in args.images
+    ]
+    try:
+        report = build(
+            records,
+            engine.embedder,
+            gallery_writer(engine.gallery, engine.embedder.model_id, args.added_by),
+            progress=False,
+            known_shas=engine.gallery.store.known_shas(),
+        )
+    finally:
+        engine.close()
+    for path, reason in report.failed:
+        out(f"failed: {path}: {reason}")
+    out(f"added {report.added}, already present {report.skipped}, failed {len(report.failed)}")
+    return 1 if report.failed else 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    """Remove items."""
+    from index import Gallery
+
+    with Gallery.open(gallery_dir(args)) as g:
+        removed = g.remove(args.item_ids)
+    out(f"removed {len(removed)}: {' '.join(removed)}")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    """Edit metadata."""
+    from index import Gallery
+
+    changes = {
+        "label": args.label,
+        "category": args.category,
+        "make_model": args.make_model,
+        "calibre": args.calibre,
+        "threat": args.threat,
+        "notes": args.notes,
+        "source": args.source,
+    }
+    with Gallery.open(gallery_dir(args)) as g:
+        item = g.update(args.item_id, **changes)
+    emit_json(item.to_dict())
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Re-embed stored images with another model."""
+    info = reindex(gallery_dir(args), args.model, progress=not args.quiet, **runtime(args))
+    out(f"re-indexed {info['items']} items with model {info['model_id']}")
+    return 0

@@ -1,0 +1,77 @@
+"""`gunmatch search --gallery DIR PATH... [--k 10] [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from gunmatch.commands.common import (
+    add_gallery_arg,
+    add_runtime_args,
+    emit_json,
+    gallery_dir,
+    out,
+    runtime,
+)
+from gunmatch.service import expand_paths, match_to_dict, open_engine, search_images
+from index import CATEGORY_KEYS, Filters
+from matcher.preprocess import MODALITIES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `search` command."""
+    p = sub.add_parser("search", help="find the nearest references for images or folders")
+    p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    add_gallery_arg(p)
+    p.add_argument("--k", type=int, default=10, help="matches per query (default 10)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line per query")
+    p.add_argument("--modality", choices=MODALITIES, help="default: the gallery's modality")
+    p.add_argument("--category", choices=CATEGORY_KEYS, help="only references of this category")
+    p.add_argument("--threat-only", action="store_true", help="only threat references")
+    p.add_argument("--model", help="must match the gallery's model (default: the gallery's own)")
+    add_runtime_args(p)
+    p.set_defaults(func=cmd_search)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Search each path; unreadable files are reported and the batch goes on."""
+    from gunmatch.cli import UsageError
+
+    if args.k < 1:
+        raise UsageError("--k must be at least 1")
+    paths = expand_paths(args.paths)
+    if not paths:
+        raise UsageError("no images found in the given paths")
+    engine = open_engine(gallery_dir(args), args.model, **runtime(args))
+    filters = Filters(category=args.category, threat=True if args.threat_only else None)
+    failures = 0
+    try:
+        for path in paths:
+            [res] = search_images(engine, [(str(path), path)], args.k, args.modality, filters)
+            if res.error:
+                failures += 1
+                if args.json:
+                    emit_json({"query": res.query, "error": res.error})
+                else:
+                    out(f"{res.query}: error: {res.error}")
+                continue
+            if args.json:
+                emit_json(
+                    {
+                        "query": res.query,
+                        "matches": [match_to_dict(m) for m in res.matches],
+                        "model_id": engine.embedder.model_id,
+                        "elapsed_ms": res.elapsed_ms,
+                    }
+                )
+            else:
+                out(f"{res.query}  ({res.elapsed_ms:.0f} ms)")
+                for m in res.matches:
+                    flag = " THREAT" if m.item.threat else ""
+                    out(
+                        f"  {m.rank:>2}. {m.score:.3f}  {m.item.label:<16} {m.item.category:<14} "
+                        f"{m.item.item_id}{flag}"
+                    )
+    finally:
+        engine.close()
+    # Exit 1 only when nothing could be searched; per-file errors are in the output.
+    return 1 if failures == len(paths) else 0

