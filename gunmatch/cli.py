@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,13 @@ COMMAND_MODULES = (
     "gunmatch.commands.gallery",
     "gunmatch.commands.search",
     "gunmatch.commands.demo",
+    "gunmatch.commands.serve",
+    "gunmatch.commands.keys",
+    "gunmatch.commands.audit",
+    "gunmatch.commands.train",
+    "gunmatch.commands.evaluate",
+    "gunmatch.commands.model",
+    "gunmatch.commands.bench",
 )
 
 
@@ -32,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:  # a command group not installed in this tree
+            continue
         importlib.import_module(name).register(sub)
     return parser
 

@@ -1,0 +1,1 @@
+"""Benchmark scripts; each writes its section of docs/benchmarks.md."""
