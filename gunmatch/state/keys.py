@@ -1,0 +1,154 @@
+"""API keys with roles, stored hashed: only the creator ever sees a key in clear."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gunmatch.state.db import StateDB
+
+# Each role can do everything the roles before it can.
+ROLES = ("station", "analyst", "admin")
+KEY_PREFIX = "gm_"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT NOT NULL UNIQUE,
+    role         TEXT NOT NULL CHECK (role IN ('station', 'analyst', 'admin')),
+    key_hash     TEXT NOT NULL UNIQUE,
+    prefix       TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    revoked_at   TEXT,
+    last_used_at TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key's record (never its secret)."""
+
+    id: int
+    name: str
+    role: str
+    prefix: str
+    created_at: str
+    revoked_at: str | None = None
+    last_used_at: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Not revoked."""
+        return self.revoked_at is None
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return {**asdict(self), "active": self.active}
+
+
+def hash_key(secret: str) -> str:
+    """SHA-256 of a key; keys are 256-bit random, so a fast hash is enough."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def check_role(role: str) -> str:
+    """Validate a role name."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    return role
+
+
+def role_allows(role: str, required: str) -> bool:
+    """True if ``role`` has at least the rights of ``required``."""
+    return ROLES.index(check_role(role)) >= ROLES.index(check_role(required))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _row(r) -> ApiKey:
+    return ApiKey(
+        id=r["id"],
+        name=r["name"],
+        role=r["role"],
+        prefix=r["prefix"],
+        created_at=r["created_at"],
+        revoked_at=r["revoked_at"],
+        last_used_at=r["last_used_at"],
+    )
+
+
+class KeyStore:
+    """Create, list, revoke and check API keys."""
+
+    def __init__(self, sqlite_path: str | Path) -> None:
+        self.db = StateDB(sqlite_path, _SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
+
+    def create(self, name: str, role: str) -> tuple[ApiKey, str]:
+        """A new key: its record and the secret (shown once, stored only hashed)."""
+        name = name.strip()
+        if not name:
+            raise ValueError("a key needs a non-empty name")
+        check_role(role)
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM api_keys WHERE name=?", (name,)).fetchone():
+                raise ValueError(f"a key named {name!r} already exists")
+            conn.execute(
+                "INSERT INTO api_keys(name, role, key_hash, prefix, created_at) VALUES (?,?,?,?,?)",
+                (name, role, hash_key(secret), secret[:8], _now()),
+            )
+        return self.get(name), secret
+
+    def get(self, name: str) -> ApiKey:
+        """A key's record by name; KeyError if unknown."""
+        rows = self.db.query("SELECT * FROM api_keys WHERE name=?", (name,))
+        if not rows:
+            raise KeyError(f"no key named {name!r}")
+        return _row(rows[0])
+
+    def list(self, include_revoked: bool = True) -> list[ApiKey]:
+        """All keys, oldest first."""
+        sql = "SELECT * FROM api_keys"
+        if not include_revoked:
+            sql += " WHERE revoked_at IS NULL"
+        return [_row(r) for r in self.db.query(sql + " ORDER BY id")]
+
+    def revoke(self, name: str) -> ApiKey:
+        """Revoke a key by name (idempotent); KeyError if unknown."""
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE api_keys SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
+                (_now(), name),
+            )
+            if cur.rowcount == 0 and not conn.execute(
+                "SELECT 1 FROM api_keys WHERE name=?", (name,)
+            ).fetchone():
+                raise KeyError(f"no key named {name!r}")
+        return self.get(name)
+
+    def authenticate(self, secret: str | None) -> ApiKey | None:
+        """The active key matching ``secret``, or None."""
+        if not secret or not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+            return None
+        rows = self.db.query(
+            "SELECT * FROM api_keys WHERE key_hash=? AND revoked_at IS NULL", (hash_key(secret),)
+        )
+        if not rows:
+            return None
+        key = _row(rows[0])
+        # Coarse last-use stamp: at most one write per key per minute.
+        now = _now()
+        if (key.last_used_at or "")[:16] != now[:16]:
+            with self.db.transaction() as conn:
+                conn.execute("UPDATE api_keys SET last_used_at=? WHERE id=?", (now, key.id))
+        return key
