@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     queue_size: int = Field(8, ge=1, description="embedding requests waiting before 503")
     audit_retention_days: int = Field(90, ge=0)
     default_k: int = Field(10, ge=1, le=100)
+    calibration_file: Path | None = None
+    embed_workers: int = Field(1, ge=1, le=16, description="threads running embeddings")
 
 
 def get_settings(**overrides) -> Settings:
