@@ -3,15 +3,19 @@
 The coefficients are effective linear attenuation coefficients (1/mm) for a
 dual-energy baggage scanner.  ``mu_high`` follows NIST XCOM mass attenuation
 times density near 120 keV, the mean energy of a 160 kVp beam hardened by a
-few mm of steel (lead is kept below its K-edge value, as such a beam sees it).  ``mu_low`` is ``mu_high`` times the low/high
-log-ratio such scanners measure after beam hardening (about 1.2 for organics,
-1.5 for light metals, 1.85-2.1 for steel, brass and lead); that ratio is what
-the pseudo-colour export classifies.
+few mm of steel (lead is kept below its K-edge value, as such a beam sees it).
+``mu_low`` is ``mu_high`` times the low/high log-ratio such scanners measure
+after beam hardening (about 1.2 for organics, 1.5 for light metals, 1.85-2.1
+for steel, brass and lead); that ratio is what the pseudo-colour export
+classifies.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -51,3 +55,20 @@ def material(name: str) -> Material:
         return MATERIALS[name]
     except KeyError:
         raise ValueError(f"unknown material {name!r}; known: {sorted(MATERIALS)}") from None
+
+
+ENERGIES: tuple[str, ...] = ("high", "low")
+
+
+def attenuation(layers: Mapping[str, np.ndarray], energy: str = "high") -> np.ndarray:
+    """Beer-Lambert line integral sum_i mu_i * t_i (float32) of per-material thickness maps."""
+    if energy not in ENERGIES:
+        raise ValueError(f"unknown energy {energy!r}; known: {ENERGIES}")
+    if not layers:
+        raise ValueError("no layers")
+    out: np.ndarray | None = None
+    for name, t in layers.items():
+        m = material(name)
+        mu = np.float32(m.mu_high if energy == "high" else m.mu_low)
+        out = mu * np.asarray(t, np.float32) if out is None else out + mu * t
+    return out

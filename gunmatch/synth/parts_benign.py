@@ -190,7 +190,8 @@ def draw_scissors(sk: Sketch, rng: np.random.Generator) -> None:
                        2.2)
             phi = np.linspace(0, 2 * math.pi, 20)
             lr = rng.uniform(11, 16)
-            loop = np.stack([-22 - lr + lr * 1.2 * np.cos(phi), s * (9 + lr * 0.7 * np.sin(phi))], 1)
+            loop = np.stack([-22 - lr + lr * 1.2 * np.cos(phi),
+                             s * (9 + lr * 0.7 * np.sin(phi))], 1)
             sk.wire("plastic", loop, rng.uniform(2.5, 3.5))
             sk.box("plastic", -17, s * 4, 14, 7, 6, r=2)
     sk.ellipse("steel", 0, 0, 2.8, 2.8, 6)

@@ -150,7 +150,8 @@ def draw_coil(sk: Sketch, length: float, coil_r: float, wire_r: float, pitch: fl
     for i in range(len(xs) - 1):
         t = np.linspace(0.0, 1.0, 4)
         sign = 1.0 if i % 2 == 0 else -1.0
-        pts = np.stack([xs[i] + (xs[i + 1] - xs[i]) * t, y0 + sign * coil_r * np.cos(math.pi * t)], 1)
+        pts = np.stack([xs[i] + (xs[i + 1] - xs[i]) * t,
+                        y0 + sign * coil_r * np.cos(math.pi * t)], 1)
         sk.wire(mat, pts, wire_r)
 
 

@@ -136,37 +136,20 @@ def _cover(sd: np.ndarray, px: float) -> np.ndarray:
     return np.clip(0.5 - sd / px, 0.0, 1.0)
 
 
-def _local(op: Op, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    du, dv = u - op.pts[0, 0], v - op.pts[0, 1]
-    c, s = math.cos(op.angle), math.sin(op.angle)
-    return c * du + s * dv, -s * du + c * dv
-
-
 def _seg_dist(u, v, a, b) -> tuple[np.ndarray, np.ndarray, float]:
     """Along-axis coordinate, perpendicular distance, and length for segment a-b."""
     e = b - a
     length = float(math.hypot(*e))
-    ex, ey = (e / length) if length > 1e-9 else (1.0, 0.0)
+    ex, ey = (float(e[0]) / length, float(e[1]) / length) if length > 1e-9 else (1.0, 0.0)
     length = max(length, 1e-9)
-    du, dv = u - a[0], v - a[1]
+    du, dv = u - float(a[0]), v - float(a[1])
     return du * ex + dv * ey, np.abs(du * ey - dv * ex), length
 
 
 def _eval(op: Op, u: np.ndarray, v: np.ndarray, px: float) -> np.ndarray:
     """Thickness (mm) contributed by one primitive at part coordinates (u, v)."""
-    if op.prim == "box":
-        a, b = _local(op, u, v)
-        w, h, r = op.size
-        qx, qy = np.abs(a) - (w / 2 - r), np.abs(b) - (h / 2 - r)
-        sd = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0)
-        return op.depth * _cover(sd - r, px)
-    if op.prim == "ellipse":
-        a, b = _local(op, u, v)
-        rx, ry = op.size
-        k = np.hypot(a / rx, b / ry)
-        return op.depth * _cover((k - 1.0) * min(rx, ry), px)
     if op.prim == "ball":
-        return _chord(op.size[0], np.hypot(u - op.pts[0, 0], v - op.pts[0, 1]))
+        return _chord(op.size[0], np.hypot(u - float(op.pts[0, 0]), v - float(op.pts[0, 1])))
     if op.prim == "rod":
         r0, r1, wall, caps = op.size
         s, d, length = _seg_dist(u, v, op.pts[0], op.pts[1])
@@ -191,10 +174,10 @@ class _View:
         self.fwd = tuple(float(v) for v in fwd.ravel())  # part -> screen
         self.m = tuple(float(v) for v in np.linalg.inv(fwd).ravel())  # screen -> part
         h, w = shape
-        self.xs = ((np.arange(w) + 0.5 - w / 2) * px)[None, :]
-        self.ys = ((np.arange(h) + 0.5 - h / 2) * px)[:, None]
+        self.xs = ((np.arange(w, dtype=np.float32) + 0.5 - w / 2) * px)[None, :]
+        self.ys = ((np.arange(h, dtype=np.float32) + 0.5 - h / 2) * px)[:, None]
 
-    def window(self, bbox) -> tuple[slice, slice, np.ndarray, np.ndarray] | None:
+    def window(self, bbox, coords: bool = True) -> tuple | None:
         """Pixel slices covering a part-coordinate bbox, with the part coords of those pixels."""
         a, b, c, d = self.fwd
         cx, cy = self.centre
@@ -210,13 +193,15 @@ class _View:
         i1 = min(int(math.ceil(sy1 / self.px + h / 2)) + 2, h)
         if j0 >= j1 or i0 >= i1:
             return None
+        if not coords:
+            return slice(i0, i1), slice(j0, j1), None, None
         x, y = self.xs[:, j0:j1], self.ys[i0:i1]
         m00, m01, m10, m11 = self.m
         return slice(i0, i1), slice(j0, j1), cx + m00 * x + m01 * y, cy + m10 * x + m11 * y
 
 
 def _make_view(extent, size_px, mm_per_px, angle_deg, flip, margin_px) -> _View:
-    x0, y0, x1, y1 = extent
+    x0, y0, x1, y1 = (float(v) for v in extent)
     a = math.radians(angle_deg)
     c, s = math.cos(a), math.sin(a)
     rot = np.array([[c, -s], [s, c]])  # part -> screen rotation
@@ -236,13 +221,15 @@ def _make_view(extent, size_px, mm_per_px, angle_deg, flip, margin_px) -> _View:
 
 
 def rasterize(sketch: Sketch, *, size_px: int = 256, mm_per_px: float | None = None,
-              angle_deg: float = 0.0, flip: bool = False,
-              margin_px: int = 2) -> tuple[dict[str, np.ndarray], float]:
+              angle_deg: float = 0.0, flip: bool = False, margin_px: int = 2,
+              extent: tuple[float, float, float, float] | None = None
+              ) -> tuple[dict[str, np.ndarray], float]:
     """Rasterise a sketch to per-material float32 thickness maps (mm) and the pixel pitch.
 
-    The longer side of the output is ``size_px`` unless ``mm_per_px`` fixes the scale.
+    The longer side of the output is ``size_px`` unless ``mm_per_px`` fixes the scale;
+    ``extent`` (x0, y0, x1, y1 in mm) fixes the framed area instead of the sketch's own.
     """
-    view = _make_view(sketch.extent(), size_px, mm_per_px, angle_deg, flip, margin_px)
+    view = _make_view(extent or sketch.extent(), size_px, mm_per_px, angle_deg, flip, margin_px)
     layers: dict[str, np.ndarray] = {}
     for op in sketch.ops:
         layer = layers.get(op.material)
@@ -250,7 +237,7 @@ def rasterize(sketch: Sketch, *, size_px: int = 256, mm_per_px: float | None = N
             if op.cut:
                 continue
             layer = layers[op.material] = np.zeros(view.shape, np.float32)
-        if op.prim in ("wire", "polygon"):
+        if op.prim in _FLAT or op.prim == "wire":
             t = _wire(view, op) if op.prim == "wire" else _polygon(view, op)
             if t is None:
                 continue
@@ -275,7 +262,7 @@ def _wire(view: _View, op: Op):
         return None
     sy, sx, u, v = full
     r = op.size[0]
-    a, b = op.pts[:-1], op.pts[1:]
+    a, b = op.pts[:-1].astype(np.float32), op.pts[1:].astype(np.float32)
     if u.size * len(a) <= 60_000:
         e = b - a
         length = np.maximum(np.hypot(e[:, 0], e[:, 1]), 1e-9)[:, None, None]
@@ -284,7 +271,7 @@ def _wire(view: _View, op: Op):
         along = np.clip(du * ex + dv * ey, 0.0, length)
         dd = np.hypot(du - along * ex, dv - along * ey)
         return sy, sx, _chord(r, dd.min(axis=0))
-    dist = np.full(u.shape, np.inf)
+    dist = np.full(u.shape, np.inf, dtype=np.float32)
     for pa, pb in zip(a, b, strict=True):
         seg = (min(pa[0], pb[0]) - r, min(pa[1], pb[1]) - r,
                max(pa[0], pb[0]) + r, max(pa[1], pb[1]) + r)
@@ -300,23 +287,55 @@ def _wire(view: _View, op: Op):
     return sy, sx, _chord(r, dist)
 
 
-_SUPER = 4  # polygon supersampling factor for anti-aliased edges
+_FLAT = ("box", "ellipse", "polygon")
+
+
+def _arc_steps(radius_px: float, angle: float) -> int:
+    """Vertices for an arc so the chord error stays under ~0.1 pixel."""
+    return int(np.clip(angle / 2 * math.sqrt(5 * max(radius_px, 0.0)) + 1, 2, 128))
+
+
+def _outline(op: Op, px: float) -> np.ndarray:
+    """Polygon (part coords) approximating a flat primitive's outline."""
+    if op.prim == "polygon":
+        return op.pts
+    if op.prim == "ellipse":
+        rx, ry = op.size
+        n = max(12, _arc_steps(max(rx, ry) / px, 2 * math.pi))
+        t = np.linspace(0, 2 * math.pi, n, endpoint=False)
+        local = np.stack([rx * np.cos(t), ry * np.sin(t)], 1)
+    else:
+        w, h, r = op.size
+        hw, hh = w / 2 - r, h / 2 - r
+        if r / px < 0.25:
+            local = np.array([(hw, hh), (-hw, hh), (-hw, -hh), (hw, -hh)]) * (
+                (hw + r) / max(hw, 1e-9), (hh + r) / max(hh, 1e-9))
+        else:
+            n = _arc_steps(r / px, math.pi / 2)
+            parts = []
+            for k, (cx, cy) in enumerate(((hw, hh), (-hw, hh), (-hw, -hh), (hw, -hh))):
+                t = np.linspace(k * math.pi / 2, (k + 1) * math.pi / 2, n)
+                parts.append(np.stack([cx + r * np.cos(t), cy + r * np.sin(t)], 1))
+            local = np.concatenate(parts)
+    c, s = math.cos(op.angle), math.sin(op.angle)
+    return local @ np.array([[c, s], [-s, c]]) + op.pts[0]
 
 
 def _polygon(view: _View, op: Op):
-    """Flat polygon slab, filled by PIL on a supersampled mask of its window."""
-    win = view.window(_op_bbox(op))
+    """Flat slab: its outline filled by PIL on a supersampled mask of its window."""
+    win = view.window(_op_bbox(op), coords=False)
     if win is None:
         return None
     sy, sx = win[0], win[1]
+    wh, ww = sy.stop - sy.start, sx.stop - sx.start
+    sup = 4 if wh * ww <= 100_000 else (3 if wh * ww <= 400_000 else 2)
+    pts = _outline(op, view.px)
     a, b, c, d = view.fwd
     h, w = view.shape
-    du, dv = op.pts[:, 0] - view.centre[0], op.pts[:, 1] - view.centre[1]
-    jx = ((a * du + b * dv) / view.px + w / 2 - sx.start) * _SUPER
-    iy = ((c * du + d * dv) / view.px + h / 2 - sy.start) * _SUPER
-    size = ((sx.stop - sx.start) * _SUPER, (sy.stop - sy.start) * _SUPER)
-    mask = Image.new("L", size, 0)
-    ImageDraw.Draw(mask).polygon([(float(x), float(y)) for x, y in zip(jx, iy, strict=True)],
-                                 fill=255)
-    cover = np.asarray(mask.reduce(_SUPER), dtype=np.float32)
-    return sy, sx, cover * (op.depth / 255.0)
+    du, dv = pts[:, 0] - view.centre[0], pts[:, 1] - view.centre[1]
+    jx = ((a * du + b * dv) / view.px + w / 2 - sx.start) * sup
+    iy = ((c * du + d * dv) / view.px + h / 2 - sy.start) * sup
+    mask = Image.new("L", (ww * sup, wh * sup), 0)
+    ImageDraw.Draw(mask).polygon(list(zip(jx.tolist(), iy.tolist(), strict=True)), fill=255)
+    cover = np.asarray(mask.reduce(sup), dtype=np.float32)
+    return sy, sx, cover * np.float32(op.depth / 255.0)
