@@ -152,3 +152,9 @@ def compare_verdict(similarity: float, cal: Calibration) -> str:
     if similarity >= cal.review_threshold:
         return "possible_match"
     return "different"
+
+
+def most_severe(decisions: Iterable[str]) -> str:
+    """The most severe of several decisions (alert > review > clear); ``clear`` if none."""
+    ranked = [d for d in decisions if d in DECISIONS]
+    return min(ranked, key=DECISIONS.index) if ranked else "clear"

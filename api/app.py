@@ -1,0 +1,170 @@
+"""The FastAPI app: ``create_app(ServiceConfig)``; heavy things are opened in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.deps import Services
+from api.embedding import EmbeddingQueue
+from api.errors import install_error_handlers
+from api.metrics import Metrics, MetricsMiddleware
+from api.routes import admin, audit, compare, feedback, gallery, health, keys, search, session, web
+from api.runtime import EngineHolder
+from gunmatch.service import Engine, open_engine
+from gunmatch.settings import Settings, get_settings
+from gunmatch.state import AuditLog, KeyStore, state_db_path
+from index.feedback import FeedbackStore
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+PURGE_INTERVAL_S = 3600.0
+
+
+@dataclass
+class ServiceConfig:
+    """What `gunmatch serve` (or a test) decides about one service instance."""
+
+    gallery_dir: Path
+    state_dir: Path | None = None
+    settings: Settings = field(default_factory=get_settings)
+    handle_sighup: bool = False
+    opener: Callable[[Path], Engine] | None = None
+
+    def open_engine(self, gallery_dir: Path) -> Engine:
+        """Open the gallery with its own model, as configured."""
+        if self.opener is not None:
+            return self.opener(gallery_dir)
+        s = self.settings
+        return open_engine(
+            gallery_dir, threads=s.threads, batch_size=s.batch_size, max_pixels=s.max_pixels
+        )
+
+
+class BodyLimitMiddleware:
+    """Refuse a request whose declared body is larger than any valid upload, before reading it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", ()):
+                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                    detail = f"request body of {int(value)} bytes exceeds the limit of {self.limit}"
+                    await JSONResponse({"detail": detail}, 413)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def _open_services(cfg: ServiceConfig, metrics: Metrics) -> Services:
+    s = cfg.settings
+    state_dir = Path(cfg.state_dir or s.state_dir or cfg.gallery_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    holder = EngineHolder(cfg.gallery_dir, cfg.open_engine, s.calibration_file)
+    keys_ = KeyStore(state_db_path(state_dir))
+    audit_ = AuditLog(state_dir)
+    feedback_ = FeedbackStore(state_db_path(state_dir))
+    try:
+        holder.start()
+    except BaseException:
+        keys_.close()
+        audit_.close()
+        feedback_.close()
+        raise
+    engine = holder.current.engine
+    metrics.set_model(engine.embedder.model_id)
+    metrics.gallery_items.set(len(engine.gallery))
+    queue = EmbeddingQueue(s.embed_workers, s.queue_size)
+    return Services(s, state_dir, holder, keys_, audit_, feedback_, queue, metrics)
+
+
+async def _purge_loop(services: Services) -> None:
+    """Drop kept query images past retention, now and then hourly."""
+    while True:
+        days = services.settings.audit_retention_days
+        n = await asyncio.to_thread(services.audit.purge_images, days)
+        if n:
+            log.info("purged %d query images older than %d days", n, days)
+        await asyncio.sleep(PURGE_INTERVAL_S)
+
+
+def _install_sighup(services: Services) -> bool:
+    """Reload on SIGHUP (only possible in the main thread of a Unix process)."""
+    loop = asyncio.get_running_loop()
+
+    def on_hup() -> None:
+        log.warning("SIGHUP: reloading model and calibration")
+        task = loop.create_task(services.holder.reload())
+        task.add_done_callback(_after_reload(services))
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError):
+        return False
+    return True
+
+
+def _after_reload(services: Services) -> Callable[[asyncio.Task], None]:
+    def done(task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("reload failed, still serving the previous model: %s", exc)
+            return
+        engine = task.result().engine
+        services.metrics.set_model(engine.embedder.model_id)
+        services.metrics.gallery_items.set(len(engine.gallery))
+
+    return done
+
+
+def create_app(cfg: ServiceConfig) -> FastAPI:
+    """The service app; nothing heavy happens until the lifespan starts."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await asyncio.to_thread(_open_services, cfg, metrics)
+        app.state.services = services
+        purge = asyncio.create_task(_purge_loop(services))
+        hup = cfg.handle_sighup and _install_sighup(services)
+        try:
+            yield
+        finally:
+            if hup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
+            app.state.services = None
+            await asyncio.to_thread(services.close)
+
+    app = FastAPI(
+        title="gunmatch",
+        version="0.1.0",
+        description="Compare images of firearm components against a reference gallery.",
+        lifespan=lifespan,
+    )
+    app.state.services = None
+    install_error_handlers(app)
+    for module in (health, session, search, compare, gallery, feedback, keys, audit, admin, web):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    s = cfg.settings
+    app.add_middleware(BodyLimitMiddleware, limit=s.max_upload_bytes * s.max_batch_images + 2**20)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

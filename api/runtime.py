@@ -1,0 +1,111 @@
+"""The engine the service is using, swapped on reload while requests in flight keep theirs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gunmatch.decision import Calibration, calibration_path, load_calibration
+from gunmatch.service import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineSlot:
+    """One opened engine, its calibration, and how many requests are using it."""
+
+    engine: Engine
+    calibration: Calibration
+    users: int = 0
+    retired: bool = False
+    generation: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def release(self) -> None:
+        """One user is done; close the engine if it was retired and is now unused."""
+        with self._lock:
+            self.users -= 1
+            close = self.retired and self.users == 0
+        if close:
+            self.engine.close()
+
+
+class EngineHolder:
+    """Hands out the current engine; ``reload`` opens a new one in the background and swaps."""
+
+    def __init__(
+        self,
+        gallery_dir: Path,
+        opener: Callable[[Path], Engine],
+        calibration_file: Path | None = None,
+    ) -> None:
+        self.gallery_dir = Path(gallery_dir)
+        self._opener = opener
+        self._calibration_file = calibration_file
+        self._lock = threading.Lock()
+        self._reload_lock = asyncio.Lock()
+        self._slot: EngineSlot | None = None
+        self.reloads = 0
+
+    def _open_slot(self) -> EngineSlot:
+        engine = self._opener(self.gallery_dir)
+        path = calibration_path(self.gallery_dir, self._calibration_file)
+        return EngineSlot(engine, load_calibration(path, engine.embedder.model_id))
+
+    def start(self) -> None:
+        """Open the first engine (blocking; called from the lifespan)."""
+        self._slot = self._open_slot()
+
+    @property
+    def ready(self) -> bool:
+        """An engine is open."""
+        return self._slot is not None
+
+    @property
+    def current(self) -> EngineSlot:
+        """The slot new requests get."""
+        if self._slot is None:
+            raise RuntimeError("the service is still starting")
+        return self._slot
+
+    @contextmanager
+    def acquire(self) -> Iterator[EngineSlot]:
+        """Use the current engine for one request; a swap meanwhile does not close it."""
+        with self._lock:
+            slot = self.current
+            with slot._lock:
+                slot.users += 1
+        try:
+            yield slot
+        finally:
+            slot.release()
+
+    async def reload(self) -> EngineSlot:
+        """Open the gallery's (possibly new) model off the loop, then swap it in."""
+        async with self._reload_lock:
+            new = await asyncio.to_thread(self._open_slot)
+            with self._lock:
+                old, self._slot = self._slot, new
+                self.reloads += 1
+                new.generation = self.reloads
+            if old is not None:
+                with old._lock:
+                    old.retired = True
+                    idle = old.users == 0
+                if idle:
+                    old.engine.close()
+            log.info("reloaded engine: model %s", new.engine.embedder.model_id)
+            return new
+
+    def close(self) -> None:
+        """Close the current engine."""
+        with self._lock:
+            slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.engine.close()
