@@ -1,0 +1,298 @@
+"""Screen a cluttered X-ray scan: propose regions, embed them in one batch, search, merge, decide.
+
+A parcel scan embedded whole hides a barrel among clothes and cables; here each proposed
+region (see ``gunmatch.regions``) is cropped from the transmission image, letterboxed on
+white like an isolated reference, embedded in one batch and searched. Overlapping hits on
+the same reference label merge; each region carries its box, top matches and a decision,
+and the scan's decision is the worst region's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gunmatch import decision as decisions
+from gunmatch.regions import (
+    ProposalConfig,
+    clip_boxes,
+    merge_groups,
+    pad_boxes,
+    propose_regions,
+    square_boxes,
+)
+from gunmatch.service import Engine, match_to_dict
+from index import Filters, Match
+from matcher.images import ImageSource, load_image
+from matcher.preprocess import PreprocessConfig, grey_to_tensor, xray_to_transmission
+
+log = logging.getLogger(__name__)
+
+DecisionFn = Callable[[float | None], str]
+
+
+@dataclass(frozen=True)
+class ScreeningConfig:
+    """How a scan is screened; the defaults fit a 2-megapixel scan in about a second."""
+
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    # Crop side fed to the model; None = the model's input size, capped at ``max_crop_size``.
+    crop_size: int | None = None
+    max_crop_size: int = 160
+    # Context kept around a proposal's tight box when cropping, as a fraction of its side.
+    crop_pad: float = 0.15
+    # Crops smaller than this (scan pixels) are grown so tiny parts keep some context.
+    min_crop_side: int = 48
+    # Regions whose boxes overlap more than this and share a top label are merged.
+    merge_iou: float = 0.3
+    # The most regions reported per scan (best threat score first).
+    max_regions: int = 8
+
+
+@dataclass
+class RegionResult:
+    """One region of a scan: its box, matches, best threat match and decision."""
+
+    box: tuple[int, int, int, int]
+    matches: list[Match]
+    threat_score: float | None
+    threat_match: Match | None
+    decision: str
+    proposal_score: float = 0.0
+    merged: int = 1
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict: box is [x, y, w, h] in pixels of the scan."""
+        return {
+            "box": [int(v) for v in self.box],
+            "matches": [match_to_dict(m) for m in self.matches],
+            "decision": self.decision,
+            "threat_score": None if self.threat_score is None else round(self.threat_score, 4),
+            "threat_match": match_to_dict(self.threat_match) if self.threat_match else None,
+            "proposal_score": round(float(self.proposal_score), 4),
+            "merged": self.merged,
+        }
+
+
+@dataclass
+class ScreeningResult:
+    """Regions of one scan, worst first, and the scan's overall decision."""
+
+    regions: list[RegionResult]
+    decision: str
+    score: float | None
+    width: int
+    height: int
+    proposals: int
+    model_id: str
+    elapsed_ms: float = 0.0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the CLI's and the API's ``regions`` output)."""
+        return {
+            "regions": [r.to_dict() for r in self.regions],
+            "decision": self.decision,
+            "score": None if self.score is None else round(self.score, 4),
+            "width": self.width,
+            "height": self.height,
+            "proposals": self.proposals,
+            "model_id": self.model_id,
+            "elapsed_ms": round(self.elapsed_ms, 2),
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+
+# -- pure pieces ----------------------------------------------------------------------------
+
+
+def crop_boxes(boxes: np.ndarray, width: int, height: int, pad: float, min_side: int) -> np.ndarray:
+    """Square, padded crop windows around proposal boxes (may extend past the scan)."""
+    sq = square_boxes(pad_boxes(boxes, pad), min_side=float(min_side))
+    return sq.round()
+
+
+def crop_transmission(t: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+    """A size x size crop of a transmission image; outside the scan is empty belt (1.0)."""
+    x, y, w, h = (int(round(v)) for v in box)
+    side = max(w, h, 1)
+    canvas = np.ones((side, side), dtype=np.float32)
+    H, W = t.shape
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
+    if x1 > x0 and y1 > y0:
+        canvas[y0 - y : y1 - y, x0 - x : x1 - x] = t[y0:y1, x0:x1]
+    if side == size:
+        return canvas
+    img = Image.fromarray(canvas, "F")
+    return np.asarray(img.resize((size, size), Image.BILINEAR, reducing_gap=2.0), np.float32)
+
+
+def crops_to_batch(
+    t: np.ndarray, crops: np.ndarray, size: int, cfg: PreprocessConfig
+) -> torch.Tensor:
+    """Crop windows of a transmission image -> normalised (n, 3, size, size) tensor."""
+    if len(crops) == 0:
+        return torch.zeros((0, 3, size, size))
+    return torch.stack([grey_to_tensor(crop_transmission(t, c, size), cfg) for c in crops])
+
+
+def calibration_decision_fn(engine: Engine) -> DecisionFn:
+    """Decision from the gallery's calibration file (safe defaults when it has none)."""
+    cal = decisions.load_calibration(
+        decisions.calibration_path(engine.gallery.root), engine.embedder.model_id
+    )
+    return lambda score: decisions.decide_score(score, cal)[0]
+
+
+def threshold_decision_fn(alert: float, review: float) -> DecisionFn:
+    """Decision from explicit thresholds: >= alert -> alert, >= review -> review, else clear."""
+    if review > alert:
+        raise ValueError(f"review threshold {review} is above alert threshold {alert}")
+
+    def decide(score: float | None) -> str:
+        if score is None or not np.isfinite(score):
+            return "clear"
+        return "alert" if score >= alert else "review" if score >= review else "clear"
+
+    return decide
+
+
+def load_transmission(source: ImageSource, max_pixels: int, white_percentile: float) -> np.ndarray:
+    """Decode any X-ray export (8/16-bit grey, pseudo-colour) into float transmission."""
+    return xray_to_transmission(load_image(source, max_pixels), white_percentile)
+
+
+# -- the service ----------------------------------------------------------------------------
+
+
+def _threat_filters(filters: Filters | None) -> Filters:
+    f = filters or Filters()
+    return replace(f, threat=True) if f.threat is None else f
+
+
+def screen_transmission(
+    engine: Engine,
+    t: np.ndarray,
+    k: int = 5,
+    filters: Filters | None = None,
+    decision_fn: DecisionFn | None = None,
+    config: ScreeningConfig | None = None,
+) -> ScreeningResult:
+    """Screen an already-decoded transmission image (float, 1.0 = empty belt)."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    cfg = config or ScreeningConfig()
+    decide = decision_fn or calibration_decision_fn(engine)
+    pre = engine.embedder.preprocess_config
+    size = cfg.crop_size or min(pre.input_size, cfg.max_crop_size)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    height, width = t.shape
+    boxes, pscores = propose_regions(t, cfg.proposals)
+    crops = crop_boxes(boxes, width, height, cfg.crop_pad, cfg.min_crop_side)
+    timings["propose_ms"] = (time.perf_counter() - clock) * 1000.0
+
+    clock = time.perf_counter()
+    vecs = engine.embedder.embed_tensors(crops_to_batch(t, crops, size, pre))
+    timings["embed_ms"] = (time.perf_counter() - clock) * 1000.0
+
+    clock = time.perf_counter()
+    shown = engine.gallery.search(vecs, k, filters) if len(vecs) else []
+    threat_filters = _threat_filters(filters)
+    threats = (
+        engine.gallery.search(vecs, 1, threat_filters)
+        if len(vecs) and threat_filters.threat
+        else [[] for _ in range(len(vecs))]
+    )
+    regions = _merge(boxes, pscores, shown, threats, cfg, decide)
+    timings["search_ms"] = (time.perf_counter() - clock) * 1000.0
+    worst = decisions.most_severe(r.decision for r in regions)
+    scores = [r.threat_score for r in regions if r.threat_score is not None]
+    return ScreeningResult(
+        regions=regions[: cfg.max_regions],
+        decision=worst,
+        score=max(scores) if scores else None,
+        width=width,
+        height=height,
+        proposals=len(boxes),
+        model_id=engine.embedder.model_id,
+        elapsed_ms=sum(timings.values()),
+        timings_ms=timings,
+    )
+
+
+def _merge(
+    boxes: np.ndarray,
+    pscores: np.ndarray,
+    shown: list[list[Match]],
+    threats: list[list[Match]],
+    cfg: ScreeningConfig,
+    decide: DecisionFn,
+) -> list[RegionResult]:
+    """Merge overlapping regions that agree on their best threat label; best score first."""
+    if len(boxes) == 0:
+        return []
+    tscore = np.array([m[0].score if m else -np.inf for m in threats], dtype=np.float64)
+    keys = [
+        m[0].item.label if m else (s[0].item.label if s else "")
+        for m, s in zip(threats, shown, strict=True)
+    ]
+    # The whole-scan proposal (index 0 when present) never absorbs smaller regions.
+    groups = merge_groups(boxes, tscore, cfg.merge_iou, keys)
+    out = []
+    for g in groups:
+        i = int(g[0])
+        score = float(tscore[i]) if np.isfinite(tscore[i]) else None
+        out.append(
+            RegionResult(
+                box=tuple(int(round(v)) for v in boxes[i]),  # type: ignore[arg-type]
+                matches=shown[i],
+                threat_score=score,
+                threat_match=threats[i][0] if threats[i] else None,
+                decision=decide(score),
+                proposal_score=float(pscores[i]),
+                merged=len(g),
+            )
+        )
+    return out
+
+
+def screen_image(
+    engine: Engine,
+    source: ImageSource,
+    k: int = 5,
+    filters: Filters | None = None,
+    decision_fn: DecisionFn | None = None,
+    config: ScreeningConfig | None = None,
+) -> ScreeningResult:
+    """Decode a scan (any X-ray export) and screen it region by region."""
+    clock = time.perf_counter()
+    pre = engine.embedder.preprocess_config
+    t = load_transmission(source, engine.embedder.max_pixels, pre.xray_white_percentile)
+    decode_ms = (time.perf_counter() - clock) * 1000.0
+    result = screen_transmission(engine, t, k, filters, decision_fn, config)
+    result.timings_ms = {"decode_ms": decode_ms, **result.timings_ms}
+    result.elapsed_ms += decode_ms
+    return result
+
+
+__all__ = [
+    "RegionResult",
+    "ScreeningConfig",
+    "ScreeningResult",
+    "calibration_decision_fn",
+    "clip_boxes",
+    "crop_boxes",
+    "crop_transmission",
+    "crops_to_batch",
+    "load_transmission",
+    "screen_image",
+    "screen_transmission",
+    "threshold_decision_fn",
+]
