@@ -1,0 +1,87 @@
+// Analyst gallery page: add, edit, delete references; review feedback.
+const FIELDS = ["label", "category", "make_model", "calibre", "notes"];
+
+function categoryOptions(select, current) {
+  select.replaceChildren(...Object.values(CATEGORIES).map((c) =>
+    el("option", { value: c.key, ...(c.key === current ? { selected: "" } : {}) }, categoryName(c.key))));
+}
+
+function itemRow(it) {
+  const row = el("tr", { "data-item": it.item_id },
+    el("td", {}, it.thumbnail_url ? el("img", { src: it.thumbnail_url, alt: it.label, loading: "lazy" }) : ""),
+    el("td", {}, el("b", {}, it.label), it.threat ? el("span", { class: "tag" }, t("threat")) : ""),
+    el("td", {}, categoryName(it.category)),
+    el("td", {}, it.make_model), el("td", {}, it.calibre), el("td", {}, it.notes),
+    el("td", {},
+      el("button", { type: "button", onclick: () => editRow(row, it) }, t("edit")),
+      el("button", { type: "button", class: "danger", onclick: () => removeItem(it) }, t("del"))));
+  return row;
+}
+
+function editRow(row, it) {
+  const inputs = {};
+  const cells = FIELDS.map((f) => {
+    const input = f === "category" ? el("select") : el("input", { value: it[f] || "" });
+    if (f === "category") categoryOptions(input, it.category);
+    inputs[f] = input;
+    return el("td", {}, input);
+  });
+  const threat = el("input", { type: "checkbox", ...(it.threat ? { checked: "" } : {}) });
+  row.replaceChildren(el("td", {}, el("label", {}, threat, t("threat"))), ...cells,
+    el("td", {},
+      el("button", { type: "button", onclick: async () => {
+        const body = Object.fromEntries(FIELDS.map((f) => [f, inputs[f].value]));
+        body.threat = threat.checked;
+        try {
+          await api(`/v1/gallery/items/${it.item_id}`, {
+            method: "PATCH", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+          loadItems();
+        } catch (e) { showError(document.getElementById("error"), e); }
+      } }, t("save")),
+      el("button", { type: "button", onclick: loadItems }, t("cancel"))));
+}
+
+async function removeItem(it) {
+  if (!confirm(t("confirmDelete"))) return;
+  try {
+    await api(`/v1/gallery/items/${it.item_id}`, { method: "DELETE" });
+    loadItems();
+  } catch (e) { showError(document.getElementById("error"), e); }
+}
+
+async function loadItems() {
+  const page = await api("/v1/gallery/items?limit=500");
+  document.getElementById("count").textContent = page.total;
+  document.querySelector("#items tbody").replaceChildren(...page.items.map(itemRow));
+}
+
+async function loadFeedback() {
+  const fb = await api("/v1/feedback?limit=200");
+  document.querySelector("#feedback tbody").replaceChildren(...fb.feedback.reverse().map((f) =>
+    el("tr", {}, el("td", {}, f.created_at), el("td", {}, f.key_name), el("td", {}, f.query_id),
+      el("td", {}, t(f.verdict)), el("td", {}, f.correct_label || f.added_item_id || ""))));
+}
+
+document.getElementById("add-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = new FormData(ev.target);
+  if (!form.get("threat")) form.set("threat", "false");
+  try {
+    await api("/v1/gallery/items", { method: "POST", body: form });
+    ev.target.reset();
+    loadItems();
+  } catch (e) { showError(document.getElementById("error"), e); }
+});
+
+function refresh() {
+  document.querySelectorAll(".category-select").forEach((s) => categoryOptions(s, "other"));
+  loadItems();
+  loadFeedback();
+}
+
+document.addEventListener("langchange", () => { if (SESSION && SESSION.role !== "station") refresh(); });
+initSession((session) => {
+  if (session.role === "station") { document.getElementById("need-analyst").hidden = false; return; }
+  document.getElementById("app").hidden = false;
+  refresh();
+});

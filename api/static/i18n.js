@@ -1,0 +1,50 @@
+// Chinese by default, English on request; the choice is kept in localStorage.
+const MESSAGES = {
+  zh: {
+    title: "枪械部件比对", lang: "English", signin: "登录", signout: "退出", key: "API 密钥",
+    keyHint: "请输入管理员发放的 API 密钥", signedAs: "已登录：", gallery: "参考库", search: "检索",
+    pick: "选择图片", camera: "拍照", drop: "将图片拖到此处，或使用上方按钮", modality: "图像类型",
+    photo: "照片", xray: "X 光", k: "结果数", regions: "分区筛查（X 光）", submit: "检索",
+    working: "正在处理……", alert: "警报：疑似枪械部件", review: "需人工复核", clear: "未发现匹配的危险品",
+    score: "相似度", threshold: "阈值", uncalibrated: "（未校准，使用默认阈值）", matches: "最相似的参考",
+    history: "此图片的近期检索记录", noHistory: "此前未检索过此图片", threat: "危险品",
+    correct: "正确", wrong: "错误", thanks: "已记录反馈", makeModel: "型号", category: "类别",
+    label: "标签", calibre: "口径", notes: "备注", add: "添加参考", edit: "编辑", del: "删除",
+    save: "保存", cancel: "取消", confirmDelete: "确定删除此参考？", feedback: "分析员反馈",
+    verdict: "判断", time: "时间", keyName: "密钥", items: "条参考", image: "图片", query: "检索编号",
+    errorPrefix: "错误：", needAnalyst: "此页面需要分析员权限", yes: "是", no: "否", auto: "默认（参考库类型）",
+  },
+  en: {
+    title: "Firearm part matching", lang: "中文", signin: "Sign in", signout: "Sign out", key: "API key",
+    keyHint: "Enter the API key you were given", signedAs: "Signed in as ", gallery: "Gallery",
+    search: "Search", pick: "Choose image", camera: "Take photo",
+    drop: "Drop an image here, or use the buttons above", modality: "Image type", photo: "Photo",
+    xray: "X-ray", k: "Results", regions: "Screen regions (X-ray)", submit: "Search",
+    working: "Working…", alert: "ALERT: likely firearm component", review: "Needs review",
+    clear: "No threat match", score: "Score", threshold: "threshold",
+    uncalibrated: "(uncalibrated: default thresholds)", matches: "Closest references",
+    history: "Recent searches of this image", noHistory: "This image was not searched before",
+    threat: "threat", correct: "Correct", wrong: "Wrong", thanks: "Feedback recorded",
+    makeModel: "Make/model", category: "Category", label: "Label", calibre: "Calibre",
+    notes: "Notes", add: "Add reference", edit: "Edit", del: "Delete", save: "Save",
+    cancel: "Cancel", confirmDelete: "Delete this reference?", feedback: "Analyst feedback",
+    verdict: "Verdict", time: "Time", keyName: "Key", items: "references", image: "Image",
+    query: "Query", errorPrefix: "Error: ", needAnalyst: "This page needs the analyst role",
+    yes: "yes", no: "no", auto: "Default (gallery type)",
+  },
+};
+
+function lang() { return localStorage.getItem("gunmatch.lang") || "zh"; }
+function t(key) { return (MESSAGES[lang()] || MESSAGES.zh)[key] || key; }
+function applyI18n(root = document) {
+  document.documentElement.lang = lang() === "zh" ? "zh-CN" : "en";
+  root.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  root.querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
+    el.placeholder = t(el.dataset.i18nPlaceholder);
+  });
+}
+function toggleLang() {
+  localStorage.setItem("gunmatch.lang", lang() === "zh" ? "en" : "zh");
+  applyI18n();
+  document.dispatchEvent(new Event("langchange"));
+}
