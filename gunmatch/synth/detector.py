@@ -71,12 +71,14 @@ def to_uint16(t: np.ndarray, rng: np.random.Generator | None = None, *, bits: in
 
 def pseudo_colour(high: np.ndarray, low: np.ndarray) -> np.ndarray:
     """Station-style RGB uint8 image from high- and low-energy transmissions."""
-    high = np.clip(np.asarray(high, np.float32), 1e-12, 1.0)
-    low = np.clip(np.asarray(low, np.float32), 1e-12, 1.0)
+    floor = np.float32(1e-30)
+    high = np.clip(np.asarray(high, np.float32), floor, 1.0)
+    low = np.clip(np.asarray(low, np.float32), floor, 1.0)
     if high.shape != low.shape or high.ndim != 2:
         raise ValueError("high and low must be 2-D arrays of the same shape")
     ah, al = -np.log(high), -np.log(low)
     ratio = al / np.maximum(ah, 1e-4)
+    ratio = np.where(low <= floor, np.maximum(ratio, _R_METAL), ratio)  # impenetrable: metal
     w_org = np.clip((_R_INORGANIC - ratio) / (_R_INORGANIC - _R_ORGANIC), 0.0, 1.0)
     w_met = np.clip((ratio - _R_INORGANIC) / (_R_METAL - _R_INORGANIC), 0.0, 1.0)
     w_inorg = 1.0 - w_org - w_met
