@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import Services
 from api.errors import ConflictError, ScreeningUnavailableError
 from api.runtime import EngineSlot
-from gunmatch.decision import compare_verdict, most_severe
+from gunmatch.decision import compare_verdict, decide_score, most_severe
 from gunmatch.references import (
     ReferenceMeta,
     add_reference,
@@ -80,9 +80,13 @@ async def search_one(
     region_list = None
     if regions:
         screening = importlib.import_module("gunmatch.screening")
+        cal = slot.calibration
         screened = await services.queue.run(
-            screening.screen_image, engine, io.BytesIO(data), k
-        )
+            lambda: screening.screen_image(
+                engine, io.BytesIO(data), k, filters,
+                decision_fn=lambda score: decide_score(score, cal)[0],
+            )
+        )  # fmt: skip
         region_list = screened.to_dict().get("regions", [])
         worst = most_severe([decision["decision"], *map(_region_decision, region_list)])
         decision["decision"] = worst

@@ -63,7 +63,8 @@ def test_accepted_formats(client, keys, fmt, kw):
 
 def test_16_bit_grey_tiff(client, keys):
     grey = np.asarray(draw("barrel", 1).convert("L"), dtype=np.uint16) * 257
-    img = Image.fromarray(grey, "I;16")
+    img = Image.fromarray(grey.astype(np.uint16))
+    assert img.mode.startswith("I;16")
     r = _search(client, keys["station"], png_bytes(img, "TIFF"), name="scan.tif", modality="xray")
     assert r.status_code == 200, r.text
 
@@ -84,7 +85,8 @@ def _bomb_png(w: int, h: int) -> bytes:
     [
         ("notes.txt", b"hello, this is not an image at all", 415, "not a supported image"),
         ("big.png", b"\x89PNG" + b"0" * 2_000_001, 413, "upload limit"),
-        ("bomb.png", _bomb_png(30000, 30000), 413, "exceeds the limit"),
+        ("bomb.png", _bomb_png(3000, 3000), 413, "exceeds the limit of 4 MP"),
+        ("hugebomb.png", _bomb_png(30000, 30000), 413, "too large"),
         ("empty.png", b"", 422, "empty"),
     ],
 )
@@ -102,9 +104,8 @@ def test_truncated_image_is_422(client, keys):
 
 
 def test_wrong_field_names_are_422(client, keys):
-    r = client.post(
-        "/v1/search", files={"file": ("q.png", png_bytes(draw("slide", 0)))}, headers=hdr(keys["station"])
-    )
+    files = {"file": ("q.png", png_bytes(draw("slide", 0)))}
+    r = client.post("/v1/search", files=files, headers=hdr(keys["station"]))
     assert r.status_code == 422
     assert r.json()["detail"] == "missing field 'image'"
     r = _search(client, keys["station"], png_bytes(draw("slide", 0)), k="0")
@@ -113,13 +114,26 @@ def test_wrong_field_names_are_422(client, keys):
     assert r.status_code == 422 and "unknown category" in r.json()["detail"]
 
 
-def test_regions_answer_501_until_screening_exists(client, keys):
+def test_regions_on_a_scan(client, keys):
     from api.actions import screening_available
 
-    if screening_available():
-        pytest.skip("gunmatch.screening is installed: covered by the region test")
-    r = _search(client, keys["station"], png_bytes(draw("slide", 0)), regions="true")
-    assert r.status_code == 501 and "screening" in r.json()["detail"]
+    scan = Image.new("L", (320, 200), 250)
+    scan.paste(draw("slide", 0).convert("L"), (20, 40))
+    scan.paste(draw("umbrella", 1).convert("L"), (200, 60))
+    r = _search(client, keys["station"], png_bytes(scan), name="scan.png", modality="xray",
+                regions="true")  # fmt: skip
+    if not screening_available():
+        assert r.status_code == 501 and "screening" in r.json()["detail"]
+        return
+    assert r.status_code == 200, r.text
+    regions = r.json()["regions"]
+    assert isinstance(regions, list)
+    for reg in regions:
+        x, y, w, h = reg["box"]
+        assert 0 <= x < 320 and 0 <= y < 200 and w > 0 and h > 0
+        assert reg["decision"] in ("alert", "review", "clear")
+    plain = _search(client, keys["station"], png_bytes(scan), name="scan.png", modality="xray")
+    assert plain.json()["regions"] is None
 
 
 def test_batch(client, keys):
