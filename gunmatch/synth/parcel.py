@@ -15,7 +15,7 @@ from PIL import Image
 from gunmatch.synth.detector import pseudo_colour
 from gunmatch.synth.materials import attenuation
 from gunmatch.synth.projection import Box, tight_box
-from gunmatch.synth.shapes import BENIGN_KINDS, part_kind, render_part
+from gunmatch.synth.shapes import BENIGN_KINDS, Part, part_kind, render_part
 from gunmatch.synth.sketch import Sketch, rasterize
 
 CONTAINERS: tuple[str, ...] = ("suitcase", "carton", "soft_bag")
@@ -92,7 +92,7 @@ def _container(sk: Sketch, inner: Sketch, rng: np.random.Generator, kind: str, c
         return ww
     ww = rng.uniform(5, 10)
     phi = np.linspace(0, 2 * math.pi, 40, endpoint=False)
-    wobble = 1 + 0.04 * np.sin(3 * phi + rng.uniform(0, 6)) + 0.03 * rng.standard_normal(40)
+    wobble = 1 + sum(rng.uniform(0, 0.03) * np.sin(k * phi + rng.uniform(0, 6)) for k in (2, 3, 5))
     ex, ey = np.sign(np.cos(phi)) * np.abs(np.cos(phi)) ** 0.5, np.sign(np.sin(phi)) * np.abs(
         np.sin(phi)) ** 0.5
     pts = np.stack([ex * wobble * bw / 2, ey * wobble * bh / 2], 1)
@@ -143,6 +143,23 @@ def _paste(acc: np.ndarray, patch: np.ndarray, x: int, y: int) -> tuple[slice, s
     crop = patch[y0 - y:y1 - y, x0 - x:x1 - x]
     acc[y0:y1, x0:x1] += crop
     return slice(y0, y1), slice(x0, x1), crop
+
+
+def _fitting_part(rng: np.random.Generator, kind: str, pitch: float, region) -> Part:
+    """A clutter part at physical scale that fits the bag's inside (turned, else shrunk)."""
+    rw, rh = region[2] - region[0], region[3] - region[1]
+    flip = bool(rng.random() < 0.5)
+    seed = int(rng.integers(2**63))
+    aligned = rng.uniform(-10, 10) + (90.0 if rh > rw else 0.0)
+    for angle in (rng.uniform(0, 360), aligned):
+        part = render_part(kind, np.random.default_rng(seed), mm_per_px=pitch,
+                           angle_deg=float(angle), flip=flip)
+        ph, pw = part.thickness.shape
+        if ph <= rh and pw <= rw:
+            return part
+    shrink = max(ph / rh, pw / rw)
+    return render_part(kind, np.random.default_rng(seed), mm_per_px=pitch * shrink,
+                       angle_deg=float(angle), flip=flip)
 
 
 def _position(rng: np.random.Generator, shape: tuple[int, int], region, centre=None):
@@ -223,8 +240,7 @@ def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: 
     centres: list = [None] * n + overlap_at
     for centre in centres:
         kind = str(rng.choice(BENIGN_KINDS))
-        part = render_part(kind, rng, mm_per_px=pitch, angle_deg=float(rng.uniform(0, 360)),
-                           flip=bool(rng.random() < 0.5))
+        part = _fitting_part(rng, kind, pitch, region)
         att_h = attenuation(part.layers, "high")
         x, y = _position(rng, att_h.shape, region, centre)
         sy, sx, crop = _paste(acc["high"], att_h, x, y)
