@@ -93,14 +93,19 @@ class KeyStore:
         """Close the database."""
         self.db.close()
 
-    def create(self, name: str, role: str) -> tuple[ApiKey, str]:
-        """A new key: its record and the secret (shown once, stored only hashed)."""
+    def create(self, name: str, role: str, replace: bool = False) -> tuple[ApiKey, str]:
+        """A new key: its record and the secret (shown once, stored only hashed).
+
+        With ``replace`` an existing key of that name is deleted (its secret stops working).
+        """
         name = name.strip()
         if not name:
             raise ValueError("a key needs a non-empty name")
         check_role(role)
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         with self.db.transaction() as conn:
+            if replace:
+                conn.execute("DELETE FROM api_keys WHERE name=?", (name,))
             if conn.execute("SELECT 1 FROM api_keys WHERE name=?", (name,)).fetchone():
                 raise ValueError(f"a key named {name!r} already exists")
             conn.execute(

@@ -1,0 +1,87 @@
+"""`gunmatch keys create|list|revoke`: API keys in the service's state database."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gunmatch.commands.common import add_gallery_arg, emit_json, gallery_dir, out
+from gunmatch.settings import get_settings
+from gunmatch.state import ROLES, KeyStore, state_db_path
+
+
+def state_dir(args: argparse.Namespace) -> Path:
+    """--state DIR, else GUNMATCH_STATE_DIR, else the gallery directory."""
+    chosen = args.state or get_settings().state_dir
+    return Path(chosen) if chosen else gallery_dir(args)
+
+
+def add_state_args(p: argparse.ArgumentParser) -> None:
+    """--gallery and --state."""
+    add_gallery_arg(p)
+    p.add_argument("--state", type=Path, help="state directory (default: the gallery directory)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `keys` command group."""
+    p = sub.add_parser("keys", help="manage API keys (roles: station, analyst, admin)")
+    ks = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    c = ks.add_parser("create", help="create a key; it is printed once, alone on the last line")
+    add_state_args(c)
+    c.add_argument("--role", required=True, choices=ROLES)
+    c.add_argument("--name", required=True, help='who uses it, e.g. "Bus station 3"')
+    c.add_argument("--replace", action="store_true", help="replace a key of the same name")
+    c.set_defaults(func=cmd_create)
+    ls = ks.add_parser("list", help="list keys (never their secrets)")
+    add_state_args(ls)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+    r = ks.add_parser("revoke", help="revoke a key by name")
+    add_state_args(r)
+    r.add_argument("name")
+    r.set_defaults(func=cmd_revoke)
+
+
+def _store(args: argparse.Namespace) -> KeyStore:
+    return KeyStore(state_db_path(state_dir(args)))
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    """Create a key and print it."""
+    store = _store(args)
+    try:
+        record, secret = store.create(args.name, args.role, replace=args.replace)
+    finally:
+        store.close()
+    out(f"created {record.role} key '{record.name}'; store it now, it is not shown again:")
+    out(secret)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List keys."""
+    store = _store(args)
+    try:
+        keys = store.list()
+    finally:
+        store.close()
+    if args.json:
+        for k in keys:
+            emit_json(k.to_dict())
+        return 0
+    for k in keys:
+        state = "active" if k.active else f"revoked {k.revoked_at}"
+        used = k.last_used_at or "never"
+        out(f"{k.name:<24} {k.role:<8} {k.prefix}…  created {k.created_at}  used {used}  {state}")
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    """Revoke a key."""
+    store = _store(args)
+    try:
+        k = store.revoke(args.name)
+    finally:
+        store.close()
+    out(f"revoked '{k.name}' ({k.role}) at {k.revoked_at}")
+    return 0
