@@ -116,3 +116,8 @@ def client(gallery_copy: Path, keys: dict[str, str]) -> Iterator:
 def hdr(key: str) -> dict[str, str]:
     """The auth header."""
     return {"X-API-Key": key}
+
+
+def search(client, key: str, data: bytes, name: str = "q.png", **form):
+    """POST one image to /v1/search."""
+    return client.post("/v1/search", files={"image": (name, data)}, data=form, headers=hdr(key))
