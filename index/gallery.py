@@ -5,6 +5,9 @@ Layout::
     DIR/manifest.json   format, model_id, dim, default modality, counts, index generation
     DIR/gallery.sqlite  items, vectors (source of truth), change log
     DIR/index.faiss     FAISS cache of the vectors table at manifest["index_generation"]
+                        (kind and parameters from manifest["index"], see index.factory)
+    DIR/transform.npz   optional PCA/whitening applied to vectors and queries (manifest
+                        ["transform"], see index.transform)
     DIR/images/         original reference images, content-addressed by sha256
     DIR/thumbs/         JPEG thumbnails
     DIR/model/          the model that built the gallery (meta.json [+ weights.pt])
@@ -32,7 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from index.categories import normalize_category
+from index.factory import IndexConfig, build_index, resolve_kind
 from index.store import EDITABLE_FIELDS, Item, Store
+from index.transform import PcaTransform, fit_pca, load_transform, save_transform
 from index.vectors import VectorIndex
 
 MANIFEST_FORMAT = "gunmatch-gallery/1"
@@ -151,10 +156,20 @@ class Gallery:
         self.index = index
         self._index_gen = gen
         self._lock = threading.RLock()
+        self._closed = False
+        self.index_config = IndexConfig.from_dict(manifest.get("index"))
+        self.transform: PcaTransform | None = load_transform(root, manifest.get("transform"))
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
-    def create(cls, root: str | Path, model_id: str, dim: int, modality: str = "photo") -> Gallery:
+    def create(
+        cls,
+        root: str | Path,
+        model_id: str,
+        dim: int,
+        modality: str = "photo",
+        index_config: IndexConfig | None = None,
+    ) -> Gallery:
         """Make a new, empty gallery directory (it must not already hold a gallery)."""
         root = Path(root)
         if (root / "manifest.json").exists():
@@ -167,14 +182,15 @@ class Gallery:
             "model_id": model_id,
             "dim": int(dim),
             "modality": modality,
-            "index_type": VectorIndex.kind,
+            "index_type": resolve_kind(index_config or IndexConfig(), 0),
+            "index": (index_config or IndexConfig()).to_dict(),
             "index_generation": 0,
             "count": 0,
             "vectors": 0,
             "created_at": _now(),
         }
         store = Store(root / "gallery.sqlite")
-        index = VectorIndex(dim)
+        index = build_index(np.zeros(0, np.int64), np.zeros((0, dim), np.float32), index_config)
         index.save(root / "index.faiss")
         _atomic_write(root / "manifest.json", json.dumps(manifest, indent=2).encode())
         return cls(root, manifest, store, index, 0)
@@ -206,13 +222,18 @@ class Gallery:
         except (RuntimeError, OSError):
             index, gen = VectorIndex(int(manifest["dim"])), -1
         gallery = cls(root, manifest, store, index, gen)
+        if index.dim != gallery.index_dim:  # index file from before a transform change
+            gallery._index_gen = -1
         gallery.sync()
         return gallery
 
     def close(self) -> None:
-        """Persist the index and close the database."""
+        """Persist the index and close the database (idempotent)."""
+        if self._closed:
+            return
         self.flush()
         self.store.close()
+        self._closed = True
 
     def __enter__(self) -> Gallery:
         return self
@@ -230,6 +251,11 @@ class Gallery:
     def dim(self) -> int:
         """Vector dimension."""
         return int(self.manifest["dim"])
+
+    @property
+    def index_dim(self) -> int:
+        """Dimension of the indexed vectors (after the optional transform)."""
+        return self.transform.d_out if self.transform else self.dim
 
     @property
     def modality(self) -> str:
@@ -269,11 +295,20 @@ class Gallery:
                 self._replay(self.store.changes_since(self._index_gen))
             self._index_gen = db_gen
 
+    def _to_index_space(self, vectors: np.ndarray) -> np.ndarray:
+        """Stored/query vectors -> the space the index holds (the optional transform)."""
+        return self.transform.apply(vectors) if self.transform else vectors
+
+    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        chunks = list(self.store.vectors())
+        if not chunks:
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+        return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
+
     def _rebuild(self) -> None:
-        index = VectorIndex(self.dim)
-        for ids, vecs in self.store.vectors():
-            index.add(ids, vecs)
-        self.index = index
+        ids, vecs = self._all_vectors()
+        self.index = build_index(ids, self._to_index_space(vecs), self.index_config)
+        self.manifest["index_type"] = self.index.kind
 
     def _replay(self, changes: list[tuple[int, str, int]]) -> None:
         adds: list[int] = []
@@ -285,12 +320,15 @@ class Gallery:
                     adds.remove(vec_id)
                 self.index.remove(np.array([vec_id]))
         for ids, vecs in self.store.vectors(adds):
-            self.index.add(ids, vecs)
+            self.index.add(ids, self._to_index_space(vecs))
 
     def flush(self) -> None:
         """Write the index file and manifest for the current generation; prune the change log."""
         with self._lock:
             self.sync()
+            if resolve_kind(self.index_config, self.index.ntotal) != self.index.kind:
+                self._rebuild()  # auto: the gallery crossed the exact-search threshold
+                self.manifest["index_generation"] = None
             if (
                 self.manifest.get("index_generation") == self._index_gen
                 and (self.root / "index.faiss").exists()
@@ -463,7 +501,9 @@ class Gallery:
                 allowed = self.store.vec_ids_where(where, params)
             # Variants of one item compete for slots, so ask for more and dedupe.
             variants_per_item = max(1, self.index.ntotal // max(1, len(self)))
-            scores, ids = self.index.search(queries, k * variants_per_item, allowed)
+            scores, ids = self.index.search(
+                self._to_index_space(queries), k * variants_per_item, allowed
+            )
         lookup = self.store.items_for_vectors({int(i) for i in ids.ravel() if i >= 0})
         results = []
         for row_scores, row_ids in zip(scores, ids, strict=True):
@@ -480,6 +520,34 @@ class Gallery:
             results.append(matches)
         return results
 
+    def configure_index(
+        self,
+        config: IndexConfig | None = None,
+        pca_dim: int | None = None,
+        whiten: bool = False,
+    ) -> dict:
+        """Change the index kind/parameters and (re)learn or drop the PCA transform; rebuilds.
+
+        ``pca_dim=None`` keeps the current transform, ``0`` removes it, a positive value
+        learns a new one on the gallery's stored vectors. Returns ``info()``.
+        """
+        with self._write_lock():
+            if config is not None:
+                self.index_config = config
+                self.manifest["index"] = config.to_dict()
+            if pca_dim == 0:
+                self.transform = None
+                self.manifest.pop("transform", None)
+            elif pca_dim is not None:
+                _, vecs = self._all_vectors()
+                self.transform = fit_pca(vecs, pca_dim, whiten=whiten)
+                record = save_transform(self.transform, self.root / "transform.npz")
+                self.manifest["transform"] = record
+            self._rebuild()
+            self.manifest["index_generation"] = None
+            self.flush()
+        return self.info()
+
     def item_vectors(self, item_id: str) -> np.ndarray:
         """Stored vectors of one item (original first)."""
         self.get(item_id)
@@ -494,7 +562,9 @@ class Gallery:
             "modality": self.modality,
             "items": len(self),
             "vectors": self.index.ntotal,
-            "index_type": self.manifest.get("index_type", "flat"),
+            "index_type": self.index.kind,
+            "index": self.index_config.to_dict(),
+            "transform": self.manifest.get("transform"),
             "labels": self.labels(),
             "generation": self.store.generation(),
             "created_at": self.manifest.get("created_at"),
