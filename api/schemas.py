@@ -285,6 +285,7 @@ class HealthOut(BaseModel):
     status: str
     model_id: str | None = None
     items: int | None = None
+    reloads: int | None = None
 
 
 class ReloadOut(BaseModel):

@@ -26,7 +26,12 @@ def readyz(request: Request) -> Response:
     with services.holder.acquire() as slot:
         items = len(slot.engine.gallery)
         return JSONResponse(
-            {"status": "ready", "model_id": slot.engine.embedder.model_id, "items": items}
+            {
+                "status": "ready",
+                "model_id": slot.engine.embedder.model_id,
+                "items": items,
+                "reloads": services.holder.reloads,
+            }
         )
 
 

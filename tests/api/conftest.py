@@ -121,3 +121,52 @@ def hdr(key: str) -> dict[str, str]:
 def search(client, key: str, data: bytes, name: str = "q.png", **form):
     """POST one image to /v1/search."""
     return client.post("/v1/search", files={"image": (name, data)}, data=form, headers=hdr(key))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_server(gallery_copy: Path, keys: dict[str, str]) -> Iterator[dict]:
+    """`gunmatch serve` in a real uvicorn process on a free port; yields url, process, keys."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "GUNMATCH_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunmatch.cli", "serve", "--gallery", str(gallery_copy),
+         "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"gunmatch serve exited early:\n{proc.stdout.read()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("gunmatch serve did not become ready in 90 s")
+            time.sleep(0.2)
+        yield {"url": url, "proc": proc, "keys": keys}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -150,7 +150,7 @@ def test_session_cookie_sign_in(client, keys):
 
 
 def test_health_ready_metrics_and_pages(client, keys):
-    assert client.get("/healthz").json() == {"status": "ok", "model_id": None, "items": None}
+    assert client.get("/healthz").json()["status"] == "ok"
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["model_id"].startswith("efficientnet")
     text = client.get("/metrics").text
