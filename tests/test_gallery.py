@@ -72,7 +72,10 @@ def test_filters(gallery):
         (Filters(category="slide"), lambda it: it.category == "slide"),
         (Filters(threat=True), lambda it: it.threat),
         (Filters(modality="xray"), lambda it: it.modality == "xray"),
-        (Filters(category="barrel", threat=False), lambda it: it.category == "barrel" and not it.threat),
+        (
+            Filters(category="barrel", threat=False),
+            lambda it: it.category == "barrel" and not it.threat,
+        ),
     ]:
         hits = gallery.search(q, k=20, filters=f)[0]
         expected = [it for it in gallery.items() if check(it)]
@@ -84,7 +87,9 @@ def test_filters(gallery):
 def test_remove_update_persist_reopen(tmp_path, gallery):
     res = gallery.add(items(6), "model-a")
     gallery.remove(res.added[:2])
-    updated = gallery.update(res.added[2], label="glock-17", category="frame", threat=True, notes="seized 2026")
+    updated = gallery.update(
+        res.added[2], label="glock-17", category="frame", threat=True, notes="seized 2026"
+    )
     assert (updated.label, updated.category, updated.threat) == ("glock-17", "frame", True)
     with pytest.raises(ItemNotFoundError):
         gallery.remove(["does-not-exist"])

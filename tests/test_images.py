@@ -98,7 +98,11 @@ def test_xray_letterbox_pads_with_white():
 def test_preprocess_any_mode(mode):
     cfg = PreprocessConfig(input_size=48)
     base = Image.new("RGB", (60, 30), (200, 120, 40))
-    img = base.convert(mode) if mode != "I;16" else Image.fromarray(np.full((30, 60), 3000, np.uint16))
+    img = (
+        base.convert(mode)
+        if mode != "I;16"
+        else Image.fromarray(np.full((30, 60), 3000, np.uint16))
+    )
     for modality in ("photo", "xray"):
         t = preprocess(img, modality, cfg)
         assert t.shape == (3, 48, 48) and np.isfinite(t.numpy()).all()
