@@ -1,0 +1,64 @@
+"""The web form in headless Chromium (Debian's /usr/bin/chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import draw
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM),
+        reason=f"{CHROMIUM} missing: install Debian's chromium (make browser) to run this test",
+    ),
+]
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=ARGS
+        )
+        yield ctx
+        ctx.close()
+
+
+def test_sign_in_upload_and_see_verdict(browser, live_server, tmp_path):
+    image = tmp_path / "query.png"
+    draw("slide", 0).save(image)
+    page = browser.new_page()
+    page.goto(live_server["url"] + "/")
+    assert page.locator("#signin-btn").inner_text() == "登录"  # Chinese by default
+    page.fill("#key-input", live_server["keys"]["analyst"])
+    page.click("#signin-btn")
+    page.wait_for_selector("#app:not([hidden])")
+    page.set_input_files("#file-input", str(image))
+    verdict = page.wait_for_selector("#verdict[data-decision]", timeout=30_000)
+    assert verdict.get_attribute("data-decision") == "alert"
+    assert "警报" in verdict.inner_text()
+    first = page.locator("#matches .match").first
+    assert "pistol_slide" in first.inner_text()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#matches img'); "
+        "return i && i.complete && i.naturalWidth > 0; }"
+    )  # the thumbnail loaded through the session cookie
+    page.click("#lang-btn")
+    assert "ALERT" in page.locator("#verdict").inner_text()
+    page.locator("#matches .match").first.get_by_role("button", name="Correct").click()
+    page.wait_for_selector("text=Feedback recorded")
+    page.goto(live_server["url"] + "/gallery")
+    page.wait_for_selector("#items tbody tr")
+    assert page.locator("#items tbody tr").count() >= 12
+    assert page.locator("#feedback tbody tr").count() >= 1
+    page.close()
