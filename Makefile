@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/gunmatch demo --dir $(DEMO_DIR)
+	@$(BIN)/gunmatch keys create --gallery $(DEMO_DIR)/gallery --role admin --name "demo admin" --replace \
+	  | tail -n 1 > $(DEMO_DIR)/admin-key.txt
+	@echo "demo admin API key (also in $(DEMO_DIR)/admin-key.txt): $$(cat $(DEMO_DIR)/admin-key.txt)"
+	@echo "web form: http://$(HOST):$(PORT)/  (sign in with the key above; Ctrl-C stops)"
+	$(BIN)/gunmatch serve --gallery $(DEMO_DIR)/gallery --host $(HOST) --port $(PORT)
 
 # Headless Chromium for the web form's browser test (Debian package; needs root or sudo).
 browser:
