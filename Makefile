@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/gunmatch demo --dir $(DEMO_DIR)
-	@$(BIN)/gunmatch keys create --gallery $(DEMO_DIR)/gallery --role admin --name "demo admin" --replace \
+	@set -o pipefail; $(BIN)/gunmatch keys create --gallery $(DEMO_DIR)/gallery --role admin --name "demo admin" --replace \
 	  | tail -n 1 > $(DEMO_DIR)/admin-key.txt
 	@echo "demo admin API key (also in $(DEMO_DIR)/admin-key.txt): $$(cat $(DEMO_DIR)/admin-key.txt)"
 	@echo "web form: http://$(HOST):$(PORT)/  (sign in with the key above; Ctrl-C stops)"
