@@ -188,8 +188,13 @@ def build(
     progress: bool = True,
     embed_fn: Callable[[torch.Tensor], np.ndarray] | None = None,
     known_shas: set[str] | None = None,
+    augment_fn: Callable[[bytes, str], tuple[np.ndarray, list[str]]] | None = None,
 ) -> BuildReport:
-    """Run reader -> embedder -> writer over ``records`` with a progress bar."""
+    """Run reader -> embedder -> writer over ``records`` with a progress bar.
+
+    ``augment_fn`` (optional, X-ray records only) returns extra variant vectors of an image,
+    stored as further rows of the same item (see ``gunmatch.xray_augment``).
+    """
     report = BuildReport(total=len(records))
     embed_fn = embed_fn or embedder.embed_tensors
     bar = tqdm(total=len(records), unit="img", desc="indexing", disable=not progress or None)
@@ -197,9 +202,16 @@ def build(
 
     def flush() -> None:
         vecs = embed_fn(torch.stack([p.tensor for p in batch]))
+        extra = [
+            augment_fn(p.raw, str(p.record.path))
+            if augment_fn is not None and p.record.modality == "xray"
+            else (np.zeros((0, vecs.shape[1]), dtype=np.float32), [])
+            for p in batch
+        ]
         items = [
             NewItem(
-                vectors=vec[None, :],
+                vectors=np.concatenate([vec[None, :], ex[0]]),
+                variants=list(ex[1]),
                 label=p.record.label,
                 image_bytes=p.raw,
                 image_ext=p.record.path.suffix or ".png",
@@ -214,7 +226,7 @@ def build(
                 width=p.size[0],
                 height=p.size[1],
             )
-            for p, vec in zip(batch, vecs, strict=True)
+            for p, vec, ex in zip(batch, vecs, extra, strict=True)
         ]
         added, skipped = writer(items)
         report.added += added

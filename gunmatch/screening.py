@@ -22,6 +22,7 @@ from gunmatch import decision as decisions
 from gunmatch.regions import (
     ProposalConfig,
     clip_boxes,
+    local_contrast,
     merge_groups,
     pad_boxes,
     propose_regions,
@@ -51,6 +52,9 @@ class ScreeningConfig:
     min_crop_side: int = 48
     # Regions whose boxes overlap more than this and share a top label are merged.
     merge_iou: float = 0.3
+    # Divide out clothes and packaging in each crop: floor neighbourhood as a fraction of the
+    # crop side (0 = off).
+    flatten_frac: float = 0.0
     # The most regions reported per scan (best threat score first).
     max_regions: int = 8
 
@@ -118,7 +122,19 @@ def crop_boxes(boxes: np.ndarray, width: int, height: int, pad: float, min_side:
     return sq.round()
 
 
-def crop_transmission(t: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
+def flatten_background(crop: np.ndarray, radius: int) -> np.ndarray:
+    """Divide out the smooth local floor of a transmission crop (clothes, packaging).
+
+    Transmissions multiply, so dividing by the floor's transmission leaves objects as if
+    they lay on an empty belt; an isolated reference passes through unchanged.
+    """
+    att = -np.log(np.clip(crop, 1e-4, 1.0))
+    return np.exp(-local_contrast(att, radius)).astype(np.float32)
+
+
+def crop_transmission(
+    t: np.ndarray, box: np.ndarray, size: int, flatten_radius: int = 0
+) -> np.ndarray:
     """A size x size crop of a transmission image; outside the scan is empty belt (1.0)."""
     x, y, w, h = (int(round(v)) for v in box)
     side = max(w, h, 1)
@@ -127,19 +143,21 @@ def crop_transmission(t: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
     if x1 > x0 and y1 > y0:
         canvas[y0 - y : y1 - y, x0 - x : x1 - x] = t[y0:y1, x0:x1]
-    if side == size:
-        return canvas
-    img = Image.fromarray(canvas, "F")
-    return np.asarray(img.resize((size, size), Image.BILINEAR, reducing_gap=2.0), np.float32)
+    if side != size:
+        img = Image.fromarray(canvas, "F").resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+        canvas = np.asarray(img, np.float32)
+    return flatten_background(canvas, flatten_radius) if flatten_radius > 0 else canvas
 
 
 def crops_to_batch(
-    t: np.ndarray, crops: np.ndarray, size: int, cfg: PreprocessConfig
+    t: np.ndarray, crops: np.ndarray, size: int, cfg: PreprocessConfig, flatten_radius: int = 0
 ) -> torch.Tensor:
     """Crop windows of a transmission image -> normalised (n, 3, size, size) tensor."""
     if len(crops) == 0:
         return torch.zeros((0, 3, size, size))
-    return torch.stack([grey_to_tensor(crop_transmission(t, c, size), cfg) for c in crops])
+    return torch.stack(
+        [grey_to_tensor(crop_transmission(t, c, size, flatten_radius), cfg) for c in crops]
+    )
 
 
 def calibration_decision_fn(engine: Engine) -> DecisionFn:
@@ -199,7 +217,8 @@ def screen_transmission(
     timings["propose_ms"] = (time.perf_counter() - clock) * 1000.0
 
     clock = time.perf_counter()
-    vecs = engine.embedder.embed_tensors(crops_to_batch(t, crops, size, pre))
+    radius = int(round(cfg.flatten_frac * size))
+    vecs = engine.embedder.embed_tensors(crops_to_batch(t, crops, size, pre, radius))
     timings["embed_ms"] = (time.perf_counter() - clock) * 1000.0
 
     clock = time.perf_counter()

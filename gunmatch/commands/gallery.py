@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="backbone name or trained model directory (new galleries)")
     p.add_argument("--added-by", default="cli")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _augment_arg(p)
     add_runtime_args(p)
     p.set_defaults(func=cmd_build)
 
@@ -67,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _metadata_args(p)
     p.add_argument("--modality", choices=MODALITIES, default=None)
     p.add_argument("--added-by", default="cli")
+    _augment_arg(p)
     add_runtime_args(p)
     p.set_defaults(func=cmd_add)
 
@@ -100,6 +102,30 @@ def _metadata_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source")
 
 
+def _augment_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--augment-xray",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also index N projected variants of each X-ray reference inside generated "
+        "cluttered scans (default 0: off)",
+    )
+
+
+def _augmenter(args: argparse.Namespace, embedder):
+    """The X-ray augmentation stage for --augment-xray N, or None when N is 0."""
+    from gunmatch.cli import UsageError
+
+    if args.augment_xray < 0:
+        raise UsageError("--augment-xray must be 0 or more")
+    if not args.augment_xray:
+        return None
+    from gunmatch.xray_augment import AugmentConfig, xray_augmenter
+
+    return xray_augmenter(embedder, AugmentConfig(variants=args.augment_xray))
+
+
 def _check_dir(path: Path) -> None:
     from gunmatch.cli import UsageError
 
@@ -125,6 +151,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             batch_size=engine.embedder.batch_size,
             progress=not args.quiet,
             known_shas=engine.gallery.store.known_shas(),
+            augment_fn=_augmenter(args, engine.embedder),
         )
     finally:
         engine.close()
@@ -212,6 +239,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             gallery_writer(engine.gallery, engine.embedder.model_id, args.added_by),
             progress=False,
             known_shas=engine.gallery.store.known_shas(),
+            augment_fn=_augmenter(args, engine.embedder),
         )
     finally:
         engine.close()

@@ -28,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--category", choices=CATEGORY_KEYS, help="only references of this category")
     p.add_argument("--threat-only", action="store_true", help="only threat references")
     p.add_argument("--model", help="must match the gallery's model (default: the gallery's own)")
+    p.add_argument(
+        "--regions",
+        action="store_true",
+        help="X-ray screening: find parts inside cluttered scans, with boxes and decisions",
+    )
     add_runtime_args(p)
     p.set_defaults(func=cmd_search)
 
@@ -44,6 +49,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     engine = open_engine(gallery_dir(args), args.model, **runtime(args))
     filters = Filters(category=args.category, threat=True if args.threat_only else None)
     failures = 0
+    if args.regions:
+        try:
+            return _search_regions(engine, paths, args, filters)
+        finally:
+            engine.close()
     try:
         for path in paths:
             [res] = search_images(engine, [(str(path), path)], args.k, args.modality, filters)
@@ -74,4 +84,32 @@ def cmd_search(args: argparse.Namespace) -> int:
     finally:
         engine.close()
     # Exit 1 only when nothing could be searched; per-file errors are in the output.
+    return 1 if failures == len(paths) else 0
+
+
+def _search_regions(engine, paths, args: argparse.Namespace, filters: Filters) -> int:
+    """Screen each scan region by region; per-file errors are reported, the batch goes on."""
+    from gunmatch.screening import calibration_decision_fn, screen_image
+
+    decide = calibration_decision_fn(engine)
+    failures = 0
+    for path in paths:
+        try:
+            res = screen_image(engine, path, args.k, filters, decide)
+        except (ValueError, OSError) as exc:  # ImageError is a ValueError
+            failures += 1
+            if args.json:
+                emit_json({"query": str(path), "error": str(exc)})
+            else:
+                out(f"{path}: error: {exc}")
+            continue
+        if args.json:
+            emit_json({"query": str(path), **res.to_dict()})
+            continue
+        out(f"{path}  {res.decision.upper()}  ({res.elapsed_ms:.0f} ms, {res.proposals} proposals)")
+        for r in res.regions:
+            x, y, w, h = r.box
+            best = r.threat_match
+            what = f"{best.item.label} {best.score:.3f}" if best else "no threat match"
+            out(f"  [{x}, {y}, {w}, {h}]  {r.decision:<6} {what}")
     return 1 if failures == len(paths) else 0
