@@ -1,0 +1,184 @@
+"""``train(config) -> report``: fine-tune the bundled backbone on labelled images.
+
+Steps: collect samples (folders and/or a gallery with its analyst feedback) -> decode once ->
+group near-copies -> grouped train/val split -> cache frozen-trunk outputs for a clean and N
+augmented views -> metric learning on the unfrozen top -> self-describing checkpoint whose
+card records base, data hash, config and metrics (``training.json`` holds the full report).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from matcher.model import EmbeddingModel, ModelConfig, load_model, save_checkpoint
+from matcher.preprocess import check_modality
+from training.augment import AugmentConfig
+from training.data import Sample, assign_groups, grouped_split, load_images, scan_folders
+from training.features import cache_views
+from training.feedback import gallery_samples
+from training.fit import FitConfig, fit
+from training.trunk import n_blocks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; written next to the checkpoint."""
+
+    out: str
+    data: str | None = None
+    gallery: str | None = None
+    feedback_db: str | None = None
+    base: str = "efficientnet_lite0"
+    modality: str = "photo"
+    head_dim: int | None = None
+    freeze_blocks: int = 11
+    aug_passes: int = 3
+    val_fraction: float = 0.15
+    max_side: int = 320
+    threads: int | None = None
+    progress: bool = True
+    fit: FitConfig = field(default_factory=FitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass
+class TrainReport:
+    """What a run produced and measured."""
+
+    model_dir: str
+    model_id: str
+    base_model_id: str
+    labels: list[str]
+    samples: int
+    train_samples: int
+    val_samples: int
+    groups: int
+    data_sha256: str
+    seconds: dict[str, float]
+    fit: dict
+    config: dict
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def collect_samples(cfg: TrainConfig) -> list[Sample]:
+    """Samples from ``cfg.data`` folders and/or ``cfg.gallery`` (+ its feedback)."""
+    samples: list[Sample] = []
+    if cfg.data:
+        samples += scan_folders(cfg.data, cfg.modality)
+    if cfg.gallery:
+        samples += gallery_samples(cfg.gallery, cfg.feedback_db)
+    if not samples:
+        raise ValueError("no training data: give a DATA folder and/or a gallery")
+    return samples
+
+
+def data_hash(samples: list[Sample]) -> str:
+    """sha256 over (label, image bytes hash, negatives) of every sample, order-independent."""
+    rows = []
+    for s in samples:
+        digest = hashlib.sha256(s.path.read_bytes()).hexdigest()
+        rows.append(f"{s.label}\t{digest}\t{','.join(sorted(s.negatives))}")
+    return hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest()
+
+
+def prepare_model(base: str, head_dim: int | None) -> EmbeddingModel:
+    """The base model, with a fresh orthogonal projection head when ``head_dim`` asks for one."""
+    model = load_model(base)
+    if not head_dim or model.config.head_dim == head_dim:
+        return model
+    config = ModelConfig(**{**model.config.__dict__, "head_dim": head_dim})
+    new = EmbeddingModel(config, pretrained_backbone=False)
+    new.backbone.load_state_dict(model.backbone.state_dict())
+    torch.nn.init.orthogonal_(new.head.weight)
+    return new.eval()
+
+
+def train(cfg: TrainConfig) -> TrainReport:
+    """Run one training job and save the checkpoint at ``cfg.out``; returns the report."""
+    check_modality(cfg.modality)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.fit.seed)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    samples, images = load_images(collect_samples(cfg), cfg.max_side)
+    if not samples:
+        raise ValueError("none of the training images could be read")
+    assign_groups(samples, images)
+    labels_sorted = sorted({s.label for s in samples if s.label} | _neg_labels(samples))
+    if len(labels_sorted) < 2:
+        raise ValueError(f"need at least 2 labels to learn from, found {labels_sorted}")
+    index = {lab: i for i, lab in enumerate(labels_sorted)}
+    labels = np.array([index[s.label] if s.label else -1 for s in samples])
+    negatives = {i: [index[n] for n in s.negatives] for i, s in enumerate(samples) if s.negatives}
+    train_idx, val_idx = grouped_split(samples, cfg.val_fraction, cfg.fit.seed)
+    times["load"] = round(time.perf_counter() - t0, 2)
+
+    model = prepare_model(cfg.base, cfg.head_dim)
+    base_id = load_model(cfg.base).model_id if cfg.head_dim else model.model_id
+    if not 0 <= cfg.freeze_blocks < n_blocks(model):
+        raise ValueError(f"freeze_blocks must be in [0, {n_blocks(model) - 1}]")
+    t1 = time.perf_counter()
+    total = len(images) * (1 + cfg.aug_passes)
+    with tqdm(total=total, desc="caching features", unit="img",
+              disable=not cfg.progress or None) as bar:
+        views = cache_views(model, images, [s.modality for s in samples], cfg.freeze_blocks,
+                            cfg.aug_passes, cfg.fit.seed, cfg.augment, on_batch=bar.update)
+    times["cache"] = round(time.perf_counter() - t1, 2)
+    del images
+    result = fit(model, views, labels, train_idx, val_idx, cfg.freeze_blocks, cfg.fit,
+                 len(labels_sorted), negatives, cfg.progress)
+    times["fit"] = result.seconds
+    times["total"] = round(time.perf_counter() - t0, 2)
+
+    digest = data_hash(samples)
+    card = {
+        "base": cfg.base,
+        "base_model_id": base_id,
+        "data_sha256": digest,
+        "labels": labels_sorted,
+        "samples": len(samples),
+        "modality": cfg.modality,
+        "train_config": cfg.to_dict(),
+        "metrics": {"val_top1": result.best_val_top1, "best_epoch": result.best_epoch},
+        "seconds": times,
+    }
+    out = save_checkpoint(model, cfg.out, card)
+    report = TrainReport(
+        model_dir=str(out),
+        model_id=model.model_id,
+        base_model_id=base_id,
+        labels=labels_sorted,
+        samples=len(samples),
+        train_samples=len(train_idx),
+        val_samples=len(val_idx),
+        groups=len({s.group for s in samples}),
+        data_sha256=digest,
+        seconds=times,
+        fit=result.to_dict(),
+        config=cfg.to_dict(),
+    )
+    (out / "training.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
+    return report
+
+
+def _neg_labels(samples: list[Sample]) -> set[str]:
+    return {n for s in samples for n in s.negatives}
