@@ -35,14 +35,18 @@ class AugmentConfig:
     p_projection: float = 0.5
 
 
-def augment(img: Image.Image, modality: str, rng: np.random.Generator, cfg: AugmentConfig) -> Image.Image:
+def augment(
+    img: Image.Image, modality: str, rng: np.random.Generator, cfg: AugmentConfig
+) -> Image.Image:
     """One random augmented view of ``img`` for ``modality``."""
     if modality == "xray":
         return augment_xray(img, rng, cfg)
     return augment_photo(img, rng, cfg)
 
 
-def random_crop(img: Image.Image, rng: np.random.Generator, scale: tuple[float, float]) -> Image.Image:
+def random_crop(
+    img: Image.Image, rng: np.random.Generator, scale: tuple[float, float]
+) -> Image.Image:
     """A crop covering a random fraction of the area with aspect ratio in [3/4, 4/3]."""
     w, h = img.size
     area = w * h * rng.uniform(*scale)

@@ -121,7 +121,9 @@ def grouped_split(
     return train, sorted(val)
 
 
-def load_images(samples: list[Sample], max_side: int = 320) -> tuple[list[Sample], list[Image.Image]]:
+def load_images(
+    samples: list[Sample], max_side: int = 320
+) -> tuple[list[Sample], list[Image.Image]]:
     """Decode every sample once, downscaled to ``max_side``; unreadable files are skipped."""
     kept, images = [], []
     for s in samples:

@@ -38,8 +38,13 @@ def frozen_features(
             chunk = [(augment(im, mod, rng, aug), mod) for im, mod in chunk]
         x = torch.stack([preprocess(im, mod, cfg) for im, mod in chunk])
         with torch.inference_mode():
-            out.append(frozen_forward(model, x.contiguous(memory_format=torch.channels_last),
-                                      freeze_blocks).half().contiguous())
+            out.append(
+                frozen_forward(
+                    model, x.contiguous(memory_format=torch.channels_last), freeze_blocks
+                )
+                .half()
+                .contiguous()
+            )
         if on_batch:
             on_batch(len(chunk))
     return torch.cat(out)
@@ -58,10 +63,14 @@ def cache_views(
 ) -> torch.Tensor:
     """(1 + passes, n, C, H, W): view 0 is clean, the others augmented with seeds from ``seed``."""
     model.eval()
-    views = [frozen_features(model, images, modalities, freeze_blocks, None, aug, batch_size,
-                             on_batch)]
+    views = [
+        frozen_features(model, images, modalities, freeze_blocks, None, aug, batch_size, on_batch)
+    ]
     for p in range(passes):
         rng = np.random.default_rng([seed, p])
-        views.append(frozen_features(model, images, modalities, freeze_blocks, rng, aug,
-                                     batch_size, on_batch))
+        views.append(
+            frozen_features(
+                model, images, modalities, freeze_blocks, rng, aug, batch_size, on_batch
+            )
+        )
     return torch.stack(views)

@@ -140,7 +140,9 @@ def fit(
     result = FitResult()
     best_state, best = copy.deepcopy(model.state_dict()), -1.0
     base_val = validation_top1(model, views, labels, train_idx, val_idx, freeze_blocks)
-    bar = tqdm(range(1, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress or None)
+    bar = tqdm(
+        range(1, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress or None
+    )
     for epoch in bar:
         losses = []
         for batch in _batches(labels, train_idx, cfg, rng):

@@ -33,16 +33,16 @@ def top1_accuracy(sim: np.ndarray, q_labels: Sequence[str], g_labels: Sequence[s
     return float(_hits(sim, q_labels, g_labels, 1)[:, 0].mean())
 
 
-def recall_at_k(
-    sim: np.ndarray, q_labels: Sequence[str], g_labels: Sequence[str], k: int
-) -> float:
+def recall_at_k(sim: np.ndarray, q_labels: Sequence[str], g_labels: Sequence[str], k: int) -> float:
     """Fraction of queries with at least one same-label item among the k nearest."""
     if len(q_labels) == 0:
         return float("nan")
     return float(_hits(sim, q_labels, g_labels, k).any(axis=1).mean())
 
 
-def map_at_k(sim: np.ndarray, q_labels: Sequence[str], g_labels: Sequence[str], k: int = 10) -> float:
+def map_at_k(
+    sim: np.ndarray, q_labels: Sequence[str], g_labels: Sequence[str], k: int = 10
+) -> float:
     """Mean average precision over the top k; AP is normalised by min(k, #relevant)."""
     if len(q_labels) == 0:
         return float("nan")
@@ -81,7 +81,9 @@ def confusion_matrix(
     return labels, cm
 
 
-def threat_scores(sim: np.ndarray, g_labels: Sequence[str], threat_labels: Sequence[str]) -> np.ndarray:
+def threat_scores(
+    sim: np.ndarray, g_labels: Sequence[str], threat_labels: Sequence[str]
+) -> np.ndarray:
     """Best similarity of each query to any threat-labelled gallery item (-1 if none)."""
     mask = np.isin(np.asarray(g_labels, dtype=object), list(threat_labels))
     if not mask.any():

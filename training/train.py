@@ -13,7 +13,6 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -138,14 +137,33 @@ def train(cfg: TrainConfig) -> TrainReport:
         raise ValueError(f"freeze_blocks must be in [0, {n_blocks(model) - 1}]")
     t1 = time.perf_counter()
     total = len(images) * (1 + cfg.aug_passes)
-    with tqdm(total=total, desc="caching features", unit="img",
-              disable=not cfg.progress or None) as bar:
-        views = cache_views(model, images, [s.modality for s in samples], cfg.freeze_blocks,
-                            cfg.aug_passes, cfg.fit.seed, cfg.augment, on_batch=bar.update)
+    with tqdm(
+        total=total, desc="caching features", unit="img", disable=not cfg.progress or None
+    ) as bar:
+        views = cache_views(
+            model,
+            images,
+            [s.modality for s in samples],
+            cfg.freeze_blocks,
+            cfg.aug_passes,
+            cfg.fit.seed,
+            cfg.augment,
+            on_batch=bar.update,
+        )
     times["cache"] = round(time.perf_counter() - t1, 2)
     del images
-    result = fit(model, views, labels, train_idx, val_idx, cfg.freeze_blocks, cfg.fit,
-                 len(labels_sorted), negatives, cfg.progress)
+    result = fit(
+        model,
+        views,
+        labels,
+        train_idx,
+        val_idx,
+        cfg.freeze_blocks,
+        cfg.fit,
+        len(labels_sorted),
+        negatives,
+        cfg.progress,
+    )
     times["fit"] = result.seconds
     times["total"] = round(time.perf_counter() - t0, 2)
 
