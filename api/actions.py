@@ -284,4 +284,3 @@ def item_dict(item) -> dict:
     d = item.to_dict()
     d["thumbnail_url"] = f"/v1/gallery/items/{item.item_id}/thumbnail" if item.thumb_file else ""
     return d
-

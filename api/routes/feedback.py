@@ -57,6 +57,3 @@ def list_feedback(
         raise ValueError("limit must be 1..1000 and offset >= 0")
     rows = services.feedback.list(verdict=verdict, limit=limit, offset=offset)
     return {"total": services.feedback.count(), "feedback": [r.to_dict() for r in rows]}
-
-
-

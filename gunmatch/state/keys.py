@@ -135,9 +135,10 @@ class KeyStore:
                 "UPDATE api_keys SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
                 (_now(), name),
             )
-            if cur.rowcount == 0 and not conn.execute(
-                "SELECT 1 FROM api_keys WHERE name=?", (name,)
-            ).fetchone():
+            if (
+                cur.rowcount == 0
+                and not conn.execute("SELECT 1 FROM api_keys WHERE name=?", (name,)).fetchone()
+            ):
                 raise KeyError(f"no key named {name!r}")
         return self.get(name)
 
