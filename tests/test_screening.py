@@ -1,0 +1,197 @@
+"""Region screening of generated X-ray scans: boxes, matches, decisions, inputs, CLI JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gunmatch.decision import DECISIONS, most_severe
+from gunmatch.regions import ProposalConfig, iou
+from gunmatch.screening import (
+    ScreeningConfig,
+    crop_transmission,
+    screen_image,
+    screen_transmission,
+    threshold_decision_fn,
+)
+from gunmatch.service import Engine
+from index import Gallery, NewItem
+from matcher import Embedder, load_model, save_checkpoint
+from matcher.model import with_preprocess
+from matcher.preprocess import grey_to_tensor, letterbox_grey
+
+synth = pytest.importorskip("gunmatch.synth.xray")
+projection = pytest.importorskip("gunmatch.synth.projection")
+
+SIZE = 64  # model input: tiny so the whole file runs in seconds
+CFG = ScreeningConfig(proposals=ProposalConfig(max_regions=12), max_regions=5)
+REFS = [("slide", True, 11), ("barrel", True, 12), ("pen", False, 13), ("key", False, 14)]
+
+
+def _png(t: np.ndarray, mode: str = "L") -> bytes:
+    buf = io.BytesIO()
+    if mode == "I;16":
+        Image.fromarray((t * 65535).astype(np.uint16)).save(buf, "PNG")
+    else:
+        Image.fromarray((t * 255 + 0.5).astype(np.uint8), "L").save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    torch.set_num_threads(1)
+    net = with_preprocess(load_model("efficientnet_lite0"), input_size=SIZE)
+    emb = Embedder(net, batch_size=16)
+    root = tmp_path_factory.mktemp("xgal") / "gallery"
+    gallery = Gallery.create(root, net.model_id, net.dim, "xray")
+    save_checkpoint(net, gallery.model_dir)
+    refs = {k: synth.render_isolated(k, seed, 128).transmission for k, _, seed in REFS}
+    batch = torch.stack(
+        [grey_to_tensor(letterbox_grey(t, SIZE), net.config.preprocess) for t in refs.values()]
+    )
+    vecs = emb.embed_tensors(batch)
+    gallery.add(
+        [
+            NewItem(
+                vectors=v[None],
+                label=k,
+                image_bytes=_png(refs[k]),
+                modality="xray",
+                threat=threat,
+                category="benign" if not threat else k,
+            )
+            for (k, threat, _), v in zip(REFS, vecs, strict=True)
+        ],
+        net.model_id,
+    )
+    eng = Engine(gallery, emb)
+    eng.refs = refs  # type: ignore[attr-defined]
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def scan(engine):
+    """A generated clean parcel with the gallery's slide reference projected into it."""
+    bg = synth.render_parcel(4242, size=(480, 380), threat_kind=None, n_clutter=3).image
+    obj = engine.refs["slide"]
+    ys, xs = np.nonzero(obj < 0.98)
+    patch = obj[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    image, box = projection.project(bg, patch, scale=1.0, x=300, y=60)
+    return image, np.array([box.as_tuple()], float)
+
+
+def test_region_search_finds_the_projected_reference(engine, scan):
+    image, gt = scan
+    res = screen_transmission(engine, image, 3, None, threshold_decision_fn(0.9, 0.5), CFG)
+    assert res.width == 480 and res.height == 380
+    assert 1 <= len(res.regions) <= CFG.max_regions
+    best = res.regions[0]
+    assert best.threat_match is not None and best.threat_match.item.label == "slide"
+    assert iou(np.array([best.box], float), gt)[0, 0] >= 0.3
+    assert best.threat_score == pytest.approx(res.score)
+    scores = [r.threat_score for r in res.regions]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_decisions_follow_thresholds_and_worst_region(engine, scan):
+    image, _ = scan
+    always = screen_transmission(engine, image, 2, None, threshold_decision_fn(-1, -1), CFG)
+    assert always.decision == "alert" and {r.decision for r in always.regions} == {"alert"}
+    never = screen_transmission(engine, image, 2, None, threshold_decision_fn(2, 2), CFG)
+    assert never.decision == "clear"
+    mid = (always.score or 0) - 1e-3
+    res = screen_transmission(engine, image, 2, None, threshold_decision_fn(mid, mid - 0.5), CFG)
+    assert res.regions[0].decision == "alert"
+    assert res.decision == most_severe(r.decision for r in res.regions) == "alert"
+    with pytest.raises(ValueError):
+        threshold_decision_fn(0.5, 0.9)
+
+
+def test_to_dict_shape_is_json(engine, scan):
+    image, _ = scan
+    d = screen_transmission(engine, image, 2, None, threshold_decision_fn(0.9, 0.5), CFG).to_dict()
+    json.dumps(d)
+    assert d["decision"] in DECISIONS
+    assert {"regions", "decision", "score", "width", "height", "model_id"} <= set(d)
+    for r in d["regions"]:
+        x, y, w, h = r["box"]
+        assert all(isinstance(v, int) for v in r["box"])
+        assert x >= 0 and y >= 0 and x + w <= 480 and y + h <= 380 and w > 0 and h > 0
+        assert r["decision"] in DECISIONS
+        assert 1 <= len(r["matches"]) <= 2
+        assert {"item_id", "label", "score", "threat"} <= set(r["matches"][0])
+
+
+@pytest.mark.parametrize("export", ["grey8", "grey16", "pseudo"])
+def test_screen_image_reads_station_exports(engine, scan, export):
+    image, gt = scan
+    if export == "pseudo":
+        low = image**1.8  # rough low-energy channel: denser is darker still
+        data = io.BytesIO()
+        Image.fromarray(synth.pseudo_colour(image, low)).save(data, "PNG")
+        data = data.getvalue()
+    else:
+        data = _png(image, "I;16" if export == "grey16" else "L")
+    res = screen_image(engine, io.BytesIO(data), 2, None, threshold_decision_fn(0.9, 0.5), CFG)
+    boxes = np.array([r.box for r in res.regions], float)
+    assert iou(boxes, gt)[:, 0].max() >= 0.3
+    assert set(res.timings_ms) >= {"decode_ms", "propose_ms", "embed_ms", "search_ms"}
+
+
+def test_screen_image_uses_gallery_calibration(engine, scan):
+    image, _ = scan
+    cal = {"model_id": engine.embedder.model_id, "alert_threshold": -1.0, "review_threshold": -2.0}
+    path = engine.gallery.root / "calibration.json"
+    path.write_text(json.dumps(cal))
+    try:
+        res = screen_image(engine, io.BytesIO(_png(image)), 1, config=CFG)
+    finally:
+        path.unlink()
+    assert res.decision == "alert"
+
+
+def test_crop_outside_scan_is_empty_belt():
+    t = np.zeros((10, 10), np.float32)
+    crop = crop_transmission(t, np.array([5, 5, 10, 10]), 10)
+    assert crop[:5, :5].max() == 0.0 and crop[5:, 5:].min() == 1.0
+
+
+def test_bad_k_and_bad_image(engine):
+    with pytest.raises(ValueError):
+        screen_transmission(engine, np.ones((50, 50), np.float32), 0)
+    with pytest.raises(ValueError):
+        screen_image(engine, io.BytesIO(b"not an image"), 1)
+
+
+def test_cli_search_regions_json(engine, scan, tmp_path, capsys):
+    from gunmatch.cli import main
+
+    image, gt = scan
+    path = tmp_path / "scan.png"
+    path.write_bytes(_png(image))
+    engine.gallery.flush()
+    code = main(
+        [
+            "search",
+            "--regions",
+            "--json",
+            "--k",
+            "2",
+            "--threads",
+            "1",
+            "--gallery",
+            str(engine.gallery.root),
+            str(path),
+        ]
+    )
+    assert code == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["query"] == str(path)
+    assert line["decision"] in DECISIONS and line["regions"]
+    assert all(len(r["box"]) == 4 for r in line["regions"])
