@@ -1,0 +1,194 @@
+"""`gunmatch model list|show|add|promote|rollback`: the model registry and gated promotion."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from gunmatch.commands.common import add_gallery_arg, add_runtime_args, emit_json, gallery_dir, out
+from gunmatch.commands.common import runtime as runtime_args
+
+
+def _registry_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--registry",
+        type=Path,
+        help="registry directory (default $GUNMATCH_MODELS_DIR, else GALLERY.models)",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `model` command group."""
+    g = sub.add_parser("model", help="model registry: list, show, promote, roll back")
+    gs = g.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+
+    p = gs.add_parser("list", help="registered models (* marks the gallery's current model)")
+    _registry_arg(p)
+    add_gallery_arg(p, required=False)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = gs.add_parser("show", help="a model's card and its promotion history")
+    p.add_argument("model_id")
+    _registry_arg(p)
+    add_gallery_arg(p, required=False)
+    p.set_defaults(func=cmd_show)
+
+    p = gs.add_parser("add", help="register a checkpoint directory")
+    p.add_argument("model_dir", type=Path)
+    _registry_arg(p)
+    add_gallery_arg(p, required=False)
+    p.set_defaults(func=cmd_add)
+
+    p = gs.add_parser("promote", help="gate a model on the evaluation set and switch the gallery")
+    p.add_argument("model", help="registry id (or prefix) or checkpoint directory")
+    add_gallery_arg(p)
+    _registry_arg(p)
+    p.add_argument(
+        "--eval-queries",
+        type=Path,
+        help="fixed evaluation queries DIR/<label>/<image> (recorded on first use)",
+    )
+    p.add_argument("--threat-labels", default=None, help="comma-separated threat labels")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="largest allowed drop of any tracked metric (default 0.01)",
+    )
+    p.add_argument("--report", type=Path, help="write current/candidate metrics here")
+    p.add_argument(
+        "--notify", help="POST here after switching, e.g. http://host:8000/v1/admin/reload"
+    )
+    p.add_argument("--pid", type=int, help="send SIGHUP to this service process after switching")
+    p.add_argument("--quiet", action="store_true")
+    add_runtime_args(p)
+    p.set_defaults(func=cmd_promote)
+
+    p = gs.add_parser("rollback", help="switch the gallery back to the previously promoted model")
+    add_gallery_arg(p)
+    _registry_arg(p)
+    p.add_argument("--notify")
+    p.add_argument("--pid", type=int)
+    p.add_argument("--quiet", action="store_true")
+    add_runtime_args(p)
+    p.set_defaults(func=cmd_rollback)
+
+
+def _registry(args: argparse.Namespace):
+    from gunmatch.cli import UsageError
+    from training.registry import Registry
+
+    root = args.registry or os.environ.get("GUNMATCH_MODELS_DIR")
+    if root is None:
+        if args.gallery is None and not os.environ.get("GUNMATCH_GALLERY"):
+            raise UsageError("give --registry DIR (or --gallery, or set GUNMATCH_MODELS_DIR)")
+        g = gallery_dir(args).resolve()
+        root = g.with_name(f"{g.name}.models")
+    return Registry(root)
+
+
+def _current_model(args: argparse.Namespace) -> str | None:
+    from index import Gallery
+
+    try:
+        g = gallery_dir(args)
+    except Exception:  # noqa: BLE001 - no gallery given: nothing is current
+        return None
+    if not (Path(g) / "manifest.json").is_file():
+        return None
+    with Gallery.open(g) as gal:
+        return gal.model_id
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List registered models."""
+    reg = _registry(args)
+    current = _current_model(args)
+    for e in reg.list():
+        s = e.summary()
+        if args.json:
+            emit_json({**s, "current": e.model_id == current})
+            continue
+        mark = "*" if e.model_id == current else " "
+        val = f"{s['val_top1']:.3f}" if isinstance(s["val_top1"], float) else "-"
+        out(
+            f"{mark} {e.model_id}  {s['created_at']}  base={s['base'] or '-'}  "
+            f"samples={s['samples'] or '-'}  val_top1={val}"
+        )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print one model's card and history."""
+    reg = _registry(args)
+    e = reg.get(args.model_id)
+    history = [
+        h for h in reg.history() if e.model_id in (h.get("model_id"), h.get("previous_model_id"))
+    ]
+    emit_json({"model_id": e.model_id, "path": str(e.path), "meta": e.meta, "history": history})
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    """Register a checkpoint."""
+    e = _registry(args).add(args.model_dir)
+    out(f"registered {e.model_id} at {e.path}")
+    return 0
+
+
+def _reload(args: argparse.Namespace) -> None:
+    from training.promote import notify
+
+    if args.notify or args.pid:
+        out(notify(args.notify, args.pid, os.environ.get("GUNMATCH_API_KEY")))
+    else:
+        out(
+            "the running service still serves the old model: reload it with "
+            "'kill -HUP <pid>' or 'curl -X POST -H \"X-API-Key: $ADMIN_KEY\" "
+            "http://HOST:PORT/v1/admin/reload'"
+        )
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Gate and switch."""
+    from training.promote import promote
+
+    threats = None
+    if args.threat_labels is not None:
+        threats = [t.strip() for t in args.threat_labels.split(",") if t.strip()]
+    rt = runtime_args(args)
+    gate = promote(
+        _registry(args),
+        args.model,
+        gallery_dir(args),
+        args.eval_queries,
+        threats,
+        args.tolerance,
+        rt["threads"],
+        rt["batch_size"],
+        args.report,
+        progress=not args.quiet,
+    )
+    for name, value in gate.candidate.items():
+        out(f"  {name:<18} current {gate.current[name]:.4f}  candidate {value:.4f}")
+    if not gate.accepted:
+        out("promotion refused: " + "; ".join(gate.drops))
+        return 1
+    out(f"promoted {args.model} on {gallery_dir(args)}")
+    _reload(args)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Roll back to the previous model."""
+    from training.promote import rollback
+
+    rt = runtime_args(args)
+    target = rollback(
+        _registry(args), gallery_dir(args), rt["threads"], rt["batch_size"], progress=not args.quiet
+    )
+    out(f"rolled back {gallery_dir(args)} to model {target}")
+    _reload(args)
+    return 0

@@ -1,0 +1,97 @@
+"""`gunmatch train DATA --out MODEL_DIR`: fine-tune the bundled backbone on labelled images."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gunmatch.commands.common import emit_json, out
+from matcher.preprocess import MODALITIES
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `train` command."""
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a model on DATA/<label>/<image> and/or a gallery with its feedback",
+    )
+    p.add_argument("data", nargs="?", type=Path, help="folder with one sub-folder per label")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    p.add_argument("--gallery", type=Path, help="also train on this gallery and its feedback")
+    p.add_argument(
+        "--feedback-db", type=Path, help="feedback SQLite (default GALLERY/state.sqlite)"
+    )
+    p.add_argument("--base", default="efficientnet_lite0", help="backbone name or model directory")
+    p.add_argument("--modality", choices=MODALITIES, default="photo")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--loss", choices=("cosface", "arcface", "multi_similarity"), default=None)
+    p.add_argument("--lr", type=float, default=None, help="learning rate of the unfrozen blocks")
+    p.add_argument("--head-dim", type=int, default=None, help="add a linear projection head")
+    p.add_argument("--freeze-blocks", type=int, default=None, help="frozen backbone blocks")
+    p.add_argument("--aug-passes", type=int, default=None, help="augmented views per image")
+    p.add_argument("--val-fraction", type=float, default=None)
+    p.add_argument("--patience", type=int, default=None, help="early-stopping patience (epochs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads")
+    p.add_argument("--register", type=Path, help="also add the model to this registry dir")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Run training and print where the checkpoint went."""
+    from dataclasses import replace
+
+    from gunmatch.cli import UsageError
+    from training.fit import FitConfig
+    from training.registry import Registry
+    from training.train import TrainConfig, train
+
+    if args.data is None and args.gallery is None:
+        raise UsageError("give DATA (a folder of label sub-folders) and/or --gallery DIR")
+    if args.data is not None and not args.data.is_dir():
+        raise UsageError(f"{args.data} is not a directory")
+    if args.gallery is not None and not (args.gallery / "manifest.json").is_file():
+        raise UsageError(f"{args.gallery} is not a gallery (no manifest.json)")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError("--epochs must be >= 1")
+    fit_changes = {
+        k: v
+        for k, v in {
+            "epochs": args.epochs,
+            "loss": args.loss,
+            "lr": args.lr,
+            "patience": args.patience,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
+    cfg = TrainConfig(
+        out=str(args.out),
+        data=str(args.data) if args.data else None,
+        gallery=str(args.gallery) if args.gallery else None,
+        feedback_db=str(args.feedback_db) if args.feedback_db else None,
+        base=args.base,
+        modality=args.modality,
+        threads=args.threads,
+        progress=not args.quiet,
+        fit=replace(FitConfig(), **fit_changes),
+    )
+    for name in ("head_dim", "freeze_blocks", "aug_passes", "val_fraction"):
+        if getattr(args, name) is not None:
+            cfg = replace(cfg, **{name: getattr(args, name)})
+    report = train(cfg)
+    if args.register:
+        Registry(args.register).add(report.model_dir)
+    if args.json:
+        emit_json(report.to_dict())
+        return 0
+    fit = report.fit
+    out(
+        f"trained model {report.model_id} on {report.train_samples} images "
+        f"({report.val_samples} held out, {len(report.labels)} labels) in "
+        f"{report.seconds['total']:.0f} s; best epoch {fit['best_epoch']}, "
+        f"validation top-1 {fit['best_val_top1']:.3f}; saved to {report.model_dir}"
+    )
+    return 0
