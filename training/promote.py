@@ -32,9 +32,19 @@ log = logging.getLogger(__name__)
 # Higher is better for each; threat metrics are tracked only when threat labels are set.
 TRACKED = ("top1", "recall@5", "map@10", "threat.auc", "threat.tpr@fpr1%")
 # Files a gallery build creates; everything else in the directory is service state.
-GALLERY_ENTRIES = {"manifest.json", "gallery.sqlite", "gallery.sqlite-wal", "gallery.sqlite-shm",
-                   "index.faiss", "images", "thumbs", "model", ".lock", "gallery.lock",
-                   CALIBRATION_FILE}
+GALLERY_ENTRIES = {
+    "manifest.json",
+    "gallery.sqlite",
+    "gallery.sqlite-wal",
+    "gallery.sqlite-shm",
+    "index.faiss",
+    "images",
+    "thumbs",
+    "model",
+    ".lock",
+    "gallery.lock",
+    CALIBRATION_FILE,
+}
 
 
 @dataclass
@@ -48,8 +58,12 @@ class Gate:
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
-        return {"accepted": self.accepted, "current": self.current,
-                "candidate": self.candidate, "drops": self.drops}
+        return {
+            "accepted": self.accepted,
+            "current": self.current,
+            "candidate": self.candidate,
+            "drops": self.drops,
+        }
 
 
 def metric(metrics: dict, name: str) -> float | None:
@@ -126,8 +140,9 @@ def promote(
     threats = threat_labels if threat_labels is not None else fixed.get("threat_labels", [])
     tol = tolerance if tolerance is not None else fixed.get("tolerance", 0.01)
     if not fixed:
-        registry.set_eval_set({"queries": str(Path(queries).resolve()),
-                               "threat_labels": threats, "tolerance": tol})
+        registry.set_eval_set(
+            {"queries": str(Path(queries).resolve()), "threat_labels": threats, "tolerance": tol}
+        )
     entry = registry.resolve(model)
     with Gallery.open(gallery_dir) as g:
         current_id = g.model_id
@@ -147,8 +162,12 @@ def promote(
     if report_dir:
         write_report(current, Path(report_dir) / "current", plots=False)
         write_report(candidate, Path(report_dir) / "candidate", plots=False)
-    event = {"gallery": str(gallery_dir), "model_id": entry.model_id,
-             "previous_model_id": current_id, "gate": gate.to_dict()}
+    event = {
+        "gallery": str(gallery_dir),
+        "model_id": entry.model_id,
+        "previous_model_id": current_id,
+        "gate": gate.to_dict(),
+    }
     if not gate.accepted:
         shutil.rmtree(shadow_dir, ignore_errors=True)
         registry.record({"action": "refused", **event})
@@ -172,7 +191,7 @@ def rollback(
     gallery_dir = Path(gallery_dir).resolve()
     chain = registry.active_chain(gallery_dir)
     if len(chain) < 2:
-        raise ValueError(f"nothing to roll back to: no earlier promotion recorded for {gallery_dir}")
+        raise ValueError(f"nothing to roll back to: no earlier promotion of {gallery_dir}")
     target = chain[-2]
     emb = Embedder(registry.load(target), batch_size=batch_size, threads=threads)
     shadow_dir = gallery_dir.with_name(f".{gallery_dir.name}.rollback-{target}")
@@ -181,6 +200,13 @@ def rollback(
         build_shadow(g, emb, shadow_dir, progress).close()
     moved = carry_state(gallery_dir, shadow_dir)
     swap_in(shadow_dir, gallery_dir)
-    registry.record({"action": "rollback", "gallery": str(gallery_dir), "model_id": target,
-                     "previous_model_id": current_id, "state_moved": moved})
+    registry.record(
+        {
+            "action": "rollback",
+            "gallery": str(gallery_dir),
+            "model_id": target,
+            "previous_model_id": current_id,
+            "state_moved": moved,
+        }
+    )
     return target

@@ -99,7 +99,7 @@ class Registry:
         return ModelEntry(path.name, path, json.loads((path / "meta.json").read_text()))
 
     def resolve(self, spec: str | Path) -> ModelEntry:
-        """A registry id/prefix, a checkpoint directory or a bundled name (registered on the way)."""
+        """A registry id/prefix, a checkpoint dir or a bundled name (registered on the way)."""
         spec_s = str(spec)
         if not Path(spec_s).exists():
             try:
