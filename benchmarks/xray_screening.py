@@ -1,0 +1,212 @@
+"""X-ray parcel screening benchmark on the project's generated parcels.
+
+Gallery: isolated references of every part kind (threats and benign look-alikes) rendered
+from seeds reserved for galleries, optionally with projected variants in gallery-only
+backgrounds. Evaluation: parcels with one threat part and parcels without, rendered from
+other seed ranges, so no part instance or background is ever seen by the gallery.
+
+Reports detection rate at 1% and 5% false alarms (parcel score = best threat-match score
+over regions), box hit rate (IoU >= 0.3 of the top region for detected parts), and seconds
+per scan (decode + screen of 8-bit PNG scans). Writes the "xray" section of
+docs/benchmarks.md with --write.
+
+    .venv/bin/python -m benchmarks.xray_screening --positives 60 --negatives 60 --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from benchmarks.report import git_rev, machine, write_section
+from gunmatch.regions import ProposalConfig, iou
+from gunmatch.screening import (
+    ScreeningConfig,
+    screen_image,
+    screen_transmission,
+    threshold_decision_fn,
+)
+from gunmatch.service import Engine
+from gunmatch.synth.shapes import PART_KINDS, THREAT_KINDS
+from gunmatch.synth.xray import render_isolated, render_parcel
+from gunmatch.xray_augment import AugmentConfig, projected_variants
+from index import Gallery, NewItem
+from matcher import Embedder, load_model, save_checkpoint
+from matcher.model import with_preprocess
+from matcher.preprocess import grey_to_tensor, letterbox_grey
+
+log = logging.getLogger("benchmarks.xray")
+
+GALLERY_SEED = 1_000  # isolated references
+POSITIVE_SEED = 20_000_000  # evaluation parcels with a threat part
+NEGATIVE_SEED = 30_000_000  # evaluation parcels without
+
+
+def _png(t: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(t, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def build_gallery(root: Path, args: argparse.Namespace) -> Engine:
+    """References of every kind (+ projected variants) in a fresh gallery."""
+    net = with_preprocess(load_model(args.model), input_size=args.crop)
+    emb = Embedder(net, batch_size=64)
+    gallery = Gallery.create(root, net.model_id, net.dim, "xray")
+    save_checkpoint(net, gallery.model_dir)
+    pre = net.config.preprocess
+    aug = AugmentConfig(variants=args.augment)
+    items = []
+    for kind, spec in PART_KINDS.items():
+        n = args.refs_per_kind if spec.threat else args.benign_refs
+        for s in range(n):
+            seed = GALLERY_SEED + 100 * list(PART_KINDS).index(kind) + s
+            ref = render_isolated(kind, seed, 256).transmission
+            crops = [letterbox_grey(ref, args.crop)]
+            if args.augment:
+                rng = np.random.default_rng(seed)
+                crops += projected_variants(ref, aug, args.crop, rng)
+            vecs = emb.embed_tensors(torch.stack([grey_to_tensor(c, pre) for c in crops]))
+            items.append(
+                NewItem(
+                    vectors=vecs,
+                    variants=[f"projected{i}" for i in range(len(crops) - 1)],
+                    label=kind,
+                    image_bytes=_png(ref),
+                    category=spec.category,
+                    modality="xray",
+                    threat=spec.threat,
+                    source=f"render_isolated({kind!r}, {seed})",
+                )
+            )
+    gallery.add(items, net.model_id)
+    return Engine(gallery, emb)
+
+
+def rate_at(pos: np.ndarray, neg: np.ndarray, fa: float) -> tuple[float, float]:
+    """Detection rate at a false-alarm rate, and the threshold (scores above it alarm)."""
+    thr = float(np.quantile(neg, 1.0 - fa, method="higher"))
+    return float(np.mean(pos > thr)), thr
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Build the gallery, screen the parcels, return the measured figures."""
+    torch.set_num_threads(args.threads)
+    size = tuple(int(v) for v in args.size.split("x"))
+    cfg = ScreeningConfig(crop_size=args.crop, proposals=ProposalConfig(max_regions=args.regions))
+    decide = threshold_decision_fn(0.9, 0.7)
+    tmp = Path(tempfile.mkdtemp(prefix="xray-bench-"))
+    try:
+        clock = time.perf_counter()
+        engine = build_gallery(tmp / "gallery", args)
+        gallery_s = time.perf_counter() - clock
+        pos, neg, hit, seconds = [], [], [], []
+        for i in range(args.positives + args.negatives):
+            positive = i < args.positives
+            kind = THREAT_KINDS[i % len(THREAT_KINDS)] if positive else None
+            seed = POSITIVE_SEED + i if positive else NEGATIVE_SEED + i
+            parcel = render_parcel(seed, size=size, threat_kind=kind)
+            if i < args.timing_scans:
+                data = _png(parcel.image)
+                clock = time.perf_counter()
+                res = screen_image(engine, io.BytesIO(data), 3, None, decide, cfg)
+                seconds.append(time.perf_counter() - clock)
+            else:
+                res = screen_transmission(engine, parcel.image, 3, None, decide, cfg)
+            score = res.score if res.score is not None else -1.0
+            if positive:
+                pos.append(score)
+                gt = np.array([parcel.boxes[0].as_tuple()], float)
+                top = np.array([res.regions[0].box], float) if res.regions else np.zeros((1, 4))
+                hit.append(float(iou(top, gt)[0, 0]))
+            else:
+                neg.append(score)
+            if (i + 1) % 20 == 0:
+                log.info("%d / %d scans", i + 1, args.positives + args.negatives)
+        engine.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    pos_a, neg_a, hit_a = np.array(pos), np.array(neg), np.array(hit)
+    out = {"gallery_s": gallery_s, "seconds": seconds, "hit_all": float(np.mean(hit_a >= 0.3))}
+    for fa in (0.01, 0.05):
+        det, thr = rate_at(pos_a, neg_a, fa)
+        detected = pos_a > thr
+        out[fa] = {
+            "det": det,
+            "thr": thr,
+            "hit": float(np.mean(hit_a[detected] >= 0.3)) if detected.any() else float("nan"),
+        }
+    out["auc"] = float(np.mean(pos_a[:, None] > neg_a[None, :]))
+    return out
+
+
+def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
+    """The docs/benchmarks.md section."""
+    med = statistics.median(r["seconds"]) if r["seconds"] else float("nan")
+    lines = [
+        "## X-ray parcel screening (generated parcels)",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine()}; commit {git_rev()}  ",
+        f"Gallery: isolated references, {args.refs_per_kind} per threat kind and "
+        f"{args.benign_refs} per benign kind, {args.augment} projected variants each, "
+        f"model {args.model} at {args.crop} px ({r['gallery_s']:.0f} s to build).  ",
+        f"Evaluation: {args.positives} parcels with one threat part and {args.negatives} "
+        f"without, {args.size} px, seeds disjoint from the gallery's; "
+        f"{args.regions} proposals per scan, threads={args.threads}.",
+        "",
+        "| metric | value | target |",
+        "|---|---|---|",
+        f"| detection rate at 1% false alarms | {r[0.01]['det']:.3f} | >= 0.9 |",
+        f"| detection rate at 5% false alarms | {r[0.05]['det']:.3f} | |",
+        f"| box hit rate (IoU >= 0.3, top region) of parts detected at 1% FA | "
+        f"{r[0.01]['hit']:.3f} | >= 0.8 |",
+        f"| box hit rate of parts detected at 5% FA | {r[0.05]['hit']:.3f} | |",
+        f"| box hit rate over all positive parcels | {r['hit_all']:.3f} | |",
+        f"| parcel-level ROC AUC | {r['auc']:.3f} | |",
+        f"| seconds per scan, median over {len(r['seconds'])} 8-bit PNG scans "
+        f"(decode + screen) | {med:.2f} | <= 1.5 |",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--positives", type=int, default=60)
+    p.add_argument("--negatives", type=int, default=60)
+    p.add_argument("--size", default="1600x1250", help="scan WxH (2 megapixels by default)")
+    p.add_argument("--refs-per-kind", type=int, default=4)
+    p.add_argument("--benign-refs", type=int, default=2)
+    p.add_argument("--augment", type=int, default=2, help="projected variants per reference")
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--crop", type=int, default=128, help="model input side for crops")
+    p.add_argument("--regions", type=int, default=24, help="proposals per scan")
+    p.add_argument("--timing-scans", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--write", action="store_true", help="write docs/benchmarks.md section")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    r = run(args)
+    command = ".venv/bin/python -m benchmarks.xray_screening " + " ".join(argv or [])
+    text = markdown(args, r, command.strip())
+    print(text)
+    if args.write:
+        write_section("xray", text)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
