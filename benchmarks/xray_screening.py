@@ -163,7 +163,9 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
         f"model {args.model} at {args.crop} px ({r['gallery_s']:.0f} s to build).  ",
         f"Evaluation: {args.positives} parcels with one threat part and {args.negatives} "
         f"without, {args.size} px, seeds disjoint from the gallery's; "
-        f"{args.regions} proposals per scan, threads={args.threads}.",
+        f"{args.regions} proposals per scan, threads={args.threads}. "
+        f"False-alarm thresholds are quantiles of the {args.negatives} clean parcels' scores "
+        f"(below 100 negatives, 1% means the highest clean score).",
         "",
         "| metric | value | target |",
         "|---|---|---|",

@@ -262,7 +262,6 @@ def _merge(
         m[0].item.label if m else (s[0].item.label if s else "")
         for m, s in zip(threats, shown, strict=True)
     ]
-    # The whole-scan proposal (index 0 when present) never absorbs smaller regions.
     groups = merge_groups(boxes, tscore, cfg.merge_iou, keys)
     out = []
     for g in groups:
