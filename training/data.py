@@ -51,15 +51,19 @@ def dhash(img: Image.Image, size: int = 8) -> int:
     return int("".join("1" if b else "0" for b in bits), 2)
 
 
+# Copy markers only: " (1)", "_copy", "-copy2", "copy of x", Roboflow ".rf.<hash>", "x_jpg".
+# Plain trailing numbers stay: IMG_0001 and IMG_0002 are different photos.
 _COPY_SUFFIX = re.compile(
-    r"(\.rf\.[0-9a-f]+|[_\-\s]*\(?(copy|kopie|dup|aug)?[_\-\s]*\d{0,3}\)?|_jpg|_png|_jpeg)+$", re.I
+    r"(\.rf\.[0-9a-f]+|\s*\(\d{1,3}\)|[_\-\s]*(copy|kopie)[_\-\s]*\d{0,3}|_(jpe?g|png|webp))+$",
+    re.I,
 )
+_COPY_PREFIX = re.compile(r"^(copy of\s+)+", re.I)
 
 
 def stem_key(path: Path) -> str:
     """File stem with copy markers stripped ("x (1)", "x_copy2", Roboflow ".rf.<hash>")."""
     stem = path.stem.lower()
-    key = _COPY_SUFFIX.sub("", stem)
+    key = _COPY_PREFIX.sub("", _COPY_SUFFIX.sub("", stem))
     return key or stem
 
 

@@ -129,12 +129,16 @@ def fit(
             {"params": list(model.head.parameters()), "lr": cfg.head_lr},
         ]
     if loss_mod is not None:
-        groups.append({"params": list(loss_mod.parameters()), "lr": cfg.head_lr * 10})
+        groups.append({"params": list(loss_mod.parameters()), "lr": cfg.head_lr})
         _init_proxies(loss_mod, model, views, labels, train_idx, freeze_blocks, n_classes)
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * max(1, math.ceil(len(train_idx) / cfg.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=[g["lr"] for g in groups], total_steps=steps + 1, pct_start=0.1
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda i: (
+            min(1.0, (i + 1) / warm) * 0.5 * (1.0 + math.cos(math.pi * min(i, steps) / steps))
+        ),
     )
     model.eval()  # BatchNorm keeps its ImageNet statistics: small batches, few images
     result = FitResult()

@@ -18,7 +18,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from matcher.model import EmbeddingModel, ModelConfig, load_model, save_checkpoint
+from matcher.model import (
+    EmbeddingModel,
+    ModelConfig,
+    load_model,
+    save_checkpoint,
+    with_preprocess,
+)
 from matcher.preprocess import check_modality
 from training.augment import AugmentConfig
 from training.data import Sample, assign_groups, grouped_split, load_images, scan_folders
@@ -41,6 +47,8 @@ class TrainConfig:
     base: str = "efficientnet_lite0"
     modality: str = "photo"
     head_dim: int | None = None
+    # Override the base model's input size (smaller is faster; the checkpoint records it).
+    input_size: int | None = None
     freeze_blocks: int = 11
     aug_passes: int = 3
     val_fraction: float = 0.15
@@ -132,6 +140,8 @@ def train(cfg: TrainConfig) -> TrainReport:
     times["load"] = round(time.perf_counter() - t0, 2)
 
     model = prepare_model(cfg.base, cfg.head_dim)
+    if cfg.input_size and cfg.input_size != model.config.preprocess.input_size:
+        model = with_preprocess(model, input_size=cfg.input_size)
     base_id = load_model(cfg.base).model_id if cfg.head_dim else model.model_id
     if not 0 <= cfg.freeze_blocks < n_blocks(model):
         raise ValueError(f"freeze_blocks must be in [0, {n_blocks(model) - 1}]")

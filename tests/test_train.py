@@ -1,0 +1,143 @@
+"""One-epoch-scale training on generated images: loss falls, checkpoint round-trips."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from matcher import Embedder, load_model
+from tests.conftest import shape_image, write_image_tree
+from training.augment import AugmentConfig, augment, clutter_background
+from training.data import Sample, assign_groups, dhash, grouped_split, scan_folders, stem_key
+from training.fit import FitConfig
+from training.train import TrainConfig, train
+
+LABELS = ["barrel", "magazine", "spring"]
+
+
+def varied_image(label: str, seed: int) -> Image.Image:
+    """A label's drawing at a random place and size on random clutter (distinct dHashes)."""
+    rng = np.random.default_rng(seed + 7919)
+    canvas = Image.fromarray(rng.integers(120, 255, (12, 12, 3), dtype=np.uint8)).resize((96, 96))
+    size = int(rng.integers(48, 80))
+    x, y = (int(v) for v in rng.integers(0, 96 - size, 2))
+    canvas.paste(shape_image(label, seed).resize((size, size)), (x, y))
+    return canvas
+
+
+def write_varied_tree(root: Path, labels: list[str], per_label: int) -> Path:
+    """root/<label>/<label>_<i>.png of varied drawings."""
+    for li, label in enumerate(labels):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_label):
+            varied_image(label, li * 100 + i).save(root / label / f"{label}_{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run: 3 labels x 6 drawings, 64 px input, 1 augmented pass, 3 epochs."""
+    root = tmp_path_factory.mktemp("train")
+    data = write_varied_tree(root / "data", LABELS, 6)
+    cfg = TrainConfig(
+        out=str(root / "model"),
+        data=str(data),
+        input_size=64,
+        aug_passes=1,
+        val_fraction=0.34,
+        threads=1,
+        progress=False,
+        fit=FitConfig(epochs=6, batch_size=12, patience=10, seed=3),
+    )
+    return cfg, train(cfg)
+
+
+def test_training_loss_decreases(trained):
+    _, report = trained
+    losses = [h["loss"] for h in report.fit["history"][1:]]
+    assert len(losses) == 6
+    assert losses[-1] < losses[0]
+    assert report.samples == 18 and report.train_samples + report.val_samples == 18
+    assert report.val_samples > 0
+
+
+def test_checkpoint_round_trips(trained):
+    _, report = trained
+    model = load_model(report.model_dir)
+    assert model.model_id == report.model_id
+    assert model.config.preprocess.input_size == 64
+    card = json.loads((Path(report.model_dir) / "meta.json").read_text())["card"]
+    assert card["labels"] == LABELS
+    assert card["train_config"]["fit"]["epochs"] == 6
+    assert len(card["data_sha256"]) == 64
+    saved = json.loads((Path(report.model_dir) / "training.json").read_text())
+    assert saved["fit"]["best_epoch"] == report.fit["best_epoch"]
+    # The reloaded weights give the same vectors as a fresh load of the same directory.
+    img = shape_image("barrel", 99)
+    a = Embedder(model, threads=1).embed([img])
+    b = Embedder(load_model(report.model_dir), threads=1).embed([img])
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert np.isclose(np.linalg.norm(a), 1.0, atol=1e-5)
+    # ...and differ from the base model's: training changed the weights.
+    base = Embedder(load_model("efficientnet_lite0"), threads=1)
+    assert model.model_id != base.model_id
+
+
+def test_training_is_reproducible(trained, tmp_path):
+    cfg, report = trained
+    again = train(replace(cfg, out=str(tmp_path / "again"), fit=replace(cfg.fit, epochs=1)))
+    first = train(replace(cfg, out=str(tmp_path / "first"), fit=replace(cfg.fit, epochs=1)))
+    assert again.model_id == first.model_id
+    assert [h["loss"] for h in again.fit["history"][1:]] == [
+        h["loss"] for h in first.fit["history"][1:]
+    ]
+
+
+def test_grouped_split_keeps_near_copies_together(tmp_path):
+    imgs, samples = [], []
+    for i in range(6):
+        base = shape_image("magazine", i)
+        for j, im in enumerate([base, base.resize((90, 90)).resize((96, 96))]):
+            p = tmp_path / f"m{i}_{j}.png"
+            im.save(p)
+            samples.append(Sample(p, "magazine"))
+            imgs.append(im)
+    assign_groups(samples, imgs)
+    train_idx, val_idx = grouped_split(samples, 0.5, seed=0)
+    groups_train = {samples[i].group for i in train_idx}
+    groups_val = {samples[i].group for i in val_idx}
+    assert groups_train and groups_val and not groups_train & groups_val
+
+
+def test_stem_key_and_dhash():
+    assert stem_key(Path("gun (1).jpg")) == stem_key(Path("gun.jpg"))
+    assert stem_key(Path("a_jpg.rf.0123abcd.jpg")) == "a"
+    img = shape_image("spring", 1)
+    assert dhash(img) == dhash(img.resize((120, 120)))
+    assert dhash(img) != dhash(shape_image("barrel", 1))
+
+
+def test_augmentations_per_modality():
+    rng = np.random.default_rng(0)
+    photo = augment(shape_image("barrel", 0), "photo", rng, AugmentConfig())
+    assert photo.mode == "RGB" and min(photo.size) > 8
+    bg = clutter_background((64, 64), rng)
+    assert bg.min() < 1.0 and bg.max() <= 1.0
+    obj = Image.fromarray(np.full((40, 20), 80, np.uint8), "L")
+    xr = augment(obj, "xray", rng, replace(AugmentConfig(), p_projection=1.0))
+    t = np.asarray(xr, dtype=np.float32)
+    assert xr.mode == "F" and t.max() <= 1.0 and t.min() >= 0.0
+    # Transmissions multiply: the object part is darker than the object alone (gamma aside).
+    assert t.min() < 0.6
+
+
+def test_scan_folders_rejects_empty(tmp_path):
+    with pytest.raises(ValueError):
+        scan_folders(tmp_path)
+    write_image_tree(tmp_path, ["a"], 1)
+    assert [s.label for s in scan_folders(tmp_path)] == ["a"]
