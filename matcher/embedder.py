@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
+from matcher.fast import RuntimeOptions, create_runner
 from matcher.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from matcher.model import EmbeddingModel, load_model
 from matcher.preprocess import Modality, check_modality, preprocess
@@ -21,6 +22,8 @@ class Embedder:
         batch_size: int = 32,
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        runtime: str = "torch",
+        runtime_options: RuntimeOptions | None = None,
     ) -> None:
         if threads is not None:
             if threads < 1:
@@ -29,6 +32,14 @@ class Embedder:
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.max_pixels = max_pixels
+        # Inference path (matcher.fast): "torch" float32 reference, or a faster checked one.
+        # Eager torch reads self.model at call time (callers may swap or train it in place).
+        self.runtime = runtime
+        self._run = (
+            None
+            if runtime == "torch"
+            else create_runner(self.model, runtime, threads, runtime_options)
+        )
 
     @property
     def model_id(self) -> str:
@@ -52,14 +63,15 @@ class Embedder:
 
     def embed_tensors(self, batch: torch.Tensor) -> np.ndarray:
         """Already-preprocessed (n, 3, s, s) tensors -> (n, d) float32 vectors."""
-        out = []
-        with torch.inference_mode():
-            for i in range(0, batch.shape[0], self.batch_size):
-                chunk = batch[i : i + self.batch_size].contiguous(memory_format=torch.channels_last)
-                out.append(self.model(chunk).float().numpy())
+        run = self._run or self._torch_forward
+        out = [run(batch[i : i + self.batch_size]) for i in range(0, len(batch), self.batch_size)]
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+    def _torch_forward(self, chunk: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model(chunk.contiguous(memory_format=torch.channels_last)).float().numpy()
 
     def embed(self, images: Sequence[ImageSource], modality: str = "photo") -> np.ndarray:
         """Images (paths, bytes, PIL images) -> (n, d) float32 unit vectors."""
