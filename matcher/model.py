@@ -136,7 +136,9 @@ def save_checkpoint(model: EmbeddingModel, out_dir: str | Path, card: dict | Non
         weights_name = "bundled"
     else:
         buf = io.BytesIO()
-        torch.save(model.state_dict(), buf)
+        # Contiguous copies: an Embedder switches the model to channels_last, which must not
+        # change the bytes (and so the model_id) of the same weights.
+        torch.save({k: _canonical(v) for k, v in model.state_dict().items()}, buf)
         data = buf.getvalue()
         model.weights_sha256 = hashlib.sha256(data).hexdigest()
         weights_name = "weights.pt"
@@ -204,6 +206,11 @@ def with_preprocess(model: EmbeddingModel, **changes) -> EmbeddingModel:
     """Same weights, different preprocessing (the model_id changes accordingly)."""
     model.config = replace(model.config, preprocess=replace(model.config.preprocess, **changes))
     return model
+
+
+def _canonical(t: torch.Tensor) -> torch.Tensor:
+    """A copy with standard row-major strides (size-1 dims included), for stable bytes."""
+    return torch.empty_like(t, memory_format=torch.contiguous_format).copy_(t)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
