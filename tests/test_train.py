@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from matcher import Embedder, load_model
+from matcher.model import with_preprocess
 from tests.conftest import shape_image, write_image_tree
 from training.augment import AugmentConfig, augment, clutter_background
 from training.data import Sample, assign_groups, dhash, grouped_split, scan_folders, stem_key
@@ -83,9 +84,11 @@ def test_checkpoint_round_trips(trained):
     b = Embedder(load_model(report.model_dir), threads=1).embed([img])
     np.testing.assert_allclose(a, b, atol=1e-6)
     assert np.isclose(np.linalg.norm(a), 1.0, atol=1e-5)
-    # ...and differ from the base model's: training changed the weights.
-    base = Embedder(load_model("efficientnet_lite0"), threads=1)
+    # ...and differ from the base model's at the same input size: the trained weights were saved.
+    assert (Path(report.model_dir) / "weights.pt").is_file()
+    base = with_preprocess(load_model("efficientnet_lite0"), input_size=64)
     assert model.model_id != base.model_id
+    assert not np.allclose(a, Embedder(base, threads=1).embed([img]), atol=1e-3)
 
 
 def test_training_is_reproducible(trained, tmp_path):

@@ -189,6 +189,9 @@ def train(cfg: TrainConfig) -> TrainReport:
         "metrics": {"val_top1": result.best_val_top1, "best_epoch": result.best_epoch},
         "seconds": times,
     }
+    # The weights changed: drop the base's recorded hash, or the checkpoint would be written
+    # as a reference to the bundled ImageNet weights (matcher.model.is_bundled trusts it).
+    model.weights_sha256 = None
     out = save_checkpoint(model, cfg.out, card)
     report = TrainReport(
         model_dir=str(out),
