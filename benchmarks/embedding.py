@@ -29,7 +29,9 @@ from matcher.model import build_pretrained
 log = logging.getLogger(__name__)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "weapon-types"
-PATHS = ("torch", "onnx", "onnx_int8", "torch_bf16")
+# torch_bf16 is registered but not run by default: this CPU has no AVX512-BF16, autocast
+# falls back to slow emulation (a probe took seconds per image under load).
+PATHS = ("torch", "onnx", "onnx_int8")
 GMAC = {"efficientnet_lite0": 0.40, "efficientnet_lite2": 0.90}  # per image at native size
 # AVX2 (this CPU reports fma/avx2, no AVX-512): 2 FMA ports x 8 fp32 lanes = 16 MAC/cycle/core.
 MAC_PER_CYCLE = 16

@@ -112,14 +112,13 @@ def fit_pca(
         raise ValueError("PCA needs at least 2 vectors")
     if n > max_samples:
         x = x[np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))]
-    x64 = x.astype(np.float64)
-    mean = x64.mean(axis=0) if whiten else np.zeros(d)
-    xc = x64 - mean
-    cov = xc.T @ xc / len(xc)
+    mean = x.mean(axis=0, dtype=np.float64) if whiten else np.zeros(d)
+    xc = x - mean.astype(np.float32)
+    cov = (xc.T @ xc).astype(np.float64) / len(xc)  # float32 product: 2x faster, ample here
     eig, vec = np.linalg.eigh(cov)
     order = np.argsort(eig)[::-1][:dim]
     eig, comps = np.clip(eig[order], 0.0, None), vec[:, order].T
-    total = float(np.clip(np.linalg.eigvalsh(cov), 0, None).sum()) or 1.0
+    total = float(np.trace(cov)) or 1.0
     scale = 1.0 / np.sqrt(eig + eps) if whiten else np.ones(dim)
     return PcaTransform(
         mean=mean.astype(np.float32),

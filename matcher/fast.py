@@ -175,6 +175,7 @@ def _session(path: Path, threads: int | None):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or 0
     so.inter_op_num_threads = 1
+    so.log_severity_level = 3  # errors only: the exporter leaves harmless unused constants
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
