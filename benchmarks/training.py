@@ -1,7 +1,7 @@
 """Fine-tune on each real dataset's gallery/, evaluate gallery/ -> queries/, report.
 
     nice .venv/bin/python -m benchmarks.training --write            # both datasets
-    .venv/bin/python -m benchmarks.training --datasets handgun-brands --baseline
+    .venv/bin/python -m benchmarks.training --datasets handgun-brands --baseline handgun-brands
 
 Training time is wall-clock on this machine (caching frozen features + fitting); evaluation
 embeds gallery/ and queries/ with matcher's Embedder, as `gunmatch eval` does.
@@ -33,7 +33,7 @@ def run_dataset(name: str, args: argparse.Namespace, out_root: Path) -> dict:
 
     root = DATA / name
     row: dict = {"dataset": name}
-    if args.baseline:
+    if name in args.baseline.split(","):
         ev = evaluate(
             root / "gallery",
             root / "queries",
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loss", default="cosface")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--baseline", action="store_true", help="also measure the ImageNet model")
+    p.add_argument("--baseline", default="", help="datasets on which to also measure ImageNet")
     p.add_argument("--write", action="store_true", help="write docs/benchmarks.md")
     args = p.parse_args(argv)
     started = machine()
