@@ -60,10 +60,13 @@ def _png(t: np.ndarray) -> bytes:
 
 def build_gallery(root: Path, args: argparse.Namespace) -> Engine:
     """References of every kind (+ projected variants) in a fresh gallery."""
-    net = with_preprocess(load_model(args.model), input_size=args.crop)
+    net = load_model(args.model)
+    if net.config.preprocess.input_size != args.crop:
+        net = with_preprocess(net, input_size=args.crop)
     emb = Embedder(net, batch_size=64)
+    # Saving re-hashes trained weights (the model_id can change), so save before creating.
+    save_checkpoint(net, root / "model")
     gallery = Gallery.create(root, net.model_id, net.dim, "xray")
-    save_checkpoint(net, gallery.model_dir)
     pre = net.config.preprocess
     aug = AugmentConfig(variants=args.augment)
     items = []
