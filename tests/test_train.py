@@ -144,3 +144,70 @@ def test_scan_folders_rejects_empty(tmp_path):
         scan_folders(tmp_path)
     write_image_tree(tmp_path, ["a"], 1)
     assert [s.label for s in scan_folders(tmp_path)] == ["a"]
+
+
+def test_training_from_gallery_and_feedback(tmp_path):
+    """Gallery items plus feedback: a confirmed match is a positive, a rejection a negative."""
+    from gunmatch.indexing import build, gallery_writer, scan_source
+    from gunmatch.service import create_engine
+    from index.feedback import FeedbackStore
+    from matcher import build_pretrained, save_checkpoint
+    from training.feedback import gallery_samples
+
+    model_dir = save_checkpoint(
+        with_preprocess(build_pretrained(), input_size=64), tmp_path / "base"
+    )
+    src = write_varied_tree(tmp_path / "src", LABELS, 3)
+    gallery = tmp_path / "gallery"
+    engine = create_engine(gallery, str(model_dir), threads=1)
+    try:
+        build(
+            scan_source(src),
+            engine.embedder,
+            gallery_writer(engine.gallery, engine.embedder.model_id),
+            progress=False,
+        )
+        items = {it.label: it for it in engine.gallery.items(limit=None)}
+    finally:
+        engine.close()
+    (gallery / "feedback").mkdir()
+    varied_image("spring", 500).save(gallery / "feedback" / "q1.png")
+    varied_image("magazine", 501).save(gallery / "feedback" / "q2.png")
+    varied_image("barrel", 502).save(gallery / "feedback" / "q3.png")
+    store = FeedbackStore(gallery / "state.sqlite")
+    store.add("a", "q1", "1" * 64, "feedback/q1.png", items["spring"].item_id, "correct")
+    store.add(
+        "a",
+        "q2",
+        "2" * 64,
+        "feedback/q2.png",
+        items["barrel"].item_id,
+        "wrong",
+        correct_label="magazine",
+    )
+    store.add("a", "q3", "3" * 64, "feedback/q3.png", items["spring"].item_id, "wrong")
+    store.add("a", "q4", "4" * 64, "feedback/missing.png", items["spring"].item_id, "correct")
+    store.close()
+
+    samples = gallery_samples(gallery)
+    fb = {s.path.name: s for s in samples if s.path.parent.name == "feedback"}
+    assert len(samples) == 9 + 3
+    assert (fb["q1.png"].label, fb["q1.png"].negatives) == ("spring", [])
+    assert (fb["q2.png"].label, fb["q2.png"].negatives) == ("magazine", ["barrel"])
+    assert (fb["q3.png"].label, fb["q3.png"].negatives) == ("", ["spring"])
+
+    report = train(
+        TrainConfig(
+            out=str(tmp_path / "out"),
+            gallery=str(gallery),
+            base=str(model_dir),
+            aug_passes=1,
+            val_fraction=0.0,
+            threads=1,
+            progress=False,
+            fit=FitConfig(epochs=2, batch_size=12, seed=1),
+        )
+    )
+    assert report.samples == 12 and report.labels == LABELS
+    assert all(np.isfinite(h["loss"]) for h in report.fit["history"][1:])
+    assert load_model(report.model_dir).config.preprocess.input_size == 64
