@@ -166,7 +166,8 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
         f"model {args.model} at {args.crop} px ({r['gallery_s']:.0f} s to build).  ",
         f"Evaluation: {args.positives} parcels with one threat part and {args.negatives} "
         f"without, {args.size} px, seeds disjoint from the gallery's; "
-        f"{args.regions} proposals per scan, threads={args.threads}. "
+        f"{args.regions} proposals per scan, region score {args.score_mode}, "
+        f"threads={args.threads}. "
         f"False-alarm thresholds are quantiles of the {args.negatives} clean parcels' scores "
         f"(below 100 negatives, 1% means the highest clean score).",
         "",
@@ -198,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", type=int, default=128, help="model input side for crops")
     p.add_argument("--regions", type=int, default=24, help="proposals per scan")
     p.add_argument("--timing-scans", type=int, default=20)
+    p.add_argument("--score-mode", choices=("match", "margin"), default="match")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--write", action="store_true", help="write docs/benchmarks.md section")
     args = p.parse_args(argv)

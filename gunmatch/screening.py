@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -55,6 +56,10 @@ class ScreeningConfig:
     # Divide out clothes and packaging in each crop: floor neighbourhood as a fraction of the
     # crop side (0 = off).
     flatten_frac: float = 0.0
+    # Region threat score: "match" = best threat reference's cosine similarity (the scale
+    # calibration files use); "margin" = that minus the best benign reference's similarity,
+    # which discounts crops that look as much like a phone or a wrench as like a slide.
+    score_mode: Literal["match", "margin"] = "match"
     # The most regions reported per scan (best threat score first).
     max_regions: int = 8
 
@@ -189,6 +194,14 @@ def load_transmission(source: ImageSource, max_pixels: int, white_percentile: fl
 # -- the service ----------------------------------------------------------------------------
 
 
+def _benign_scores(engine: Engine, vecs: np.ndarray, filters: Filters | None) -> np.ndarray:
+    """Best similarity of each vector to a non-threat reference (0 when there are none)."""
+    f = replace(filters or Filters(), threat=False)
+    if not len(vecs) or (filters is not None and filters.threat):
+        return np.zeros(len(vecs))
+    return np.array([m[0].score if m else 0.0 for m in engine.gallery.search(vecs, 1, f)])
+
+
 def _threat_filters(filters: Filters | None) -> Filters:
     f = filters or Filters()
     return replace(f, threat=True) if f.threat is None else f
@@ -229,7 +242,8 @@ def screen_transmission(
         if len(vecs) and threat_filters.threat
         else [[] for _ in range(len(vecs))]
     )
-    regions = _merge(boxes, pscores, shown, threats, cfg, decide)
+    benign = _benign_scores(engine, vecs, filters) if cfg.score_mode == "margin" else None
+    regions = _merge(boxes, pscores, shown, threats, cfg, decide, benign)
     timings["search_ms"] = (time.perf_counter() - clock) * 1000.0
     worst = decisions.most_severe(r.decision for r in regions)
     scores = [r.threat_score for r in regions if r.threat_score is not None]
@@ -253,11 +267,14 @@ def _merge(
     threats: list[list[Match]],
     cfg: ScreeningConfig,
     decide: DecisionFn,
+    benign: np.ndarray | None = None,
 ) -> list[RegionResult]:
     """Merge overlapping regions that agree on their best threat label; best score first."""
     if len(boxes) == 0:
         return []
     tscore = np.array([m[0].score if m else -np.inf for m in threats], dtype=np.float64)
+    if benign is not None:
+        tscore = tscore - benign
     keys = [
         m[0].item.label if m else (s[0].item.label if s else "")
         for m, s in zip(threats, shown, strict=True)

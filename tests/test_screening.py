@@ -195,3 +195,18 @@ def test_cli_search_regions_json(engine, scan, tmp_path, capsys):
     assert line["query"] == str(path)
     assert line["decision"] in DECISIONS and line["regions"]
     assert all(len(r["box"]) == 4 for r in line["regions"])
+
+
+def test_margin_mode_discounts_benign_lookalikes(engine, scan):
+    image, _ = scan
+    decide = threshold_decision_fn(0.9, 0.5)
+    match = screen_transmission(engine, image, 4, None, decide, CFG)
+    margin_cfg = ScreeningConfig(
+        proposals=CFG.proposals, max_regions=CFG.max_regions, score_mode="margin"
+    )
+    margin = screen_transmission(engine, image, 4, None, decide, margin_cfg)
+    for r in margin.regions:
+        benign = [m.score for m in r.matches if not m.item.threat]
+        assert benign, "k=4 over a 4-item gallery shows every reference"
+        assert r.threat_score == pytest.approx(r.threat_match.score - max(benign), abs=1e-3)
+    assert margin.score < match.score
