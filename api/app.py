@@ -48,7 +48,11 @@ class ServiceConfig:
             return self.opener(gallery_dir)
         s = self.settings
         return open_engine(
-            gallery_dir, threads=s.threads, batch_size=s.batch_size, max_pixels=s.max_pixels
+            gallery_dir,
+            threads=s.threads,
+            batch_size=s.batch_size,
+            max_pixels=s.max_pixels,
+            runtime=s.runtime,
         )
 
 

@@ -33,6 +33,7 @@ def open_engine(
     threads: int | None = None,
     batch_size: int = 32,
     max_pixels: int | None = None,
+    runtime: str = "torch",
 ) -> Engine:
     """Open a gallery with its own model (or ``model``, which must match it)."""
     gallery_dir = Path(gallery_dir)
@@ -54,7 +55,8 @@ def open_engine(
         gallery.store.close()
         raise
     kwargs = {"max_pixels": max_pixels} if max_pixels else {}
-    return Engine(gallery, Embedder(net, batch_size=batch_size, threads=threads, **kwargs))
+    embedder = Embedder(net, batch_size=batch_size, threads=threads, runtime=runtime, **kwargs)
+    return Engine(gallery, embedder)
 
 
 def create_engine(

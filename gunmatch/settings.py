@@ -16,6 +16,11 @@ class Settings(BaseSettings):
     gallery: Path | None = None
     state_dir: Path | None = None
     threads: int = Field(2, ge=1, description="torch intra-op threads")
+    runtime: str = Field(
+        "onnx",
+        description="inference path (matcher.fast): torch | onnx | onnx_int8 | torch_bf16; "
+        "onnx passed the top-1 agreement check (docs/benchmarks.md)",
+    )
     batch_size: int = Field(32, ge=1, le=512)
     max_upload_bytes: int = Field(20_000_000, ge=1)
     max_pixels: int = Field(50_000_000, ge=1)

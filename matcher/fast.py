@@ -117,7 +117,8 @@ def weights_digest(model: EmbeddingModel) -> str:
 
 
 def export_onnx(model: EmbeddingModel, out: Path) -> Path:
-    """Export the full model (backbone, GeM, head, L2) with a dynamic batch axis."""
+    """Export the full model (backbone, GeM, head, L2); batch and image size are dynamic
+    (region search embeds crops smaller than the model's native input)."""
     s = model.config.preprocess.input_size
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
     with warnings.catch_warnings():
@@ -128,7 +129,7 @@ def export_onnx(model: EmbeddingModel, out: Path) -> Path:
             str(tmp),
             input_names=["images"],
             output_names=["vectors"],
-            dynamic_axes={"images": {0: "n"}, "vectors": {0: "n"}},
+            dynamic_axes={"images": {0: "n", 2: "h", 3: "w"}, "vectors": {0: "n"}},
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
@@ -181,7 +182,7 @@ def _session(path: Path, threads: int | None):
 
 
 def _onnx_file(model: EmbeddingModel, opts: RuntimeOptions) -> Path:
-    out = opts.cache() / f"{model.config.backbone}-{weights_digest(model)}-op{ONNX_OPSET}.onnx"
+    out = opts.cache() / f"{model.config.backbone}-{weights_digest(model)}-op{ONNX_OPSET}-dyn.onnx"
     if not out.is_file():
         log.info("exporting %s to %s", model.model_id, out)
         export_onnx(model, out)
