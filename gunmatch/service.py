@@ -72,8 +72,9 @@ def create_engine(
         return open_engine(gallery_dir, model, threads, batch_size)
     net = load_model(model or DEFAULT_BACKBONE)
     embedder = Embedder(net, batch_size=batch_size, threads=threads)
+    # Record the model first: its id is final once its checkpoint bytes are written.
+    save_checkpoint(net, gallery_dir / "model")
     gallery = Gallery.create(gallery_dir, net.model_id, net.dim, check_modality(modality))
-    save_checkpoint(net, gallery.model_dir)
     return Engine(gallery, embedder)
 
 

@@ -74,6 +74,8 @@ class EmbeddingModel(nn.Module):
             nn.Linear(feat, config.head_dim, bias=False) if config.head_dim else None
         )
         self.weights_sha256: str | None = None
+        # Where unchanged weights were loaded from (a checkpoint's weights.pt), if anywhere.
+        self.source_weights: Path | None = None
         self.card: dict = {}
 
     @property
@@ -132,8 +134,14 @@ def save_checkpoint(model: EmbeddingModel, out_dir: str | Path, card: dict | Non
     out.mkdir(parents=True, exist_ok=True)
     if card is not None:
         model.card = card
+    source = getattr(model, "source_weights", None)
     if is_bundled(model):
         weights_name = "bundled"
+    elif source is not None and source.is_file() and _sha256(source) == model.weights_sha256:
+        # Unchanged weights loaded from a checkpoint: copy the bytes, so the id stays the same.
+        weights_name = "weights.pt"
+        if source.resolve() != (out / weights_name).resolve():
+            _atomic_write(out / weights_name, source.read_bytes())
     else:
         buf = io.BytesIO()
         # Contiguous copies: an Embedder switches the model to channels_last, which must not
@@ -182,6 +190,7 @@ def load_checkpoint(path: str | Path) -> EmbeddingModel:
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.weights_sha256 = digest
+    model.source_weights = weights_path
     model.card = meta.get("card", {})
     if model.model_id != meta["model_id"]:
         raise ValueError(f"{meta_path}: model_id does not match its config and weights")
@@ -211,6 +220,11 @@ def with_preprocess(model: EmbeddingModel, **changes) -> EmbeddingModel:
 def _canonical(t: torch.Tensor) -> torch.Tensor:
     """A copy with standard row-major strides (size-1 dims included), for stable bytes."""
     return torch.empty_like(t, memory_format=torch.contiguous_format).copy_(t)
+
+
+def _sha256(path: Path) -> str:
+    """Uncached file hash (a checkpoint file may be rewritten in place)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
