@@ -121,8 +121,11 @@ def test_stem_key_and_dhash():
     assert stem_key(Path("gun (1).jpg")) == stem_key(Path("gun.jpg"))
     assert stem_key(Path("a_jpg.rf.0123abcd.jpg")) == "a"
     img = shape_image("spring", 1)
-    assert dhash(img) == dhash(img.resize((120, 120)))
-    assert dhash(img) != dhash(shape_image("barrel", 1))
+    def distance(a, b) -> int:
+        return bin(dhash(a) ^ dhash(b)).count("1")
+
+    assert distance(img, img.resize((120, 120))) <= 4  # a rescaled copy stays in the group
+    assert distance(img, shape_image("barrel", 1)) > 4
 
 
 def test_augmentations_per_modality():
