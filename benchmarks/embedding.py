@@ -125,7 +125,7 @@ def run(
             base1 = base1 or ms1
             base32 = base32 or ips32
             sym = mixed = "n/a"
-            verdict = "reference" if path == "torch" else "not checked (no data)"
+            verdict = "reference" if path == "torch" else "not checked"
             if agree_on:
                 g, q = embed_all(runner, gal), embed_all(runner, qry)
                 if ref is None:
@@ -178,6 +178,9 @@ def run(
             table(header, rows),
             "",
             *[f"- {n}" for n in notes],
+            f"- Agreement is checked on the default backbone ({backbones[0]}) only"
+            + ("" if have_data else f"; {data} was absent, so no path was checked")
+            + ".",
             "- int8 is calibrated on 64 gallery images (QDQ, per-channel weights, uint8 "
             "activations); bf16 is torch autocast.",
         ]
