@@ -55,6 +55,16 @@ def _region_decision(region: dict) -> str:
     return d.get("decision", "clear") if isinstance(d, dict) else str(d or "clear")
 
 
+def _best_matches(whole: list[dict], regional: list[dict], k: int) -> list[dict]:
+    """Each item's best match over the whole-image and region matches, top k, re-ranked."""
+    best: dict[str, dict] = {}
+    for m in [*whole, *regional]:
+        if m["item_id"] not in best or m["score"] > best[m["item_id"]]["score"]:
+            best[m["item_id"]] = m
+    ordered = sorted(best.values(), key=lambda m: (-m["score"], m["item_id"]))[:k]
+    return [{**m, "rank": i + 1} for i, m in enumerate(ordered)]
+
+
 async def search_one(
     services: Services,
     slot: EngineSlot,
@@ -63,12 +73,18 @@ async def search_one(
     k: int,
     modality: str | None,
     filters: Filters,
-    regions: bool = False,
+    regions: bool | None = False,
 ) -> dict:
-    """Embed, search, decide, audit one uploaded image; returns the SearchOut shape."""
+    """Embed, search, decide, audit one uploaded image; returns the SearchOut shape.
+
+    ``regions=None`` screens regions for X-ray queries only; then ``matches`` holds each
+    reference's best score over the whole image and every region.
+    """
     start = time.perf_counter()
     engine = slot.engine
     modality = check_modality(modality or engine.gallery.modality)
+    if regions is None:
+        regions = modality == "xray" and screening_available()
     if regions and not screening_available():
         raise ScreeningUnavailableError(
             "region screening is not available in this build (gunmatch.screening missing)"
@@ -87,7 +103,9 @@ async def search_one(
                 decision_fn=lambda score: decide_score(score, cal)[0],
             )
         )  # fmt: skip
-        region_list = screened.to_dict().get("regions", [])
+        screened_dict = screened.to_dict()
+        region_list = screened_dict.get("regions", [])
+        outcome.matches = _best_matches(outcome.matches, screened_dict.get("matches", []), k)
         worst = most_severe([decision["decision"], *map(_region_decision, region_list)])
         decision["decision"] = worst
     query_id = new_query_id()

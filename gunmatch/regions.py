@@ -31,14 +31,25 @@ class ProposalConfig:
     min_component_frac: float = 0.0004
     # Stricter contrast levels (multiples of local_contrast) that split touching objects.
     split_levels: tuple[float, ...] = (2.0, 4.0)
-    # Square window sides as fractions of the shorter image side; stride is half a window.
-    window_fracs: tuple[float, ...] = (0.22, 0.36, 0.55)
+    # Window longer sides as fractions of the longer image side (parts span about 5-25% of
+    # it); stride is half a window along each axis.
+    window_fracs: tuple[float, ...] = (0.08, 0.14, 0.22)
+    # Window shapes: longer over shorter side, each laid both ways (thin barrels, pins).
+    window_aspects: tuple[float, ...] = (1.0, 2.5)
+    # Only this many best-scoring candidates go through non-maximum suppression.
+    pre_nms: int = 600
     # A window is kept when this fraction of its cells is dense.
     min_window_density: float = 0.04
     # Overlap above which the weaker of two proposals is dropped.
-    nms_iou: float = 0.6
+    nms_iou: float = 0.3
+    # Box score = sum over dense cells of contrast ** score_power / area ** area_power:
+    # a higher power favours thick metal over cloth folds, a higher area power small boxes.
+    score_power: float = 1.0
+    area_power: float = 0.5
+    # Shrink each candidate to the dense cells inside it (grid windows -> object extents).
+    fit_windows: bool = True
     # The most proposals returned (the embedder's batch for one scan).
-    max_regions: int = 32
+    max_regions: int = 48
     # Also propose the whole image (a whole-scan match is then one of the regions).
     include_full: bool = True
 
@@ -281,23 +292,32 @@ def component_boxes(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]
 # -- proposals ------------------------------------------------------------------------------
 
 
-def window_grid(width: int, height: int, sides: list[int]) -> np.ndarray:
-    """Square windows of the given sides on a half-window stride, covering the image."""
+def window_grid(width: int, height: int, sides: list) -> np.ndarray:
+    """Windows on a half-window stride covering the image; a side is ``s`` or ``(w, h)``."""
     out = []
     for side in sides:
-        side = int(min(side, width, height))
-        if side < 1:
+        sw, sh = (side, side) if np.isscalar(side) else side
+        sw, sh = int(min(sw, width)), int(min(sh, height))
+        if sw < 1 or sh < 1:
             continue
-        step = max(1, side // 2)
-        xs = np.unique(np.r_[np.arange(0, max(1, width - side + 1), step), width - side])
-        ys = np.unique(np.r_[np.arange(0, max(1, height - side + 1), step), height - side])
+        xs = np.unique(np.r_[np.arange(0, max(1, width - sw + 1), max(1, sw // 2)), width - sw])
+        ys = np.unique(np.r_[np.arange(0, max(1, height - sh + 1), max(1, sh // 2)), height - sh])
         gx, gy = np.meshgrid(xs, ys)
         out.append(
-            np.stack(
-                [gx.ravel(), gy.ravel(), np.full(gx.size, side), np.full(gx.size, side)], axis=1
-            )
+            np.stack([gx.ravel(), gy.ravel(), np.full(gx.size, sw), np.full(gx.size, sh)], axis=1)
         )
     return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 4))
+
+
+def window_shapes(long_side: int, fracs, aspects) -> list[tuple[int, int]]:
+    """(w, h) window shapes: each longer side at each aspect, laid both ways."""
+    shapes = set()
+    for f in fracs:
+        a = max(2, int(round(f * long_side)))
+        for r in aspects:
+            b = max(2, int(round(a / r)))
+            shapes.update({(a, b), (b, a)})
+    return sorted(shapes)
 
 
 def _box_sums(integral: np.ndarray, boxes_cells: np.ndarray) -> np.ndarray:
@@ -330,6 +350,19 @@ def _components(
     return np.concatenate(out) if out else np.zeros((0, 4))
 
 
+def fit_to_mask(boxes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Each [x, y, w, h] cell box shrunk to the tight box of the mask cells inside it."""
+    out = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    h, w = mask.shape
+    for i, (x0, y0, x1, y1) in enumerate(np.round(xywh_to_xyxy(out)).astype(np.int64)):
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        sub = mask[y0:y1, x0:x1]
+        rows, cols = np.flatnonzero(sub.any(axis=1)), np.flatnonzero(sub.any(axis=0))
+        if rows.size and cols.size:
+            out[i] = [x0 + cols[0], y0 + rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1]
+    return out
+
+
 def propose_regions(
     transmission: np.ndarray, cfg: ProposalConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -346,22 +379,26 @@ def propose_regions(
     factor = max(1, int(np.ceil(max(height, width) / cfg.grid_cells)))
     att = attenuation_map(t, factor)
     mask, contrast = dense_mask(att, cfg)
-    dense_att = np.where(mask, contrast, 0.0)
+    dense_att = np.where(mask, contrast**cfg.score_power, 0.0)
     integral = np.zeros((att.shape[0] + 1, att.shape[1] + 1))
     integral[1:, 1:] = dense_att.cumsum(0).cumsum(1)
     count = np.zeros_like(integral)
     count[1:, 1:] = mask.cumsum(0).cumsum(1)
 
     comp = _components(mask, contrast, att.shape, cfg)
-    short = min(att.shape)
-    sides = sorted({max(2, int(round(f * short))) for f in cfg.window_fracs})
+    sides = window_shapes(max(att.shape), cfg.window_fracs, cfg.window_aspects)
     wins = window_grid(att.shape[1], att.shape[0], sides)
     density = _box_sums(count, wins) / np.maximum(box_area(wins), 1.0)
     wins = wins[density >= cfg.min_window_density]
 
     boxes = np.concatenate([comp, wins]) if len(comp) or len(wins) else np.zeros((0, 4))
     if len(boxes):
-        scores = _box_sums(integral, boxes) / np.sqrt(np.maximum(box_area(boxes), 1.0))
+        scores = _box_sums(integral, boxes) / np.maximum(box_area(boxes), 1.0) ** cfg.area_power
+        top = np.argsort(-scores, kind="stable")[: cfg.pre_nms]
+        boxes, scores = boxes[top], scores[top]
+        if cfg.fit_windows:
+            boxes = fit_to_mask(boxes, mask)
+            scores = _box_sums(integral, boxes) / np.maximum(box_area(boxes), 1.0) ** cfg.area_power
         keep = nms(boxes, scores, cfg.nms_iou)
         boxes, scores = boxes[keep], scores[keep]
     else:
@@ -370,7 +407,7 @@ def propose_regions(
     limit = cfg.max_regions - (1 if cfg.include_full else 0)
     boxes, scores = boxes[: max(limit, 0)], scores[: max(limit, 0)]
     if cfg.include_full:
-        full_score = float(integral[-1, -1] / np.sqrt(max(att.size, 1)))
+        full_score = float(integral[-1, -1] / max(att.size, 1) ** cfg.area_power)
         boxes = np.concatenate([[[0.0, 0.0, float(width), float(height)]], boxes])
         scores = np.concatenate([[full_score], scores])
     return boxes, scores

@@ -102,10 +102,14 @@ class ScreeningResult:
     model_id: str
     elapsed_ms: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Best score per gallery item over all regions (the whole scan is one), top k: the
+    # region-aware answer in the same shape as a whole-image search's matches.
+    matches: list[Match] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-ready dict (the CLI's and the API's ``regions`` output)."""
         return {
+            "matches": [match_to_dict(m) for m in self.matches],
             "regions": [r.to_dict() for r in self.regions],
             "decision": self.decision,
             "score": None if self.score is None else round(self.score, 4),
@@ -163,6 +167,18 @@ def crops_to_batch(
     return torch.stack(
         [grey_to_tensor(crop_transmission(t, c, size, flatten_radius), cfg) for c in crops]
     )
+
+
+def best_per_item(match_lists: list[list[Match]], k: int) -> list[Match]:
+    """Each item's best match over several lists, best first, top ``k``, ranks renumbered."""
+    best: dict[str, Match] = {}
+    for matches in match_lists:
+        for m in matches:
+            seen = best.get(m.item.item_id)
+            if seen is None or m.score > seen.score:
+                best[m.item.item_id] = m
+    ordered = sorted(best.values(), key=lambda m: (-m.score, m.item.item_id))[:k]
+    return [replace(m, rank=i + 1) for i, m in enumerate(ordered)]
 
 
 def calibration_decision_fn(engine: Engine) -> DecisionFn:
@@ -257,6 +273,7 @@ def screen_transmission(
         model_id=engine.embedder.model_id,
         elapsed_ms=sum(timings.values()),
         timings_ms=timings,
+        matches=best_per_item(shown, k),
     )
 
 
@@ -321,6 +338,7 @@ __all__ = [
     "RegionResult",
     "ScreeningConfig",
     "ScreeningResult",
+    "best_per_item",
     "calibration_decision_fn",
     "clip_boxes",
     "crop_boxes",

@@ -48,11 +48,13 @@ class XrayHeadConfig:
     isolated_per_kind: int = 6
     # Threat image projection: isolated threat renders multiplied into training backgrounds.
     projected_per_kind: int = 10
-    regions: int = 24
+    regions: int = 48
     dims: int = 48
     pca_dims: int = 256
     shrinkage: float = 0.1
     max_per_class: int = 150
+    # Background (clutter) crops carry the false alarms, so they get a larger share.
+    max_background: int = 450
     seed: int = TRAIN_SEED
     threads: int = 2
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
@@ -115,12 +117,14 @@ def training_crops(cfg: XrayHeadConfig) -> tuple[list[np.ndarray], list[str]]:
     return crops, labels
 
 
-def balance(labels: list[str], cap: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices keeping at most ``cap`` samples per label."""
+def balance(
+    labels: list[str], cap: int, rng: np.random.Generator, caps: dict[str, int] | None = None
+) -> np.ndarray:
+    """Indices keeping at most ``cap`` samples per label (``caps`` overrides per label)."""
     keep = []
     for name in sorted(set(labels)):
         idx = np.flatnonzero(np.array(labels) == name)
-        keep.extend(rng.permutation(idx)[:cap].tolist())
+        keep.extend(rng.permutation(idx)[: (caps or {}).get(name, cap)].tolist())
     return np.array(sorted(keep))
 
 
@@ -156,7 +160,7 @@ def train_xray_head(cfg: XrayHeadConfig, out_dir: str | Path) -> dict:
     start = time.perf_counter()
     crops, labels = training_crops(cfg)
     rng = np.random.default_rng(cfg.seed)
-    keep = balance(labels, cfg.max_per_class, rng)
+    keep = balance(labels, cfg.max_per_class, rng, {BACKGROUND: cfg.max_background})
     crops = [crops[i] for i in keep]
     labels = [labels[i] for i in keep]
     base = build_pretrained(cfg.backbone)

@@ -29,7 +29,7 @@ synth = pytest.importorskip("gunmatch.synth.xray")
 projection = pytest.importorskip("gunmatch.synth.projection")
 
 SIZE = 64  # model input: tiny so the whole file runs in seconds
-CFG = ScreeningConfig(proposals=ProposalConfig(max_regions=12), max_regions=5)
+CFG = ScreeningConfig(proposals=ProposalConfig(max_regions=12), max_regions=8)
 REFS = [("slide", True, 11), ("barrel", True, 12), ("pen", False, 13), ("key", False, 14)]
 
 
@@ -195,6 +195,60 @@ def test_cli_search_regions_json(engine, scan, tmp_path, capsys):
     assert line["query"] == str(path)
     assert line["decision"] in DECISIONS and line["regions"]
     assert all(len(r["box"]) == 4 for r in line["regions"])
+
+
+def _cli_json(engine, path, *flags):
+    from gunmatch.cli import main
+
+    engine.gallery.flush()
+    args = ["search", *flags, "--json", "--k", "3", "--threads", "1"]
+    code = main([*args, "--gallery", str(engine.gallery.root), str(path)])
+    assert code == 0
+    return code
+
+
+def test_cli_xray_gallery_screens_regions_by_default(engine, scan, tmp_path, capsys):
+    image, _ = scan
+    path = tmp_path / "scan.png"
+    path.write_bytes(_png(image))
+    _cli_json(engine, path)
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["regions"] and line["decision"] in DECISIONS
+    # Standard top-level matches: same schema as whole-image search, best per item, sorted.
+    matches = line["matches"]
+    assert [m["rank"] for m in matches] == [1, 2, 3]
+    assert {"rank", "item_id", "label", "category", "threat", "score"} <= set(matches[0])
+    assert len({m["item_id"] for m in matches}) == 3
+    assert [m["score"] for m in matches] == sorted((m["score"] for m in matches), reverse=True)
+    for r in line["regions"]:
+        for rm in r["matches"]:
+            same = [m for m in matches if m["item_id"] == rm["item_id"]]
+            assert not same or same[0]["score"] >= rm["score"] - 1e-4
+    _cli_json(engine, path, "--no-regions")
+    plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "regions" not in plain and len(plain["matches"]) == 3
+
+
+def test_use_regions_defaults_to_modality():
+    from gunmatch.commands.search import use_regions
+
+    assert use_regions(None, "xray") and not use_regions(None, "photo")
+    assert use_regions(True, "photo") and not use_regions(False, "xray")
+
+
+def test_best_per_item_keeps_each_items_best_score(engine, scan):
+    from gunmatch.screening import best_per_item
+
+    image, _ = scan
+    res = screen_transmission(engine, image, 4, None, threshold_decision_fn(0.9, 0.5), CFG)
+    assert [m.rank for m in res.matches] == [1, 2, 3, 4]
+    merged = best_per_item([[res.matches[2]], res.matches[:2], [res.matches[2]]], 2)
+    assert [m.item.item_id for m in merged] == [m.item.item_id for m in res.matches[:2]]
+    assert [m.rank for m in merged] == [1, 2]
+    for r in res.regions:
+        for m in r.matches:
+            best = next(b for b in res.matches if b.item.item_id == m.item.item_id)
+            assert best.score >= m.score - 1e-6
 
 
 def test_margin_mode_discounts_benign_lookalikes(engine, scan):

@@ -111,7 +111,34 @@ def test_search_without_regions_has_none(client):
     resp = client.post(
         "/v1/search",
         files={"image": ("scan.png", _png(np.ones((64, 64), np.float32)))},
+        data={"regions": "false"},
         headers={"X-API-Key": client.key},
     )
     assert resp.status_code == 200, resp.text
     assert resp.json()["regions"] is None
+
+
+def test_xray_search_screens_regions_by_default(client, xray_gallery):
+    """An X-ray gallery's search is region-aware unless asked not to be; matches keep shape."""
+    _, slide = xray_gallery
+    bg = synth.render_parcel(5252, size=(400, 320), threat_kind=None, n_clutter=2).image
+    ys, xs = np.nonzero(slide < 0.98)
+    scan, _ = projection.project(bg, slide[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1],
+                                 x=200, y=60)  # fmt: skip
+    body = client.post(
+        "/v1/search",
+        files={"image": ("scan.png", _png(scan))},
+        data={"k": "3"},
+        headers={"X-API-Key": client.key},
+    ).json()
+    assert isinstance(body["regions"], list) and body["regions"]
+    matches = body["matches"]
+    assert [m["rank"] for m in matches] == list(range(1, len(matches) + 1))
+    assert len({m["item_id"] for m in matches}) == len(matches) == 3
+    scores = [m["score"] for m in matches]
+    assert scores == sorted(scores, reverse=True)
+    # Region-aware: no reference scores lower than its best region match.
+    for r in body["regions"]:
+        for rm in r["matches"]:
+            best = next(m for m in matches if m["item_id"] == rm["item_id"])
+            assert best["score"] >= rm["score"] - 1e-4

@@ -32,7 +32,9 @@ async def search(
     modality: Literal["photo", "xray"] | None = Form(None),
     category: str | None = Form(None, description="only references of this category"),
     threat_only: bool = Form(False),
-    regions: bool = Form(False, description="also screen regions of a scan"),
+    regions: bool | None = Form(
+        None, description="also screen regions of a scan (default: on for X-ray queries)"
+    ),
     key: ApiKey = Depends(require("station")),
     slot: EngineSlot = Depends(engine_slot),
     services: Services = Depends(get_services),

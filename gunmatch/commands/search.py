@@ -30,8 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="must match the gallery's model (default: the gallery's own)")
     p.add_argument(
         "--regions",
-        action="store_true",
-        help="X-ray screening: find parts inside cluttered scans, with boxes and decisions",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="X-ray screening: find parts inside cluttered scans, with boxes and decisions "
+        "(default: on when the query modality is xray; --no-regions searches whole images)",
     )
     add_runtime_args(p)
     p.set_defaults(func=cmd_search)
@@ -49,7 +51,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     engine = open_engine(gallery_dir(args), args.model, **runtime(args))
     filters = Filters(category=args.category, threat=True if args.threat_only else None)
     failures = 0
-    if args.regions:
+    if use_regions(args.regions, args.modality or engine.gallery.modality):
         try:
             return _search_regions(engine, paths, args, filters)
         finally:
@@ -87,6 +89,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 1 if failures == len(paths) else 0
 
 
+def use_regions(flag: bool | None, modality: str) -> bool:
+    """--regions / --no-regions win; unset means on for X-ray queries only."""
+    return flag if flag is not None else modality == "xray"
+
+
 def _search_regions(engine, paths, args: argparse.Namespace, filters: Filters) -> int:
     """Screen each scan region by region; per-file errors are reported, the batch goes on."""
     from gunmatch.screening import calibration_decision_fn, screen_image
@@ -104,9 +111,14 @@ def _search_regions(engine, paths, args: argparse.Namespace, filters: Filters) -
                 out(f"{path}: error: {exc}")
             continue
         if args.json:
+            # Same top-level ``matches`` as a whole-image search (best per item over all
+            # regions and the whole scan), plus ``regions`` and ``decision``.
             emit_json({"query": str(path), **res.to_dict()})
             continue
         out(f"{path}  {res.decision.upper()}  ({res.elapsed_ms:.0f} ms, {res.proposals} proposals)")
+        for m in res.matches:
+            flag = " THREAT" if m.item.threat else ""
+            out(f"  {m.rank:>2}. {m.score:.3f}  {m.item.label:<16} {m.item.item_id}{flag}")
         for r in res.regions:
             x, y, w, h = r.box
             best = r.threat_match

@@ -132,8 +132,14 @@ def test_regions_on_a_scan(client, keys):
         x, y, w, h = reg["box"]
         assert 0 <= x < 320 and 0 <= y < 200 and w > 0 and h > 0
         assert reg["decision"] in ("alert", "review", "clear")
-    plain = _search(client, keys["station"], png_bytes(scan), name="scan.png", modality="xray")
+    plain = _search(client, keys["station"], png_bytes(scan), name="scan.png", modality="xray",
+                    regions="false")  # fmt: skip
     assert plain.json()["regions"] is None
+    # X-ray queries are screened region by region unless asked not to be.
+    default = _search(client, keys["station"], png_bytes(scan), name="scan.png", modality="xray")
+    assert isinstance(default.json()["regions"], list)
+    photo = _search(client, keys["station"], png_bytes(scan), name="scan.png", modality="photo")
+    assert photo.json()["regions"] is None
 
 
 def test_batch(client, keys):
