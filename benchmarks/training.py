@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import tempfile
@@ -18,7 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks.report import git_rev, machine, write_section
+from benchmarks.report import DOC, git_rev, machine, write_section
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TARGETS = {"weapon-types": 0.85, "handgun-brands": 0.62}
@@ -80,13 +81,10 @@ def run_dataset(name: str, args: argparse.Namespace, out_root: Path) -> dict:
     return row
 
 
-def markdown(rows: list[dict], command: str, started: str) -> str:
-    """The benchmark section."""
+def markdown(rows: list[dict]) -> str:
+    """The benchmark section; each row carries the command and machine that measured it."""
     lines = [
         "## Training (fine-tuning on gallery/, evaluated gallery/ -> queries/)",
-        "",
-        f"Command: `{command}` (commit {git_rev()})  ",
-        f"Machine: {started}",
         "",
         "| dataset | train images (held-out val) | ImageNet top-1 | trained top-1 | target | "
         "recall@5 | mAP@10 | training time (cache + fit) | best epoch |",
@@ -101,15 +99,31 @@ def markdown(rows: list[dict], command: str, started: str) -> str:
             f"{r['recall5']:.3f} | {r['map10']:.3f} | {s['total']:.0f} s "
             f"({s['cache']:.0f} + {s['fit']:.0f}) | {r['best_epoch']} |"
         )
+    lines.append("")
+    for r in rows:
+        lines.append(
+            f"- {r['dataset']}: `{r.get('command', '?')}` (commit {r.get('commit', '?')}); "
+            f"{r.get('machine', '?')}"
+        )
     lines += [
         "",
         "Training: efficientnet_lite0, first blocks frozen and their outputs cached for one "
         "clean and N augmented views per image; the remaining blocks and head conv fine-tuned "
-        "with the loss shown in the command (defaults of `training.fit.FitConfig` otherwise); "
-        "early stopping on a grouped validation split of gallery/. The CPU was shared with other "
-        "jobs while measuring (see load average), so times are upper bounds.",
+        "with CosFace (defaults of `training.fit.FitConfig` unless the command says otherwise). "
+        "With a held-out validation split the best epoch is kept (early stopping); with "
+        "`--val-fraction 0` all of gallery/ is trained on for the fixed number of epochs. "
+        "The 2 CPU cores were shared with other jobs while measuring (load average above 2), "
+        "so the times are upper bounds.",
+        "",
+        "<!-- rows " + json.dumps(rows) + " -->",
     ]
     return "\n".join(lines)
+
+
+def previous_rows(doc_text: str) -> list[dict]:
+    """Rows embedded in an earlier training section (kept for datasets not re-run)."""
+    m = re.search(r"<!-- BEGIN training -->.*?<!-- rows (.*?) -->", doc_text, re.S)
+    return json.loads(m.group(1)) if m else []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,21 +137,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--baseline", default="", help="datasets on which to also measure ImageNet")
+    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--import-rows", type=Path, help="JSON lines printed by an earlier run")
+    p.add_argument("--import-command", default="", help="the command that printed them")
     p.add_argument("--write", action="store_true", help="write docs/benchmarks.md")
     args = p.parse_args(argv)
     started = machine()
+    command = "nice .venv/bin/python -m benchmarks.training " + shlex.join(
+        argv if argv is not None else sys.argv[1:]
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets.split(","):
             if not (DATA / name / "gallery").is_dir():
                 print(f"skipping {name}: {DATA / name} not found", file=sys.stderr)
                 continue
-            rows.append(run_dataset(name, args, Path(tmp)))
-    command = "nice .venv/bin/python -m benchmarks.training " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
+            row = run_dataset(name, args, Path(tmp))
+            rows.append({**row, "command": command, "machine": started, "commit": git_rev()})
     if rows and args.write:
-        write_section("training", markdown(rows, command, started))
+        done = {r["dataset"] for r in rows}
+        kept = previous_rows(DOC.read_text()) if DOC.exists() else []
+        if args.import_rows:
+            old = re.search(r"Machine: (.*)", DOC.read_text()) if DOC.exists() else None
+            kept += [
+                {
+                    **json.loads(line),
+                    "command": args.import_command,
+                    "machine": old.group(1).strip() if old else "not recorded",
+                }
+                for line in args.import_rows.read_text().splitlines()
+                if line.startswith("{")
+            ]
+        kept = [r for r in kept if r["dataset"] not in done]
+        write_section("training", markdown(kept + rows))
     return 0
 
 
