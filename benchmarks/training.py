@@ -126,6 +126,13 @@ def previous_rows(doc_text: str) -> list[dict]:
     return json.loads(m.group(1)) if m else []
 
 
+def _section_machine() -> str:
+    """The machine line of the current training section (old format), if any."""
+    text = DOC.read_text() if DOC.exists() else ""
+    m = re.search(r"<!-- BEGIN training -->.*?Machine: ([^\n]*)", text, re.S)
+    return m.group(1).strip() if m else "not recorded"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run and optionally write the section."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -138,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--baseline", default="", help="datasets on which to also measure ImageNet")
     p.add_argument("--val-fraction", type=float, default=0.15)
-    p.add_argument("--import-rows", type=Path, help="JSON lines printed by an earlier run")
-    p.add_argument("--import-command", default="", help="the command that printed them")
+    p.add_argument(
+        "--import-rows",
+        action="append",
+        default=[],
+        metavar="FILE=COMMAND",
+        help="JSON lines printed by an earlier run of COMMAND (repeatable)",
+    )
     p.add_argument("--write", action="store_true", help="write docs/benchmarks.md")
     args = p.parse_args(argv)
     started = machine()
@@ -148,24 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.datasets.split(","):
+        for name in filter(None, args.datasets.split(",")):
             if not (DATA / name / "gallery").is_dir():
                 print(f"skipping {name}: {DATA / name} not found", file=sys.stderr)
                 continue
             row = run_dataset(name, args, Path(tmp))
             rows.append({**row, "command": command, "machine": started, "commit": git_rev()})
-    if rows and args.write:
+    if args.write and (rows or args.import_rows):
         done = {r["dataset"] for r in rows}
         kept = previous_rows(DOC.read_text()) if DOC.exists() else []
-        if args.import_rows:
-            old = re.search(r"Machine: (.*)", DOC.read_text()) if DOC.exists() else None
+        for spec in args.import_rows:
+            path, _, cmd = spec.partition("=")
             kept += [
-                {
-                    **json.loads(line),
-                    "command": args.import_command,
-                    "machine": old.group(1).strip() if old else "not recorded",
-                }
-                for line in args.import_rows.read_text().splitlines()
+                {**json.loads(line), "command": cmd, "machine": _section_machine()}
+                for line in Path(path).read_text().splitlines()
                 if line.startswith("{")
             ]
         kept = [r for r in kept if r["dataset"] not in done]
