@@ -29,9 +29,11 @@ import torch
 from PIL import Image
 
 from benchmarks.report import git_rev, machine, write_section
-from gunmatch.regions import ProposalConfig, iou
+from gunmatch.regions import ProposalConfig, iou, propose_regions
 from gunmatch.screening import (
     ScreeningConfig,
+    crop_boxes,
+    crop_transmission,
     screen_image,
     screen_transmission,
     threshold_decision_fn,
@@ -39,7 +41,7 @@ from gunmatch.screening import (
 from gunmatch.service import Engine
 from gunmatch.synth.shapes import PART_KINDS, THREAT_KINDS
 from gunmatch.synth.xray import render_isolated, render_parcel
-from gunmatch.xray_augment import AugmentConfig, projected_variants
+from gunmatch.xray_augment import GALLERY_BACKGROUND_SEED, AugmentConfig, projected_variants
 from index import Gallery, NewItem
 from matcher import Embedder, load_model, save_checkpoint
 from matcher.model import with_preprocess
@@ -50,6 +52,10 @@ log = logging.getLogger("benchmarks.xray")
 GALLERY_SEED = 1_000  # isolated references
 POSITIVE_SEED = 20_000_000  # evaluation parcels with a threat part
 NEGATIVE_SEED = 30_000_000  # evaluation parcels without
+# Validation parcels for choosing settings (--split val); never the reported figures.
+VAL_POSITIVE_SEED = 50_000_000
+VAL_NEGATIVE_SEED = 60_000_000
+CLUTTER_SEED = GALLERY_BACKGROUND_SEED + 500_000  # gallery-only clutter scans
 
 
 def _png(t: np.ndarray) -> bytes:
@@ -92,8 +98,43 @@ def build_gallery(root: Path, args: argparse.Namespace) -> Engine:
                     source=f"render_isolated({kind!r}, {seed})",
                 )
             )
+    items += clutter_items(emb, args)
     gallery.add(items, net.model_id)
     return Engine(gallery, emb)
+
+
+def clutter_items(emb: Embedder, args: argparse.Namespace) -> list[NewItem]:
+    """Benign "clutter" references: top proposals of gallery-only parcels without threats.
+
+    With the margin score they discount regions that look like ordinary bag contents.
+    """
+    if args.clutter_refs < 1:
+        return []
+    pre = emb.preprocess_config
+    size = tuple(int(v) for v in args.size.split("x"))
+    per_scan = 8
+    items = []
+    for j in range((args.clutter_refs + per_scan - 1) // per_scan):
+        image = render_parcel(CLUTTER_SEED + j, size=size, threat_kind=None).image
+        boxes, _ = propose_regions(image, ProposalConfig(max_regions=per_scan + 1))
+        h, w = image.shape
+        for b, win in zip(boxes[1:], crop_boxes(boxes[1:], w, h, 0.15, 48), strict=True):
+            if len(items) >= args.clutter_refs:
+                break
+            crop = crop_transmission(image, win, args.crop)
+            vec = emb.embed_tensors(grey_to_tensor(crop, pre)[None])
+            items.append(
+                NewItem(
+                    vectors=vec,
+                    label="clutter",
+                    image_bytes=_png(crop),
+                    category="benign",
+                    modality="xray",
+                    threat=False,
+                    source=f"render_parcel({CLUTTER_SEED + j}) box {[int(v) for v in b]}",
+                )
+            )
+    return items
 
 
 def rate_at(pos: np.ndarray, neg: np.ndarray, fa: float) -> tuple[float, float]:
@@ -106,7 +147,11 @@ def run(args: argparse.Namespace) -> dict:
     """Build the gallery, screen the parcels, return the measured figures."""
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
-    cfg = ScreeningConfig(crop_size=args.crop, proposals=ProposalConfig(max_regions=args.regions))
+    cfg = ScreeningConfig(
+        crop_size=args.crop,
+        proposals=ProposalConfig(max_regions=args.regions),
+        score_mode=args.score_mode,
+    )
     decide = threshold_decision_fn(0.9, 0.7)
     tmp = Path(tempfile.mkdtemp(prefix="xray-bench-"))
     try:
@@ -117,7 +162,12 @@ def run(args: argparse.Namespace) -> dict:
         for i in range(args.positives + args.negatives):
             positive = i < args.positives
             kind = THREAT_KINDS[i % len(THREAT_KINDS)] if positive else None
-            seed = POSITIVE_SEED + i if positive else NEGATIVE_SEED + i
+            pos_seed, neg_seed = (
+                (VAL_POSITIVE_SEED, VAL_NEGATIVE_SEED)
+                if args.split == "val"
+                else (POSITIVE_SEED, NEGATIVE_SEED)
+            )
+            seed = pos_seed + i if positive else neg_seed + i
             parcel = render_parcel(seed, size=size, threat_kind=kind)
             if i < args.timing_scans:
                 data = _png(parcel.image)
@@ -163,6 +213,7 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
         f"Machine: {machine()}; commit {git_rev()}  ",
         f"Gallery: isolated references, {args.refs_per_kind} per threat kind and "
         f"{args.benign_refs} per benign kind, {args.augment} projected variants each, "
+        f"{args.clutter_refs} clutter crops of gallery-only clean parcels, "
         f"model {args.model} at {args.crop} px ({r['gallery_s']:.0f} s to build).  ",
         f"Evaluation: {args.positives} parcels with one threat part and {args.negatives} "
         f"without, {args.size} px, seeds disjoint from the gallery's; "
@@ -197,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--augment", type=int, default=2, help="projected variants per reference")
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--crop", type=int, default=128, help="model input side for crops")
-    p.add_argument("--regions", type=int, default=24, help="proposals per scan")
+    p.add_argument("--regions", type=int, default=48, help="proposals per scan")
+    p.add_argument("--clutter-refs", type=int, default=0, help="benign clutter references")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="parcel seeds")
     p.add_argument("--timing-scans", type=int, default=20)
     p.add_argument("--score-mode", choices=("match", "margin"), default="match")
     p.add_argument("--threads", type=int, default=2)
