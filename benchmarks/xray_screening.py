@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import shutil
 import statistics
@@ -206,10 +207,20 @@ def run(args: argparse.Namespace) -> dict:
 def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
     """The docs/benchmarks.md section."""
     med = statistics.median(r["seconds"]) if r["seconds"] else float("nan")
+    card = Path(args.model) / "train_config.json"
+    trained = []
+    if card.is_file():
+        info = json.loads(card.read_text())
+        trained = [
+            f"Model: {info.get('kind')} fitted by `python -m gunmatch.xray_train` on "
+            f"{info.get('samples')} generated crops (training seeds only, "
+            f"{info.get('config', {}).get('parcels')} parcels) in {info.get('seconds')} s.  "
+        ]
     lines = [
         "## X-ray parcel screening (generated parcels)",
         "",
         f"Command: `{command}`  ",
+        *trained,
         f"Machine: {machine()}; commit {git_rev()}  ",
         f"Gallery: isolated references, {args.refs_per_kind} per threat kind and "
         f"{args.benign_refs} per benign kind, {args.augment} projected variants each, "
