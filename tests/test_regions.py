@@ -9,6 +9,7 @@ from gunmatch.regions import (
     ProposalConfig,
     clip_boxes,
     component_boxes,
+    fit_to_mask,
     connected_components,
     iou,
     local_contrast,
@@ -18,6 +19,7 @@ from gunmatch.regions import (
     propose_regions,
     square_boxes,
     window_grid,
+    window_shapes,
     xywh_to_xyxy,
     xyxy_to_xywh,
 )
@@ -91,6 +93,35 @@ def test_window_grid_covers_image():
     assert (wins[:, 2] == 40).all()
     assert wins[:, 0].min() == 0 and (wins[:, 0] + wins[:, 2]).max() == 100
     assert (wins[:, 1] + wins[:, 3]).max() == 60
+
+
+def test_window_shapes_lay_elongated_windows_both_ways():
+    shapes = window_shapes(100, (0.1, 0.2), (1.0, 2.5))
+    assert set(shapes) == {(10, 10), (10, 4), (4, 10), (20, 20), (20, 8), (8, 20)}
+    wins = window_grid(100, 60, [(20, 8)])
+    assert (wins[:, 2] == 20).all() and (wins[:, 3] == 8).all()
+    assert set(np.diff(np.unique(wins[:, 1]))) <= {4.0}  # half-window stride per axis
+
+
+def test_fit_to_mask_shrinks_windows_to_their_dense_cells():
+    mask = np.zeros((20, 30), bool)
+    mask[5:15, 10:12] = True  # a thin vertical rod
+    out = fit_to_mask(np.array([[8, 3, 10, 10], [20, 0, 5, 5]], float), mask)
+    np.testing.assert_allclose(out[0], [10, 5, 2, 8])  # clipped to the window's rows 3..12
+    np.testing.assert_allclose(out[1], [20, 0, 5, 5])  # nothing dense inside: unchanged
+
+
+def test_proposals_find_thin_parts_among_clutter():
+    """A thin steel pin among blobs of clutter gets an elongated box, not just a square."""
+    t = np.ones((400, 500), np.float32)
+    t[40:360, 30:470] *= 0.5
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        y, x = rng.integers(50, 300), rng.integers(40, 400)
+        t[y : y + 40, x : x + 50] *= 0.2
+    t[120:300, 250:258] *= 0.05  # 8 x 180 px pin
+    boxes, _ = propose_regions(t, ProposalConfig(max_regions=24))
+    assert iou(boxes, np.array([[250, 120, 8, 180]]))[:, 0].max() >= 0.3
 
 
 def test_local_contrast_ignores_smooth_floor():

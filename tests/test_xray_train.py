@@ -20,6 +20,9 @@ def test_balance_caps_each_class():
     keep = balance(labels, 4, np.random.default_rng(0))
     kept = [labels[i] for i in keep]
     assert kept.count("a") == 4 and kept.count("b") == 3
+    keep = balance(labels, 2, np.random.default_rng(0), {"a": 7})
+    kept = [labels[i] for i in keep]
+    assert kept.count("a") == 7 and kept.count("b") == 2
 
 
 def test_fit_lda_separates_classes_hidden_by_a_nuisance():
