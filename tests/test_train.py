@@ -121,6 +121,7 @@ def test_stem_key_and_dhash():
     assert stem_key(Path("gun (1).jpg")) == stem_key(Path("gun.jpg"))
     assert stem_key(Path("a_jpg.rf.0123abcd.jpg")) == "a"
     img = shape_image("spring", 1)
+
     def distance(a, b) -> int:
         return bin(dhash(a) ^ dhash(b)).count("1")
 
@@ -214,3 +215,36 @@ def test_training_from_gallery_and_feedback(tmp_path):
     assert report.samples == 12 and report.labels == LABELS
     assert all(np.isfinite(h["loss"]) for h in report.fit["history"][1:])
     assert load_model(report.model_dir).config.preprocess.input_size == 64
+
+
+def test_train_cli(tmp_path, capsys):
+    from gunmatch.cli import main
+
+    data = write_varied_tree(tmp_path / "data", LABELS[:2], 4)
+    out = tmp_path / "model"
+    rc = main(
+        [
+            "train",
+            str(data),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--aug-passes",
+            "1",
+            "--input-size",
+            "64",
+            "--threads",
+            "1",
+            "--quiet",
+            "--register",
+            str(tmp_path / "reg"),
+        ]
+    )
+    assert rc == 0
+    assert "trained model efficientnet_lite0-" in capsys.readouterr().out
+    assert (out / "meta.json").is_file() and (out / "training.json").is_file()
+    assert len(list((tmp_path / "reg" / "models").iterdir())) == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--out", str(out)])
+    assert exc.value.code == 2

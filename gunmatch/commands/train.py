@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", choices=("cosface", "arcface", "multi_similarity"), default=None)
     p.add_argument("--lr", type=float, default=None, help="learning rate of the unfrozen blocks")
     p.add_argument("--head-dim", type=int, default=None, help="add a linear projection head")
+    p.add_argument("--input-size", type=int, default=None, help="model input size (px)")
     p.add_argument("--freeze-blocks", type=int, default=None, help="frozen backbone blocks")
     p.add_argument("--aug-passes", type=int, default=None, help="augmented views per image")
     p.add_argument("--val-fraction", type=float, default=None)
@@ -78,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         fit=replace(FitConfig(), **fit_changes),
     )
-    for name in ("head_dim", "freeze_blocks", "aug_passes", "val_fraction"):
+    for name in ("head_dim", "input_size", "freeze_blocks", "aug_passes", "val_fraction"):
         if getattr(args, name) is not None:
             cfg = replace(cfg, **{name: getattr(args, name)})
     report = train(cfg)
