@@ -46,6 +46,7 @@ def run_dataset(name: str, args: argparse.Namespace, out_root: Path) -> dict:
         out=str(out_root / name),
         data=str(root / "gallery"),
         aug_passes=args.aug_passes,
+        val_fraction=args.val_fraction,
         freeze_blocks=args.freeze_blocks,
         threads=args.threads,
         progress=False,
