@@ -23,11 +23,11 @@ demo: $(STAMP)
 	@echo "web form: http://$(HOST):$(PORT)/  (sign in with the key above; Ctrl-C stops)"
 	$(BIN)/gunmatch serve --gallery $(DEMO_DIR)/gallery --host $(HOST) --port $(PORT)
 
-# Headless Chromium for the web form's browser test (Debian package; needs root or sudo).
+# Headless Chromium (and a CJK font) for the web form's browser test (Debian packages; root or sudo).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
 	  else echo "chromium not installed and no root: the browser test will be skipped"; fi; }
 
 test: $(STAMP) browser
