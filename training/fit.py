@@ -142,7 +142,7 @@ def fit(
     )
     model.eval()  # BatchNorm keeps its ImageNet statistics: small batches, few images
     result = FitResult()
-    best_state, best = copy.deepcopy(model.state_dict()), -1.0
+    best_state, best = copy.deepcopy(model.state_dict()), -math.inf
     base_val = validation_top1(model, views, labels, train_idx, val_idx, freeze_blocks)
     bar = tqdm(
         range(1, cfg.epochs + 1), desc="training", unit="epoch", disable=not progress or None
@@ -164,9 +164,10 @@ def fit(
         result.history.append({"epoch": epoch, "loss": mean_loss, "val_top1": val})
         bar.set_postfix(loss=f"{mean_loss:.3f}", val_top1=f"{val:.3f}")
         log.info("epoch %d loss %.4f val_top1 %.4f", epoch, mean_loss, val)
-        score = val if not math.isnan(val) else -mean_loss
-        if score > best:
-            best, result.best_epoch = score, epoch
+        if math.isnan(val) or val > best:
+            # Without a validation split, training runs its fixed epochs and keeps the last.
+            best = val if not math.isnan(val) else best
+            result.best_epoch = epoch
             best_state = copy.deepcopy(model.state_dict())
         elif epoch - result.best_epoch >= cfg.patience:
             result.stopped_early = True
