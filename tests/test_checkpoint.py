@@ -72,3 +72,20 @@ def test_gallery_built_with_trained_model(trained, tmp_path):
     [res] = search_images(engine, [("q", img)], k=2)
     assert res.error is None and len(res.matches) == 2
     engine.close()
+
+
+def test_fine_tuned_in_place_is_saved_with_its_weights(tmp_path):
+    from matcher import build_pretrained
+
+    model = build_pretrained("efficientnet_lite0")
+    save_checkpoint(model, tmp_path / "bundled")
+    assert json.loads((tmp_path / "bundled" / "meta.json").read_text())["weights"] == "bundled"
+    with torch.no_grad():
+        model.backbone.net._conv_head.weight.mul_(1.01)  # "training" that kept the hash
+    save_checkpoint(model, tmp_path / "tuned")
+    meta = json.loads((tmp_path / "tuned" / "meta.json").read_text())
+    assert meta["weights"] == "weights.pt"
+    reloaded = load_checkpoint(tmp_path / "tuned")
+    assert torch.equal(
+        reloaded.backbone.net._conv_head.weight, model.backbone.net._conv_head.weight
+    )
