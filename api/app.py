@@ -91,7 +91,7 @@ def _open_services(cfg: ServiceConfig, metrics: Metrics) -> Services:
     engine = holder.current.engine
     metrics.set_model(engine.embedder.model_id)
     metrics.gallery_items.set(len(engine.gallery))
-    queue = EmbeddingQueue(s.embed_workers, s.queue_size)
+    queue = EmbeddingQueue(s.embed_workers, s.queue_size, s.microbatch_ms, s.batch_size)
     return Services(s, state_dir, holder, keys_, audit_, feedback_, queue, metrics)
 
 

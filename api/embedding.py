@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
+import torch
 
+from gunmatch.microbatch import MicroBatcher
 from gunmatch.service import Engine
 from matcher.images import ImageSource
+from matcher.preprocess import check_modality
 
 T = TypeVar("T")
 
@@ -29,14 +33,49 @@ class QueueFullError(RuntimeError):
 
 
 class EmbeddingQueue:
-    """A thread pool with at most ``workers + queue_size`` jobs admitted at once."""
+    """A thread pool with at most ``workers + queue_size`` jobs admitted at once.
 
-    def __init__(self, workers: int = 1, queue_size: int = 8) -> None:
+    With ``microbatch_ms > 0`` images are decoded in the pool and their forward passes are
+    coalesced by a MicroBatcher: requests arriving within that window share one batch.
+    """
+
+    def __init__(
+        self, workers: int = 1, queue_size: int = 8, microbatch_ms: float = 0.0, max_batch: int = 32
+    ) -> None:
         self.workers = workers
         self.capacity = workers + queue_size
+        self.microbatch_ms = microbatch_ms
+        self.max_batch = max_batch
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embed")
         self._admitted = 0
         self._lock = threading.Lock()
+        self._batcher: tuple[int, MicroBatcher] | None = None
+
+    @contextmanager
+    def _admit(self) -> Iterator[None]:
+        with self._lock:
+            if self._admitted >= self.capacity:
+                raise QueueFullError()
+            self._admitted += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._admitted -= 1
+
+    def _batcher_for(self, engine: Engine) -> MicroBatcher:
+        """One batcher per embedder; a reloaded engine gets a fresh one."""
+        with self._lock:
+            key = id(engine.embedder)
+            if self._batcher is None or self._batcher[0] != key:
+                old = self._batcher
+                batcher = MicroBatcher(
+                    engine.embedder.embed_tensors, self.max_batch, self.microbatch_ms
+                )
+                self._batcher = (key, batcher)
+                if old is not None:
+                    old[1].close()
+            return self._batcher[1]
 
     @property
     def depth(self) -> int:
@@ -45,23 +84,26 @@ class EmbeddingQueue:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU-heavy ``fn(*args)`` in the pool, or raise QueueFullError at once."""
-        with self._lock:
-            if self._admitted >= self.capacity:
-                raise QueueFullError()
-            self._admitted += 1
-        try:
+        with self._admit():
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, lambda: fn(*args))
-        finally:
-            with self._lock:
-                self._admitted -= 1
 
     async def embed(
         self, engine: Engine, sources: Sequence[ImageSource], modality: str
     ) -> np.ndarray:
         """Decode, preprocess and embed images -> (n, d) unit vectors."""
-        return await self.run(engine.embedder.embed, list(sources), modality)
+        if self.microbatch_ms <= 0:
+            return await self.run(engine.embedder.embed, list(sources), modality)
+        mod = check_modality(modality)
+        with self._admit():
+            loop = asyncio.get_running_loop()
+            tensors = await loop.run_in_executor(
+                self._pool, lambda: torch.stack([engine.embedder.prepare(s, mod) for s in sources])
+            )
+            return await self._batcher_for(engine).embed_async(tensors)
 
     def close(self) -> None:
         """Stop the workers (waits for running jobs)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._batcher is not None:
+            self._batcher[1].close()

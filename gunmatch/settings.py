@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     default_k: int = Field(10, ge=1, le=100)
     calibration_file: Path | None = None
     embed_workers: int = Field(1, ge=1, le=16, description="threads running embeddings")
+    microbatch_ms: float = Field(
+        0.0, ge=0.0, le=100.0,
+        description="coalesce concurrent requests arriving within this many ms into one "
+        "forward pass (0 = off; measured no gain on 2 cores, see docs/benchmarks.md)",
+    )
 
 
 def get_settings(**overrides) -> Settings:
