@@ -46,6 +46,22 @@ def write_query(out: Path, kind: str = QUERY_KIND, seed: int = DEMO_SEED + 999) 
     return out
 
 
+def calibrate(engine, root: Path, per_kind: int = 3) -> Path:
+    """Thresholds for the demo from unseen generated references (alert at 1% FPR, review at 5%)."""
+    from training.evaluate import evaluate
+    from training.report import write_calibration
+
+    queries = root / "calibration-queries"
+    if not queries.is_dir() or not any(queries.rglob("*.png")):
+        write_reference_set(queries, per_kind=per_kind, modality="xray", seed=DEMO_SEED + 1)
+    threats = [k for k, kind in PART_KINDS.items() if kind.threat]
+    engine.gallery.flush()
+    ev = evaluate(engine.gallery.root, queries, engine.embedder, threats, modality="xray")
+    return write_calibration(
+        ev.metrics, engine.gallery.root / "calibration.json", f"gunmatch demo ({queries})"
+    )
+
+
 def build_demo(root: Path, per_kind: int = 6, threads: int | None = 2) -> dict:
     """Generate references, build ``root/gallery`` and search one unseen query."""
     root = Path(root)
@@ -62,6 +78,7 @@ def build_demo(root: Path, per_kind: int = 6, threads: int | None = 2) -> dict:
             gallery_writer(engine.gallery, engine.embedder.model_id, "demo"),
             known_shas=engine.gallery.store.known_shas(),
         )
+        calibration = calibrate(engine, root)
         query = write_query(root / "queries" / f"{QUERY_KIND}_unseen.png")
         [res] = search_images(engine, [(str(query), query)], k=5)
         return {
@@ -70,6 +87,7 @@ def build_demo(root: Path, per_kind: int = 6, threads: int | None = 2) -> dict:
             "model_id": engine.embedder.model_id,
             "query": str(query),
             "query_kind": QUERY_KIND,
+            "calibration": str(calibration),
             "matches": [match_to_dict(m) for m in res.matches],
         }
     finally:

@@ -176,3 +176,17 @@ def test_reindex_switches_model(built, capsys, tmp_path):
     assert (
         res["model_id"].startswith("efficientnet_lite2-") and res["matches"][0]["label"] == "spring"
     )
+
+
+def test_demo_builds_gallery_calibrates_and_searches(capsys, tmp_path):
+    code, out, _ = run(capsys, "demo", "--dir", str(tmp_path / "demo"), "--per-kind", "1")
+    assert code == 0, out
+    assert "demo gallery:" in out and "calibrated" in out
+    cal = json.loads((tmp_path / "demo" / "gallery" / "calibration.json").read_text())
+    assert 0 < cal["review_threshold"] <= cal["alert_threshold"] <= 1
+    assert cal["model_id"].startswith("efficientnet_lite0-")
+    ranked = [line for line in out.splitlines() if line.strip().startswith("1.")]
+    assert ranked, out
+    # Idempotent: a second run reuses the generated files and adds nothing.
+    code, out2, _ = run(capsys, "demo", "--dir", str(tmp_path / "demo"), "--per-kind", "1")
+    assert code == 0 and "(27 items" in out2

@@ -22,6 +22,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     info = build_demo(args.dir, per_kind=args.per_kind)
     out(f"demo gallery: {info['gallery']} ({info['items']} items, model {info['model_id']})")
+    out(f"decision thresholds calibrated on unseen generated scans: {info['calibration']}")
     out(f"query {info['query']} (a {info['query_kind']} the gallery has not seen):")
     for m in info["matches"]:
         flag = " THREAT" if m["threat"] else ""
