@@ -21,11 +21,11 @@ the analyst also added the query to the gallery as a new reference.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from index.sqlite import SqliteDB
 
 VERDICTS = ("correct", "wrong")
 
@@ -74,19 +74,10 @@ class FeedbackStore:
 
     def __init__(self, sqlite_path: str | Path) -> None:
         self.path = Path(sqlite_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None, timeout=30
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._conn.close()
+        self._db = SqliteDB(self.path, _SCHEMA)
+        self._conn = self._db.conn
+        self._lock = self._db.lock
+        self.close = self._db.close
 
     def add(
         self,

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gunmatch.state.db import StateDB
+from index.sqlite import SqliteDB
 
 GENESIS = "0" * 64
 QUERY_DIR = "queries"
@@ -118,7 +118,7 @@ class AuditLog:
 
     def __init__(self, state_dir: str | Path, db_name: str = "state.sqlite") -> None:
         self.state_dir = Path(state_dir)
-        self.db = StateDB(self.state_dir / db_name, _SCHEMA)
+        self.db = SqliteDB(self.state_dir / db_name, _SCHEMA)
 
     def close(self) -> None:
         """Close the database."""

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gunmatch.state.db import StateDB
+from index.sqlite import SqliteDB
 
 # Each role can do everything the roles before it can.
 ROLES = ("station", "analyst", "admin")
@@ -87,7 +87,7 @@ class KeyStore:
     """Create, list, revoke and check API keys."""
 
     def __init__(self, sqlite_path: str | Path) -> None:
-        self.db = StateDB(sqlite_path, _SCHEMA)
+        self.db = SqliteDB(sqlite_path, _SCHEMA)
 
     def close(self) -> None:
         """Close the database."""

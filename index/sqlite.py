@@ -1,4 +1,4 @@
-"""A small shared helper: one SQLite connection with WAL and immediate transactions."""
+"""One SQLite connection with WAL, full sync and immediate transactions, shared by all stores."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-class StateDB:
-    """Thread-safe SQLite connection for one state table group."""
+class SqliteDB:
+    """Thread-safe SQLite connection for one group of tables."""
 
-    def __init__(self, path: str | Path, schema: str) -> None:
+    def __init__(self, path: str | Path, schema: str, foreign_keys: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
@@ -22,6 +22,8 @@ class StateDB:
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
+        if foreign_keys:
+            self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.executescript(schema)
 
     @contextmanager
