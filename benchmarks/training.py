@@ -48,6 +48,7 @@ def run_dataset(name: str, args: argparse.Namespace, out_root: Path) -> dict:
         aug_passes=args.aug_passes,
         val_fraction=args.val_fraction,
         freeze_blocks=args.freeze_blocks,
+        input_size=args.input_size,
         threads=args.threads,
         progress=False,
         fit=replace(FitConfig(), epochs=args.epochs, loss=args.loss, lr=args.lr),
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aug-passes", type=int, default=2)
     p.add_argument("--freeze-blocks", type=int, default=11)
     p.add_argument("--loss", default="cosface")
+    p.add_argument("--input-size", type=int, default=None, help="override the model input size")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--baseline", default="", help="datasets on which to also measure ImageNet")
