@@ -477,10 +477,7 @@ class Gallery:
 
     def labels(self) -> dict[str, int]:
         """Item count per label."""
-        counts: dict[str, int] = {}
-        for it in self.store.list_items():
-            counts[it.label] = counts.get(it.label, 0) + 1
-        return counts
+        return self.store.label_counts()
 
     def search(
         self, queries: np.ndarray, k: int = 10, filters: Filters | None = None

@@ -214,6 +214,12 @@ class Store:
         with self._lock:
             return int(self.conn.execute(sql, list(params)).fetchone()[0])
 
+    def label_counts(self) -> dict[str, int]:
+        """Item count per label, counted by SQLite (no item rows are loaded)."""
+        with self._lock:
+            rows = self.conn.execute("SELECT label, COUNT(*) FROM items GROUP BY label")
+            return {label: int(n) for label, n in rows}
+
     def items_for_vectors(self, vec_ids: Iterable[int]) -> dict[int, Item]:
         """Map vec_id -> Item for the given vector ids."""
         ids = [int(i) for i in vec_ids]
