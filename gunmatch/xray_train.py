@@ -79,13 +79,20 @@ def label_crops(
     return [named[j][1] if overlaps[i, j] >= min_iou else BACKGROUND for i, j in enumerate(best)]
 
 
-def training_crops(cfg: XrayHeadConfig) -> tuple[list[np.ndarray], list[str]]:
-    """Region crops of generated parcels and isolated renders, with their kind labels."""
+def training_crops(
+    cfg: XrayHeadConfig, groups: list[int] | None = None
+) -> tuple[list[np.ndarray], list[str]]:
+    """Region crops of generated parcels and isolated renders, with their kind labels.
+
+    ``groups``, when given, receives each crop's source (parcel index, or ``parcels + 1000 j + s``
+    for render s of kind j) so a validation split can keep sources apart.
+    """
     from gunmatch.synth.shapes import PART_KINDS, THREAT_KINDS
     from gunmatch.synth.xray import render_isolated, render_parcel
 
     crops: list[np.ndarray] = []
     labels: list[str] = []
+    groups = groups if groups is not None else []
     proposals = ProposalConfig(**{**asdict(cfg.proposals), "max_regions": cfg.regions})
     for i in range(cfg.parcels):
         kind = THREAT_KINDS[i % len(THREAT_KINDS)] if i % 3 else None
@@ -101,6 +108,7 @@ def training_crops(cfg: XrayHeadConfig) -> tuple[list[np.ndarray], list[str]]:
         for win, name in zip(windows, names, strict=True):
             crops.append(crop_transmission(p.image, win, cfg.input_size))
             labels.append(name)
+            groups.append(i)
     tip = AugmentConfig(variants=1, seed=cfg.seed + 2_000_000)
     for j, kind in enumerate(PART_KINDS):
         for s in range(max(cfg.isolated_per_kind, cfg.projected_per_kind)):
@@ -109,11 +117,13 @@ def training_crops(cfg: XrayHeadConfig) -> tuple[list[np.ndarray], list[str]]:
             if s < cfg.isolated_per_kind:
                 crops.append(letterbox_grey(ref, cfg.input_size))
                 labels.append(kind)
+                groups.append(cfg.parcels + 1000 * j + s)
             if s < cfg.projected_per_kind and PART_KINDS[kind].threat:
                 rng = np.random.default_rng(seed)
                 for crop in projected_variants(ref, tip, cfg.input_size, rng):
                     crops.append(crop)
                     labels.append(kind)
+                    groups.append(cfg.parcels + 1000 * j + s)
     return crops, labels
 
 

@@ -1,0 +1,185 @@
+"""Fine-tune the backbone's last blocks on generated X-ray crops (part kinds vs. clutter).
+
+The LDA head (``gunmatch.xray_train``) is linear on frozen ImageNet features, which barely
+separate a small steel slide from a wrench or a battery inside a cluttered parcel. This
+trains the unfrozen top of the network with the training/ code (cached frozen-trunk views,
+CosFace, early stopping on a held-out set of parcels) on the same crops: region crops of
+generated training parcels labelled with the part kind they overlap, or "background", plus
+isolated and projected renders of every kind. Only generated data (seeds from
+``TRAIN_SEED``) is used; benchmarks evaluate on other seed ranges.
+
+    .venv/bin/python -m gunmatch.xray_finetune --out runs/xray-ft
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gunmatch.xray_train import XrayHeadConfig, balance, training_crops
+from matcher import load_model, save_checkpoint
+from matcher.model import EmbeddingModel, with_preprocess
+from matcher.preprocess import grey_to_tensor
+from training.fit import FitConfig, fit
+from training.train import prepare_model
+from training.trunk import frozen_forward
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class XrayFinetuneConfig:
+    """Data, augmentation and optimisation of an X-ray fine-tuning run."""
+
+    crops: XrayHeadConfig = field(
+        default_factory=lambda: XrayHeadConfig(parcels=300, max_per_class=400, max_background=2000)
+    )
+    head_dim: int = 128
+    freeze_blocks: int = 11
+    aug_passes: int = 3
+    # Every n-th source (parcel or render) is held out for validation and early stopping.
+    val_every: int = 8
+    gamma: tuple[float, float] = (0.8, 1.25)
+    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=10, batch_size=64, patience=3))
+
+
+def augment_transmission(t: np.ndarray, rng: np.random.Generator, gamma: tuple[float, float]):
+    """A random right-angle rotation, flip and thickness change (T ** g) of a square crop."""
+    out = np.rot90(t, int(rng.integers(0, 4)))
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out ** float(rng.uniform(*gamma)), dtype=np.float32)
+
+
+def crop_views(
+    model: EmbeddingModel,
+    crops: Sequence[np.ndarray],
+    freeze_blocks: int,
+    passes: int,
+    seed: int,
+    gamma: tuple[float, float],
+    batch_size: int = 64,
+    progress: bool = True,
+) -> torch.Tensor:
+    """(1 + passes, n, C, H, W) float16 frozen-trunk outputs; view 0 is the clean crop."""
+    pre = model.config.preprocess
+    views = []
+    bar = tqdm(total=len(crops) * (1 + passes), desc="caching crops", disable=not progress or None)
+    for p in range(1 + passes):
+        rng = np.random.default_rng([seed, p])
+        out = []
+        for i in range(0, len(crops), batch_size):
+            chunk = crops[i : i + batch_size]
+            if p:
+                chunk = [augment_transmission(c, rng, gamma) for c in chunk]
+            x = torch.stack([grey_to_tensor(c, pre) for c in chunk])
+            with torch.inference_mode():
+                y = frozen_forward(
+                    model, x.contiguous(memory_format=torch.channels_last), freeze_blocks
+                )
+            out.append(y.half().contiguous())
+            bar.update(len(chunk))
+        views.append(torch.cat(out))
+    bar.close()
+    return torch.stack(views)
+
+
+def finetune_xray(cfg: XrayFinetuneConfig, out_dir: str | Path, progress: bool = True) -> dict:
+    """Generate crops, fine-tune, save a self-describing checkpoint; returns the report."""
+    torch.set_num_threads(cfg.crops.threads)
+    torch.manual_seed(cfg.fit.seed)
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+    groups: list[int] = []
+    crops, labels = training_crops(cfg.crops, groups)
+    rng = np.random.default_rng(cfg.crops.seed)
+    keep = balance(labels, cfg.crops.max_per_class, rng, {"background": cfg.crops.max_background})
+    crops = [crops[i] for i in keep]
+    labels = [labels[i] for i in keep]
+    groups = [groups[i] for i in keep]
+    names = sorted(set(labels))
+    y = np.array([names.index(lab) for lab in labels])
+    val = np.array([g % cfg.val_every == 0 for g in groups])
+    train_idx, val_idx = np.flatnonzero(~val).tolist(), np.flatnonzero(val).tolist()
+    times["crops"] = round(time.perf_counter() - start, 1)
+
+    model = prepare_model(cfg.crops.backbone, cfg.head_dim)
+    model = with_preprocess(model, input_size=cfg.crops.input_size)
+    clock = time.perf_counter()
+    views = crop_views(
+        model, crops, cfg.freeze_blocks, cfg.aug_passes, cfg.fit.seed, cfg.gamma, progress=progress
+    )
+    times["cache"] = round(time.perf_counter() - clock, 1)
+    del crops
+    result = fit(
+        model, views, y, train_idx, val_idx, cfg.freeze_blocks, cfg.fit, len(names), None, progress
+    )
+    times["fit"] = result.seconds
+    times["total"] = round(time.perf_counter() - start, 1)
+    model.weights_sha256 = None  # trained weights: never a reference to the bundled ones
+    report = {
+        "kind": "xray-finetune",
+        "config": asdict(cfg),
+        "samples": len(labels),
+        "train_samples": len(train_idx),
+        "val_samples": len(val_idx),
+        "class_counts": {c: labels.count(c) for c in names},
+        "labels": names,
+        "fit": result.to_dict(),
+        "seconds": times,
+        "data": "generated only (gunmatch.synth), seeds from TRAIN_SEED",
+    }
+    out = save_checkpoint(model.eval(), out_dir, card=report)
+    report["model_id"] = load_model(out).model_id
+    (Path(out) / "train_config.json").write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gunmatch.xray_finetune --out DIR [--parcels N] [--epochs N]``."""
+    defaults = XrayFinetuneConfig()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--parcels", type=int, default=defaults.crops.parcels)
+    p.add_argument("--epochs", type=int, default=defaults.fit.epochs)
+    p.add_argument("--freeze-blocks", type=int, default=defaults.freeze_blocks)
+    p.add_argument("--aug-passes", type=int, default=defaults.aug_passes)
+    p.add_argument("--input-size", type=int, default=defaults.crops.input_size)
+    p.add_argument("--threads", type=int, default=defaults.crops.threads)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = replace(
+        defaults,
+        crops=replace(
+            defaults.crops,
+            parcels=args.parcels,
+            input_size=args.input_size,
+            threads=args.threads,
+        ),
+        freeze_blocks=args.freeze_blocks,
+        aug_passes=args.aug_passes,
+        fit=replace(defaults.fit, epochs=args.epochs),
+    )
+    report = finetune_xray(cfg, args.out)
+    log.info(
+        "saved %s: %d crops, val top-1 %.3f (epoch %d), %s s",
+        args.out,
+        report["samples"],
+        report["fit"]["best_val_top1"],
+        report["fit"]["best_epoch"],
+        report["seconds"]["total"],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
