@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
 import time
@@ -62,8 +64,33 @@ def build_shadow(
     return shadow
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2); False where that is unsupported."""
+    fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if fn is None:
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
 def swap_in(shadow_dir: Path, target: Path) -> None:
-    """Replace ``target`` by ``shadow_dir``: two renames; the old gallery is kept until done."""
+    """Replace ``target`` by ``shadow_dir``.
+
+    One atomic exchange where the kernel and file system allow it, so a reader never finds
+    the path missing; otherwise two renames with the old gallery kept until the second is done.
+    """
+    if exchange(shadow_dir, target):
+        shutil.rmtree(shadow_dir, ignore_errors=True)  # now holds the old gallery
+        return
     backup = target.with_name(f"{target.name}.old-{int(time.time())}")
     os.replace(target, backup)
     try:

@@ -75,6 +75,9 @@ def test_promotion_accepted_then_refused_then_rollback(setup, models, capsys):
     gallery, queries, reg_dir = setup
     good, bad = models
     bad_id = _model_id(gallery)
+    # The gallery's own calibration under its first model: a rollback must bring it back.
+    first_cal = {"model_id": bad_id, "alert": 0.91, "review": 0.77, "source": "analyst"}
+    (gallery / "calibration.json").write_text(json.dumps(first_cal))
     common = ["--gallery", str(gallery), "--registry", str(reg_dir), "--quiet", "--threads", "1"]
 
     rc = main(
@@ -118,6 +121,7 @@ def test_promotion_accepted_then_refused_then_rollback(setup, models, capsys):
 
     assert main(["model", "rollback", *common]) == 0
     assert _model_id(gallery) == bad_id
+    assert json.loads((gallery / "calibration.json").read_text()) == first_cal
     assert FeedbackStore(gallery / "state.sqlite").count() == 1
     capsys.readouterr()
     assert main(["model", "show", good_id[:20], "--registry", str(reg_dir)]) == 0

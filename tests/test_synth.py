@@ -94,8 +94,10 @@ def test_beer_lambert_sanity():
     assert transmission(two)[0, 0] < transmission(one)[0, 0]
     assert transmission(one)[0, 0] == pytest.approx(math.exp(-MATERIALS["steel"].mu_high))
     assert transmission(two)[0, 0] == pytest.approx(transmission(one)[0, 0] ** 2, rel=1e-6)
-    t = {m: transmission({m: np.full((1, 1), 5.0, np.float32)})[0, 0]
-         for m in ("organic", "plastic", "aluminium", "steel", "lead")}
+    t = {
+        m: transmission({m: np.full((1, 1), 5.0, np.float32)})[0, 0]
+        for m in ("organic", "plastic", "aluminium", "steel", "lead")
+    }
     assert t["organic"] > t["plastic"] > t["aluminium"] > t["steel"] > t["lead"]
     assert transmission({"organic": np.zeros((3, 3), np.float32)}).min() == 1.0
     for m in MATERIALS:
@@ -111,8 +113,9 @@ def test_overlapping_objects_multiply():
     b = {k: v[:h, :w] for k, v in b.items()}
     both = {k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b)}
     for energy in ("high", "low"):
-        np.testing.assert_allclose(transmission(both, energy),
-                                   transmission(a, energy) * transmission(b, energy), rtol=1e-5)
+        np.testing.assert_allclose(
+            transmission(both, energy), transmission(a, energy) * transmission(b, energy), rtol=1e-5
+        )
     with pytest.raises(ValueError):
         attenuation({"unobtainium": np.ones((1, 1))})
 
@@ -147,8 +150,7 @@ def test_parcel_without_threat_and_determinism():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_threat_scale_range(seed):
     kind = THREAT_KINDS[seed]
-    p = render_parcel(seed, size=SMALL, threat_kind=kind, threat_scale=(0.2, 0.2),
-                      n_clutter=0)
+    p = render_parcel(seed, size=SMALL, threat_kind=kind, threat_scale=(0.2, 0.2), n_clutter=0)
     assert max(p.boxes[0].w, p.boxes[0].h) <= 0.2 * max(SMALL) + 1
 
 
@@ -159,10 +161,12 @@ def test_exports_dtypes_and_values():
     u16 = to_uint16(t)
     assert u16.dtype == np.uint16 and u16.shape == (2, 2)
     assert int(u16[0, 0]) == 4095 << 4 and np.all(u16 & 0xF == 0)  # 12 significant bits
-    noisy = to_uint8(np.full((64, 64), 0.5, np.float32), np.random.default_rng(0), noise=0.02,
-                     blur_sigma=0.6)
-    again = to_uint8(np.full((64, 64), 0.5, np.float32), np.random.default_rng(0), noise=0.02,
-                     blur_sigma=0.6)
+    noisy = to_uint8(
+        np.full((64, 64), 0.5, np.float32), np.random.default_rng(0), noise=0.02, blur_sigma=0.6
+    )
+    again = to_uint8(
+        np.full((64, 64), 0.5, np.float32), np.random.default_rng(0), noise=0.02, blur_sigma=0.6
+    )
     np.testing.assert_array_equal(noisy, again)
     assert 1.0 < noisy.astype(float).std() < 6.0 and abs(noisy.mean() - 127.5) < 1.0
 
@@ -199,7 +203,11 @@ def test_photo_is_deterministic_rgb():
 def test_write_reference_set_layout(tmp_path):
     paths = write_reference_set(tmp_path, ["slide", "key"], 2, seed=1, size=64)
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == [
-        "slide/slide_0.png", "slide/slide_1.png", "key/key_0.png", "key/key_1.png"]
+        "slide/slide_0.png",
+        "slide/slide_1.png",
+        "key/key_0.png",
+        "key/key_1.png",
+    ]
     with Image.open(paths[0]) as im:
         assert im.mode == "L" and im.size == (64, 64)
     again = write_reference_set(tmp_path / "b", ["slide"], 1, seed=1, size=64)
@@ -213,8 +221,9 @@ def test_write_reference_set_layout(tmp_path):
 
 
 def test_write_parcel_set_labels(tmp_path):
-    out = write_parcel_set(tmp_path, 2, 1, seed=2, kinds=["barrel", "magazine"], size=(200, 160),
-                           fmt="gray16")
+    out = write_parcel_set(
+        tmp_path, 2, 1, seed=2, kinds=["barrel", "magazine"], size=(200, 160), fmt="gray16"
+    )
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == ["parcel_00000.png", "parcel_00001.png", "parcel_00002.png"]
     records = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]

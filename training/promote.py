@@ -172,8 +172,13 @@ def promote(
         shutil.rmtree(shadow_dir, ignore_errors=True)
         registry.record({"action": "refused", **event})
         return gate
+    # Keep the outgoing calibration so a rollback can restore it with its model.
+    registry.keep_calibration(gallery_dir, current_id, gallery_dir / CALIBRATION_FILE)
     if threats:
-        write_calibration(candidate.metrics, shadow_dir / CALIBRATION_FILE, f"promote {queries}")
+        cal = write_calibration(
+            candidate.metrics, shadow_dir / CALIBRATION_FILE, f"promote {queries}"
+        )
+        registry.keep_calibration(gallery_dir, entry.model_id, cal)
     moved = carry_state(gallery_dir, shadow_dir)
     swap_in(shadow_dir, gallery_dir)
     registry.record({"action": "promote", "state_moved": moved, **event})
@@ -187,7 +192,10 @@ def rollback(
     batch_size: int = 32,
     progress: bool = True,
 ) -> str:
-    """Re-embed the gallery with the model promoted before the current one; returns its id."""
+    """Re-embed the gallery with the model promoted before the current one; returns its id.
+
+    The calibration the gallery had under that model comes back with it (none if it had none).
+    """
     gallery_dir = Path(gallery_dir).resolve()
     chain = registry.active_chain(gallery_dir)
     if len(chain) < 2:
@@ -198,11 +206,15 @@ def rollback(
     with Gallery.open(gallery_dir) as g:
         current_id = g.model_id
         build_shadow(g, emb, shadow_dir, progress).close()
+    kept = registry.calibration_path(gallery_dir, target)
+    if kept.is_file():
+        shutil.copyfile(kept, shadow_dir / CALIBRATION_FILE)
     moved = carry_state(gallery_dir, shadow_dir)
     swap_in(shadow_dir, gallery_dir)
     registry.record(
         {
             "action": "rollback",
+            "calibration_restored": kept.is_file(),
             "gallery": str(gallery_dir),
             "model_id": target,
             "previous_model_id": current_id,

@@ -4,6 +4,7 @@ Layout of a registry directory::
 
     REG/models/<model_id>/   checkpoint (meta.json, weights.pt, training.json if trained here)
     REG/registry.json        {"eval_set": {...}, "history": [{"action", "model_id", ...}, ...]}
+    REG/calibrations/<gallery key>/<model_id>.json   a gallery's calibration under each model
 
 A model's card (base, data hash, config, metrics) lives in its ``meta.json``. Promotion
 and rollback are recorded in ``history``; the fixed evaluation set used to gate promotion is
@@ -12,6 +13,7 @@ recorded on first use so later promotions are compared on the same queries.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -152,6 +154,23 @@ class Registry:
             elif ev["action"] == "rollback" and chain:
                 chain.pop()
         return chain
+
+    def calibration_path(self, gallery: str | Path, model_id: str) -> Path:
+        """Where the calibration of ``gallery`` under ``model_id`` is kept (may not exist)."""
+        key = hashlib.sha256(str(Path(gallery).resolve()).encode()).hexdigest()[:16]
+        return self.root / "calibrations" / key / f"{model_id}.json"
+
+    def keep_calibration(self, gallery: str | Path, model_id: str, source: Path) -> bool:
+        """Copy a gallery's calibration file for ``model_id`` (False when it has none)."""
+        if not source.is_file():
+            return False
+        dest = self.calibration_path(gallery, model_id)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".cal.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(source.read_bytes())
+        os.replace(tmp, dest)
+        return True
 
     def load(self, model_id: str):
         """The EmbeddingModel of a registered id."""
