@@ -1,17 +1,17 @@
 """index: stores vectors with metadata and answers nearest-neighbour queries. Takes vectors."""
 
 from index.categories import CATEGORIES, CATEGORY_KEYS, Category, normalize_category
-from index.gallery import (
+from index.gallery import Gallery
+from index.store import EDITABLE_FIELDS, Item
+from index.types import (
     AddResult,
     Filters,
-    Gallery,
     GalleryError,
     ItemNotFoundError,
     Match,
     ModelMismatchError,
     NewItem,
 )
-from index.store import EDITABLE_FIELDS, Item
 from index.vectors import VectorIndex
 
 __all__ = [

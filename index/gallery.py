@@ -20,131 +20,33 @@ and leaves nothing half-added.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import os
-import tempfile
 import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from index.categories import normalize_category
+from index.consistency import IndexSync, _atomic_write, _now
 from index.factory import IndexConfig, build_index, resolve_kind
 from index.store import EDITABLE_FIELDS, Item, Store
 from index.transform import PcaTransform, fit_pca, load_transform, save_transform
+from index.types import (
+    AddResult,
+    Filters,
+    GalleryError,
+    ItemNotFoundError,
+    Match,
+    ModelMismatchError,
+    NewItem,
+)
 from index.vectors import VectorIndex
 
 MANIFEST_FORMAT = "gunmatch-gallery/1"
 
 
-class GalleryError(RuntimeError):
-    """A gallery cannot be opened or written as asked; the message says why."""
-
-
-class ModelMismatchError(GalleryError):
-    """Vectors or an embedder from another model than the one that built the gallery."""
-
-
-class ItemNotFoundError(GalleryError, KeyError):
-    """No item with that id."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "item not found"
-
-
-@dataclass
-class NewItem:
-    """A reference to add: its vectors (original first, then variants) and metadata."""
-
-    vectors: np.ndarray
-    label: str
-    image_bytes: bytes
-    image_ext: str = ".png"
-    thumb_bytes: bytes = b""
-    category: str = "other"
-    modality: str = "photo"
-    threat: bool = False
-    make_model: str = ""
-    calibre: str = ""
-    source: str = ""
-    notes: str = ""
-    added_by: str = ""
-    width: int = 0
-    height: int = 0
-    variants: list[str] = field(default_factory=list)
-
-    @property
-    def sha256(self) -> str:
-        """Hash of the original image bytes."""
-        return hashlib.sha256(self.image_bytes).hexdigest()
-
-
-@dataclass
-class AddResult:
-    """Which items were added and which were already present (same image sha256)."""
-
-    added: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, existing item_id)
-
-
-@dataclass
-class Match:
-    """One search hit: an item and its cosine similarity to the query."""
-
-    rank: int
-    item: Item
-    score: float
-    variant: str = "original"
-
-
-@dataclass
-class Filters:
-    """Optional search filters."""
-
-    category: str | None = None
-    modality: str | None = None
-    threat: bool | None = None
-
-    def sql(self) -> tuple[str, list]:
-        """A WHERE fragment over the items table (alias i) and its parameters."""
-        parts, params = [], []
-        if self.category:
-            parts.append("i.category=?")
-            params.append(normalize_category(self.category))
-        if self.modality:
-            parts.append("i.modality=?")
-            params.append(self.modality)
-        if self.threat is not None:
-            parts.append("i.threat=?")
-            params.append(int(self.threat))
-        return " AND ".join(parts), params
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-class Gallery:
+class Gallery(IndexSync):
     """Reference gallery on disk; use ``Gallery.create`` or ``Gallery.open``."""
 
     def __init__(
@@ -248,11 +150,6 @@ class Gallery:
         return self.manifest["model_id"]
 
     @property
-    def dim(self) -> int:
-        """Vector dimension."""
-        return int(self.manifest["dim"])
-
-    @property
     def index_dim(self) -> int:
         """Dimension of the indexed vectors (after the optional transform)."""
         return self.transform.d_out if self.transform else self.dim
@@ -269,83 +166,6 @@ class Gallery:
 
     def __len__(self) -> int:
         return self.store.count_items()
-
-    # -- consistency ----------------------------------------------------------------------
-    @contextmanager
-    def _write_lock(self) -> Iterator[None]:
-        """Exclusive across threads and processes."""
-        with self._lock, open(self.root / ".lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                self.sync()
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def sync(self) -> None:
-        """Bring the in-memory index up to the database's generation (other writers, crashes)."""
-        with self._lock:
-            db_gen = self.store.generation()
-            if db_gen == self._index_gen:
-                return
-            pruned = int(self.store.get_meta("pruned_upto", "0") or 0)
-            if self._index_gen < pruned or self._index_gen > db_gen:
-                self._rebuild()
-            else:
-                self._replay(self.store.changes_since(self._index_gen))
-            self._index_gen = db_gen
-
-    def _to_index_space(self, vectors: np.ndarray) -> np.ndarray:
-        """Stored/query vectors -> the space the index holds (the optional transform)."""
-        return self.transform.apply(vectors) if self.transform else vectors
-
-    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        chunks = list(self.store.vectors())
-        if not chunks:
-            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
-        return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
-
-    def _rebuild(self) -> None:
-        ids, vecs = self._all_vectors()
-        self.index = build_index(ids, self._to_index_space(vecs), self.index_config)
-        self.manifest["index_type"] = self.index.kind
-
-    def _replay(self, changes: list[tuple[int, str, int]]) -> None:
-        adds: list[int] = []
-        for _, op, vec_id in changes:
-            if op == "add":
-                adds.append(vec_id)
-            else:
-                if vec_id in adds:
-                    adds.remove(vec_id)
-                self.index.remove(np.array([vec_id]))
-        for ids, vecs in self.store.vectors(adds):
-            self.index.add(ids, self._to_index_space(vecs))
-
-    def flush(self) -> None:
-        """Write the index file and manifest for the current generation; prune the change log."""
-        with self._lock:
-            self.sync()
-            if resolve_kind(self.index_config, self.index.ntotal) != self.index.kind:
-                self._rebuild()  # auto: the gallery crossed the exact-search threshold
-                self.manifest["index_generation"] = None
-            if (
-                self.manifest.get("index_generation") == self._index_gen
-                and (self.root / "index.faiss").exists()
-            ):
-                return
-            self.index.save(self.root / "index.faiss")
-            self._write_manifest()
-            self.store.prune_changes(self._index_gen)
-            with self.store.transaction() as conn:
-                self.store.set_meta(conn, "pruned_upto", str(self._index_gen))
-
-    def _write_manifest(self) -> None:
-        self.manifest["index_generation"] = self._index_gen
-        self.manifest["count"] = self.store.count_items()
-        self.manifest["vectors"] = self.index.ntotal
-        self.manifest["updated_at"] = _now()
-        _atomic_write(self.root / "manifest.json", json.dumps(self.manifest, indent=2).encode())
 
     # -- writes ---------------------------------------------------------------------------
     def add(self, items: Sequence[NewItem], model_id: str) -> AddResult:
