@@ -41,7 +41,13 @@ class XrayFinetuneConfig:
     """Data, augmentation and optimisation of an X-ray fine-tuning run."""
 
     crops: XrayHeadConfig = field(
-        default_factory=lambda: XrayHeadConfig(parcels=300, max_per_class=400, max_background=2000)
+        default_factory=lambda: XrayHeadConfig(
+            parcels=300,
+            clean_every=5,  # most training parcels carry a part: the rare, valuable crops
+            projected_per_kind=60,
+            max_per_class=400,
+            max_background=2500,
+        )
     )
     head_dim: int = 128
     freeze_blocks: int = 11

@@ -44,6 +44,8 @@ class XrayHeadConfig:
     backbone: str = "efficientnet_lite0"
     input_size: int = 112
     parcels: int = 200
+    # Every n-th training parcel has no threat part (the others have one).
+    clean_every: int = 3
     parcel_size: tuple[int, int] = (1200, 940)
     isolated_per_kind: int = 6
     # Threat image projection: isolated threat renders multiplied into training backgrounds.
@@ -95,7 +97,7 @@ def training_crops(
     groups = groups if groups is not None else []
     proposals = ProposalConfig(**{**asdict(cfg.proposals), "max_regions": cfg.regions})
     for i in range(cfg.parcels):
-        kind = THREAT_KINDS[i % len(THREAT_KINDS)] if i % 3 else None
+        kind = THREAT_KINDS[i % len(THREAT_KINDS)] if i % cfg.clean_every else None
         p = render_parcel(cfg.seed + i, size=cfg.parcel_size, threat_kind=kind)
         boxes, _ = propose_regions(p.image, proposals)
         h, w = p.image.shape
