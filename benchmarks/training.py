@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", default="weapon-types,handgun-brands")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--aug-passes", type=int, default=2)
-    p.add_argument("--freeze-blocks", type=int, default=11)
+    p.add_argument("--freeze-blocks", type=int, default=8)  # TrainConfig default
     p.add_argument("--loss", default="cosface")
     p.add_argument("--input-size", type=int, default=None, help="override the model input size")
     p.add_argument("--lr", type=float, default=3e-4)

@@ -29,9 +29,9 @@ from gunmatch.xray_train import XrayHeadConfig, balance, training_crops
 from matcher import load_model, save_checkpoint
 from matcher.model import EmbeddingModel, with_preprocess
 from matcher.preprocess import grey_to_tensor
+from training.features import frozen_batch
 from training.fit import FitConfig, fit
 from training.train import prepare_model
-from training.trunk import frozen_forward
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,7 @@ def crop_views(
             if p:
                 chunk = [augment_transmission(c, rng, gamma) for c in chunk]
             x = torch.stack([grey_to_tensor(c, pre) for c in chunk])
-            with torch.inference_mode():
-                y = frozen_forward(
-                    model, x.contiguous(memory_format=torch.channels_last), freeze_blocks
-                )
-            out.append(y.half().contiguous())
+            out.append(frozen_batch(model, x, freeze_blocks))
             bar.update(len(chunk))
         views.append(torch.cat(out))
     bar.close()

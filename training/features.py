@@ -18,6 +18,13 @@ from training.augment import AugmentConfig, augment
 from training.trunk import frozen_forward
 
 
+def frozen_batch(model: EmbeddingModel, x: torch.Tensor, freeze_blocks: int) -> torch.Tensor:
+    """(n, C, H, W) float16 frozen-trunk output of one preprocessed batch."""
+    with torch.inference_mode():
+        y = frozen_forward(model, x.contiguous(memory_format=torch.channels_last), freeze_blocks)
+    return y.half().contiguous()
+
+
 def frozen_features(
     model: EmbeddingModel,
     images: Sequence[Image.Image],
@@ -37,14 +44,7 @@ def frozen_features(
         if rng is not None:
             chunk = [(augment(im, mod, rng, aug), mod) for im, mod in chunk]
         x = torch.stack([preprocess(im, mod, cfg) for im, mod in chunk])
-        with torch.inference_mode():
-            out.append(
-                frozen_forward(
-                    model, x.contiguous(memory_format=torch.channels_last), freeze_blocks
-                )
-                .half()
-                .contiguous()
-            )
+        out.append(frozen_batch(model, x, freeze_blocks))
         if on_batch:
             on_batch(len(chunk))
     return torch.cat(out)

@@ -49,7 +49,8 @@ class TrainConfig:
     head_dim: int | None = None
     # Override the base model's input size (smaller is faster; the checkpoint records it).
     input_size: int | None = None
-    freeze_blocks: int = 11
+    # Blocks 8+ (the last 112-, 192- and 320-channel stages of Lite0) are trained.
+    freeze_blocks: int = 8
     aug_passes: int = 3
     val_fraction: float = 0.15
     max_side: int = 320
