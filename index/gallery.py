@@ -59,6 +59,7 @@ class Gallery(IndexSync):
         self._index_gen = gen
         self._lock = threading.RLock()
         self._closed = False
+        self._count: tuple[int, int] | None = None  # (index generation, item count)
         self.index_config = IndexConfig.from_dict(manifest.get("index"))
         self.transform: PcaTransform | None = load_transform(root, manifest.get("transform"))
 
@@ -317,7 +318,7 @@ class Gallery(IndexSync):
             if where:
                 allowed = self.store.vec_ids_where(where, params)
             # Variants of one item compete for slots, so ask for more and dedupe.
-            variants_per_item = max(1, self.index.ntotal // max(1, len(self)))
+            variants_per_item = max(1, self.index.ntotal // max(1, self._item_count()))
             scores, ids = self.index.search(
                 self._to_index_space(queries), k * variants_per_item, allowed
             )
@@ -336,6 +337,12 @@ class Gallery(IndexSync):
                     break
             results.append(matches)
         return results
+
+    def _item_count(self) -> int:
+        """Items at the index's generation (adds and removes bump it), counted once per change."""
+        if self._count is None or self._count[0] != self._index_gen:
+            self._count = (self._index_gen, self.store.count_items())
+        return self._count[1]
 
     def configure_index(
         self,
