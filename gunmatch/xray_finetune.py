@@ -32,6 +32,7 @@ from matcher.preprocess import grey_to_tensor
 from training.features import frozen_batch
 from training.fit import FitConfig, fit
 from training.train import prepare_model
+from training.trunk import n_blocks
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,10 @@ def finetune_xray(cfg: XrayFinetuneConfig, out_dir: str | Path, progress: bool =
     torch.manual_seed(cfg.fit.seed)
     times: dict[str, float] = {}
     start = time.perf_counter()
+    model = prepare_model(cfg.crops.backbone, cfg.head_dim)
+    model = with_preprocess(model, input_size=cfg.crops.input_size)
+    if not 0 <= cfg.freeze_blocks < n_blocks(model):
+        raise ValueError(f"freeze_blocks must be in [0, {n_blocks(model) - 1}]")
     groups: list[int] = []
     crops, labels = training_crops(cfg.crops, groups)
     rng = np.random.default_rng(cfg.crops.seed)
@@ -114,8 +119,6 @@ def finetune_xray(cfg: XrayFinetuneConfig, out_dir: str | Path, progress: bool =
     train_idx, val_idx = np.flatnonzero(~val).tolist(), np.flatnonzero(val).tolist()
     times["crops"] = round(time.perf_counter() - start, 1)
 
-    model = prepare_model(cfg.crops.backbone, cfg.head_dim)
-    model = with_preprocess(model, input_size=cfg.crops.input_size)
     clock = time.perf_counter()
     views = crop_views(
         model, crops, cfg.freeze_blocks, cfg.aug_passes, cfg.fit.seed, cfg.gamma, progress=progress

@@ -59,3 +59,15 @@ def test_tiny_finetune_learns_and_writes_a_loadable_checkpoint(tmp_path):
     assert model.dim == 32 and model.config.preprocess.input_size == 112
     card = json.loads((tmp_path / "m" / "train_config.json").read_text())
     assert card["kind"] == "xray-finetune"
+
+
+def test_cli_train_xray_rejects_bad_arguments_before_any_work(tmp_path, capsys):
+    from gunmatch.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train-xray", "--out", str(tmp_path / "m"), "--epochs", "0"])
+    assert exc.value.code == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err
+    assert main(["train-xray", "--out", str(tmp_path / "m"), "--freeze-blocks", "99"]) == 1
+    assert "freeze_blocks must be in [0, 15]" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

@@ -1,4 +1,4 @@
-"""`gunmatch train DATA --out MODEL_DIR`: fine-tune the bundled backbone on labelled images."""
+"""`gunmatch train DATA --out MODEL_DIR` (labelled images) and `gunmatch train-xray` (generated)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_train)
+
+    x = sub.add_parser(
+        "train-xray",
+        help="train an X-ray screening model on generated parcels (no real data needed)",
+    )
+    x.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    x.add_argument("--parcels", type=int, default=None, help="generated training parcels")
+    x.add_argument("--epochs", type=int, default=None)
+    x.add_argument("--freeze-blocks", type=int, default=None, help="frozen backbone blocks")
+    x.add_argument("--threads", type=int, default=None, help="CPU threads")
+    x.add_argument("--register", type=Path, help="also add the model to this registry dir")
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
+    x.add_argument("--json", action="store_true", help="print the report as JSON")
+    x.set_defaults(func=cmd_train_xray)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -94,5 +108,44 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"({report.val_samples} held out, {len(report.labels)} labels) in "
         f"{report.seconds['total']:.0f} s; best epoch {fit['best_epoch']}, "
         f"validation top-1 {fit['best_val_top1']:.3f}; saved to {report.model_dir}"
+    )
+    return 0
+
+
+def cmd_train_xray(args: argparse.Namespace) -> int:
+    """Fine-tune on generated X-ray crops (gunmatch.xray_finetune) and say where it went."""
+    from dataclasses import replace
+
+    from gunmatch.cli import UsageError
+    from gunmatch.xray_finetune import XrayFinetuneConfig, finetune_xray
+    from training.registry import Registry
+
+    cfg = XrayFinetuneConfig()
+    for name in ("parcels", "epochs", "freeze_blocks", "threads"):
+        value = getattr(args, name)
+        least = 0 if name == "freeze_blocks" else 1
+        if value is not None and value < least:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least {least}")
+    if args.parcels is not None:
+        cfg = replace(cfg, crops=replace(cfg.crops, parcels=args.parcels))
+    if args.threads is not None:
+        cfg = replace(cfg, crops=replace(cfg.crops, threads=args.threads))
+    if args.epochs is not None:
+        cfg = replace(cfg, fit=replace(cfg.fit, epochs=args.epochs))
+    if args.freeze_blocks is not None:
+        cfg = replace(cfg, freeze_blocks=args.freeze_blocks)
+    report = finetune_xray(cfg, args.out, progress=not args.quiet)
+    if args.register:
+        Registry(args.register).add(args.out)
+    if args.json:
+        emit_json(report)
+        return 0
+    fit = report["fit"]
+    out(
+        f"trained X-ray model {report['model_id']} on {report['train_samples']} generated crops "
+        f"({report['val_samples']} held out) in {report['seconds']['total']:.0f} s; "
+        f"validation top-1 {fit['best_val_top1']:.3f} at epoch {fit['best_epoch']}; "
+        f"saved to {args.out}. Build an X-ray gallery with it: gunmatch gallery build REFS "
+        f"--gallery DIR --modality xray --model {args.out}"
     )
     return 0
