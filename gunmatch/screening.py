@@ -60,6 +60,10 @@ class ScreeningConfig:
     # calibration files use); "margin" = that minus the best benign reference's similarity,
     # which discounts crops that look as much like a phone or a wrench as like a slide.
     score_mode: Literal["match", "margin"] = "match"
+    # Similarities averaged into each side of the score: the k best threat references (and,
+    # for "margin", the k best benign ones). k > 1 steadies the score against one stray
+    # reference that happens to resemble a battery or a buckle.
+    score_k: int = 1
     # The most regions reported per scan (best threat score first).
     max_regions: int = 8
 
@@ -210,12 +214,19 @@ def load_transmission(source: ImageSource, max_pixels: int, white_percentile: fl
 # -- the service ----------------------------------------------------------------------------
 
 
-def _benign_scores(engine: Engine, vecs: np.ndarray, filters: Filters | None) -> np.ndarray:
-    """Best similarity of each vector to a non-threat reference (0 when there are none)."""
+def top_mean(matches: list[Match], k: int) -> float:
+    """Mean score of the best ``k`` matches (fewer if there are fewer; -inf if none)."""
+    return float(np.mean([m.score for m in matches[:k]])) if matches else -np.inf
+
+
+def _benign_scores(
+    engine: Engine, vecs: np.ndarray, filters: Filters | None, k: int = 1
+) -> np.ndarray:
+    """Mean of each vector's ``k`` best similarities to non-threat references (0 if none)."""
     f = replace(filters or Filters(), threat=False)
     if not len(vecs) or (filters is not None and filters.threat):
         return np.zeros(len(vecs))
-    return np.array([m[0].score if m else 0.0 for m in engine.gallery.search(vecs, 1, f)])
+    return np.array([top_mean(m, k) if m else 0.0 for m in engine.gallery.search(vecs, k, f)])
 
 
 def _threat_filters(filters: Filters | None) -> Filters:
@@ -253,12 +264,16 @@ def screen_transmission(
     clock = time.perf_counter()
     shown = engine.gallery.search(vecs, k, filters) if len(vecs) else []
     threat_filters = _threat_filters(filters)
+    if cfg.score_k < 1:
+        raise ValueError("score_k must be at least 1")
     threats = (
-        engine.gallery.search(vecs, 1, threat_filters)
+        engine.gallery.search(vecs, cfg.score_k, threat_filters)
         if len(vecs) and threat_filters.threat
         else [[] for _ in range(len(vecs))]
     )
-    benign = _benign_scores(engine, vecs, filters) if cfg.score_mode == "margin" else None
+    benign = (
+        _benign_scores(engine, vecs, filters, cfg.score_k) if cfg.score_mode == "margin" else None
+    )
     regions = _merge(boxes, pscores, shown, threats, cfg, decide, benign)
     timings["search_ms"] = (time.perf_counter() - clock) * 1000.0
     worst = decisions.most_severe(r.decision for r in regions)
@@ -289,7 +304,7 @@ def _merge(
     """Merge overlapping regions that agree on their best threat label; best score first."""
     if len(boxes) == 0:
         return []
-    tscore = np.array([m[0].score if m else -np.inf for m in threats], dtype=np.float64)
+    tscore = np.array([top_mean(m, cfg.score_k) for m in threats], dtype=np.float64)
     if benign is not None:
         tscore = tscore - benign
     keys = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -264,3 +265,41 @@ def test_margin_mode_discounts_benign_lookalikes(engine, scan):
         assert benign, "k=4 over a 4-item gallery shows every reference"
         assert r.threat_score == pytest.approx(r.threat_match.score - max(benign), abs=1e-3)
     assert margin.score < match.score
+
+
+def test_margin_score_averages_the_k_best_references_on_each_side(engine, scan):
+    image, _ = scan
+    cfg = ScreeningConfig(
+        proposals=ProposalConfig(max_regions=6), score_mode="margin", score_k=2, max_regions=6
+    )
+    res = screen_transmission(engine, image, 4, None, threshold_decision_fn(0.9, 0.5), cfg)
+    assert res.regions
+    for r in res.regions:
+        threat = sorted((m.score for m in r.matches if m.item.threat), reverse=True)[:2]
+        benign = sorted((m.score for m in r.matches if not m.item.threat), reverse=True)[:2]
+        assert r.threat_score == pytest.approx(np.mean(threat) - np.mean(benign), abs=1e-4)
+    one = replace(cfg, score_k=1)
+    res1 = screen_transmission(engine, image, 4, None, threshold_decision_fn(0.9, 0.5), one)
+    r = res1.regions[0]
+    best_t = max(m.score for m in r.matches if m.item.threat)
+    best_b = max(m.score for m in r.matches if not m.item.threat)
+    assert r.threat_score == pytest.approx(best_t - best_b, abs=1e-4)
+    with pytest.raises(ValueError, match="score_k"):
+        screen_transmission(engine, image, 1, config=replace(cfg, score_k=0))
+
+
+def test_cli_score_mode_and_proposal_flags(engine, scan, tmp_path, capsys):
+    from gunmatch.cli import main
+
+    image, _ = scan
+    path = tmp_path / "scan.png"
+    path.write_bytes(_png(image))
+    _cli_json(engine, path, "--proposals", "5")
+    match = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    _cli_json(engine, path, "--proposals", "5", "--score-mode", "margin", "--score-k", "2")
+    margin = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert match["proposals"] == margin["proposals"] == 5
+    # Margin subtracts the benign side, so the same scan scores lower than by plain match.
+    assert margin["score"] < match["score"]
+    with pytest.raises(SystemExit):
+        main(["search", "--score-k", "0", "--gallery", str(engine.gallery.root), str(path)])

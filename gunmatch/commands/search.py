@@ -35,6 +35,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="X-ray screening: find parts inside cluttered scans, with boxes and decisions "
         "(default: on when the query modality is xray; --no-regions searches whole images)",
     )
+    p.add_argument(
+        "--score-mode",
+        choices=("match", "margin"),
+        default="match",
+        help="region threat score: best threat similarity (match, the calibration's scale) or "
+        "that minus the best benign similarity (margin; needs benign/clutter references)",
+    )
+    p.add_argument(
+        "--score-k", type=int, default=1, help="average the k best references on each side"
+    )
+    p.add_argument("--proposals", type=int, default=None, help="regions proposed per scan")
     add_runtime_args(p)
     p.set_defaults(func=cmd_search)
 
@@ -45,6 +56,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise UsageError("--k must be at least 1")
+    if args.score_k < 1:
+        raise UsageError("--score-k must be at least 1")
+    if args.proposals is not None and args.proposals < 1:
+        raise UsageError("--proposals must be at least 1")
     paths = expand_paths(args.paths)
     if not paths:
         raise UsageError("no images found in the given paths")
@@ -96,13 +111,18 @@ def use_regions(flag: bool | None, modality: str) -> bool:
 
 def _search_regions(engine, paths, args: argparse.Namespace, filters: Filters) -> int:
     """Screen each scan region by region; per-file errors are reported, the batch goes on."""
-    from gunmatch.screening import calibration_decision_fn, screen_image
+    from dataclasses import replace
+
+    from gunmatch.screening import ScreeningConfig, calibration_decision_fn, screen_image
 
     decide = calibration_decision_fn(engine)
+    cfg = ScreeningConfig(score_mode=args.score_mode, score_k=args.score_k)
+    if args.proposals:
+        cfg = replace(cfg, proposals=replace(cfg.proposals, max_regions=args.proposals))
     failures = 0
     for path in paths:
         try:
-            res = screen_image(engine, path, args.k, filters, decide)
+            res = screen_image(engine, path, args.k, filters, decide, cfg)
         except (ValueError, OSError) as exc:  # ImageError is a ValueError
             failures += 1
             if args.json:
