@@ -101,6 +101,10 @@ async def search_one(
             lambda: screening.screen_image(
                 engine, io.BytesIO(data), k, filters,
                 decision_fn=lambda score: decide_score(score, cal)[0],
+                config=screening.ScreeningConfig(
+                    score_mode=services.settings.screen_score_mode,
+                    score_k=services.settings.screen_score_k,
+                ),
             )
         )  # fmt: skip
         screened_dict = screened.to_dict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,12 @@ class Settings(BaseSettings):
     default_k: int = Field(10, ge=1, le=100)
     calibration_file: Path | None = None
     embed_workers: int = Field(1, ge=1, le=16, description="threads running embeddings")
+    screen_score_mode: Literal["match", "margin"] = Field(
+        "match",
+        description="X-ray region score: match (the calibration's scale) or margin (minus the "
+        "best benign similarity; see gunmatch.screening.ScreeningConfig)",
+    )
+    screen_score_k: int = Field(1, ge=1, le=50, description="references averaged per side")
     microbatch_ms: float = Field(
         0.0, ge=0.0, le=100.0,
         description="coalesce concurrent requests arriving within this many ms into one "

@@ -142,3 +142,34 @@ def test_xray_search_screens_regions_by_default(client, xray_gallery):
         for rm in r["matches"]:
             best = next(m for m in matches if m["item_id"] == rm["item_id"])
             assert best["score"] >= rm["score"] - 1e-4
+
+
+def test_margin_score_setting_reaches_region_screening(xray_gallery):
+    """GUNMATCH_SCREEN_SCORE_MODE=margin: each region's score is best threat minus best benign."""
+    from fastapi.testclient import TestClient
+
+    from api.app import ServiceConfig, create_app
+    from gunmatch.settings import get_settings
+    from gunmatch.state import KeyStore, state_db_path
+
+    root, slide = xray_gallery
+    store = KeyStore(state_db_path(root))
+    key = store.create("margin key", "station")[1]
+    store.close()
+    settings = get_settings(threads=1, default_k=3, screen_score_mode="margin")
+    bg = synth.render_parcel(5353, size=(400, 320), threat_kind=None, n_clutter=2).image
+    ys, xs = np.nonzero(slide < 0.98)
+    scan, _ = projection.project(bg, slide[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1],
+                                 x=150, y=60)  # fmt: skip
+    with TestClient(create_app(ServiceConfig(gallery_dir=root, settings=settings))) as c:
+        resp = c.post(
+            "/v1/search",
+            files={"image": ("scan.png", _png(scan))},
+            data={"regions": "true", "k": "3"},
+            headers={"X-API-Key": key},
+        )
+    assert resp.status_code == 200, resp.text
+    for r in resp.json()["regions"]:
+        threat = max(m["score"] for m in r["matches"] if m["threat"])
+        benign = max(m["score"] for m in r["matches"] if not m["threat"])
+        assert r["threat_score"] == pytest.approx(threat - benign, abs=2e-3)
