@@ -33,8 +33,6 @@ from benchmarks.report import git_rev, machine, write_section
 from gunmatch.regions import ProposalConfig, iou, propose_regions
 from gunmatch.screening import (
     ScreeningConfig,
-    crop_boxes,
-    crop_transmission,
     screen_image,
     screen_transmission,
     threshold_decision_fn,
@@ -43,6 +41,7 @@ from gunmatch.service import Engine
 from gunmatch.synth.shapes import PART_KINDS, THREAT_KINDS
 from gunmatch.synth.xray import render_isolated, render_parcel
 from gunmatch.xray_augment import GALLERY_BACKGROUND_SEED, AugmentConfig, projected_variants
+from gunmatch.xray_augment import clutter_items as xray_clutter_items
 from index import Gallery, NewItem
 from matcher import Embedder, load_model, save_checkpoint
 from matcher.model import with_preprocess
@@ -115,31 +114,13 @@ def clutter_items(emb: Embedder, args: argparse.Namespace) -> list[NewItem]:
     """
     if args.clutter_refs < 1:
         return []
-    pre = emb.preprocess_config
     size = tuple(int(v) for v in args.size.split("x"))
     per_scan = 8
-    items = []
+    items: list[NewItem] = []
     for j in range((args.clutter_refs + per_scan - 1) // per_scan):
         image = render_parcel(CLUTTER_SEED + j, size=size, threat_kind=None).image
-        boxes, _ = propose_regions(image, ProposalConfig(max_regions=per_scan + 1))
-        h, w = image.shape
-        for b, win in zip(boxes[1:], crop_boxes(boxes[1:], w, h, 0.15, 48), strict=True):
-            if len(items) >= args.clutter_refs:
-                break
-            crop = crop_transmission(image, win, args.crop)
-            vec = emb.embed_tensors(grey_to_tensor(crop, pre)[None])
-            items.append(
-                NewItem(
-                    vectors=vec,
-                    label="clutter",
-                    image_bytes=_png(crop),
-                    category="benign",
-                    modality="xray",
-                    threat=False,
-                    source=f"render_parcel({CLUTTER_SEED + j}) box {[int(v) for v in b]}",
-                )
-            )
-    return items
+        items += xray_clutter_items(emb, image, per_scan, f"render_parcel({CLUTTER_SEED + j})")
+    return items[: args.clutter_refs]
 
 
 def rate_at(pos: np.ndarray, neg: np.ndarray, fa: float) -> tuple[float, float]:

@@ -13,14 +13,18 @@ benchmark's evaluation parcels.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 import torch
+from PIL import Image
 
+from gunmatch.regions import propose_regions
 from gunmatch.screening import ScreeningConfig, crop_boxes, crop_transmission
+from index import NewItem
 from matcher.embedder import Embedder
 from matcher.images import load_image
 from matcher.preprocess import grey_to_tensor, xray_to_transmission
@@ -104,3 +108,51 @@ def xray_augmenter(
         return vecs, [f"projected{i}" for i in range(len(crops))]
 
     return augment
+
+
+def clutter_crops(
+    t: np.ndarray, per_scan: int, size: int, screen: ScreeningConfig | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(box, crop) of the ``per_scan`` best proposals of a scan, the whole-scan box left out.
+
+    Cropped exactly as screening crops, so a cleared parcel's cables and batteries become
+    references that the margin score (``ScreeningConfig.score_mode``) can discount.
+    """
+    screen = screen or ScreeningConfig()
+    extra = 1 if screen.proposals.include_full else 0
+    boxes, _ = propose_regions(t, replace(screen.proposals, max_regions=per_scan + extra))
+    boxes = boxes[extra:]
+    h, w = t.shape
+    wins = crop_boxes(boxes, w, h, screen.crop_pad, screen.min_crop_side)
+    return [(b, crop_transmission(t, win, size)) for b, win in zip(boxes, wins, strict=True)]
+
+
+def clutter_items(
+    embedder: Embedder, t: np.ndarray, per_scan: int, source: str, added_by: str = ""
+) -> list[NewItem]:
+    """Benign "clutter" references from a scan known to hold no threat (a cleared parcel)."""
+    pre = embedder.preprocess_config
+    crops = clutter_crops(t, per_scan, pre.input_size)
+    if not crops:
+        return []
+    vecs = embedder.embed_tensors(torch.stack([grey_to_tensor(c, pre) for _, c in crops]))
+    items = []
+    for (box, crop), vec in zip(crops, vecs, strict=True):
+        buf = io.BytesIO()
+        Image.fromarray((np.clip(crop, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(buf, "PNG")
+        items.append(
+            NewItem(
+                vectors=vec[None, :],
+                label="clutter",
+                image_bytes=buf.getvalue(),
+                category="benign",
+                modality="xray",
+                threat=False,
+                source=f"{source} box {[int(v) for v in box]}",
+                notes="region of a cleared parcel (gallery add-clutter)",
+                added_by=added_by,
+                width=crop.shape[1],
+                height=crop.shape[0],
+            )
+        )
+    return items

@@ -113,3 +113,44 @@ def test_flat_field_makes_empty_belt_full_transmission():
     out = xray_to_transmission(dim)
     assert out[0, 0] == pytest.approx(1.0, abs=0.01)
     assert out[15, 15] == pytest.approx(0.2, abs=0.02)
+
+
+def test_clutter_crops_match_screening_proposals():
+    from gunmatch.regions import ProposalConfig, propose_regions
+
+    t = synth.render_parcel(77, size=(480, 380), threat_kind=None, n_clutter=4).image
+    crops = augment.clutter_crops(t, 3, 64)
+    assert 1 <= len(crops) <= 3
+    boxes, _ = propose_regions(t, ProposalConfig(max_regions=4))
+    np.testing.assert_allclose([b for b, _ in crops], boxes[1 : 1 + len(crops)])
+    for box, crop in crops:
+        assert crop.shape == (64, 64) and box[2] < 480  # never the whole scan
+
+
+def test_cli_add_clutter_adds_benign_regions_of_cleared_scans(embedder, tmp_path, capsys):
+    from gunmatch.cli import main
+    from matcher import save_checkpoint
+
+    root = tmp_path / "g"
+    gallery = Gallery.create(root, embedder.model_id, embedder.dim, "xray")
+    save_checkpoint(embedder.model, gallery.model_dir)
+    gallery.close()
+    t = synth.render_parcel(78, size=(480, 380), threat_kind=None, n_clutter=4).image
+    scan = tmp_path / "cleared.png"
+    Image.fromarray((t * 255 + 0.5).astype(np.uint8), "L").save(scan)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    common = ["--gallery", str(root), "--per-scan", "3", "--threads", "1"]
+    assert main(["gallery", "add-clutter", str(scan), str(bad), *common]) == 0
+    text = capsys.readouterr().out
+    assert "failed: " in text and "failed scans 1" in text
+    with Gallery.open(root) as g:
+        items = g.items()
+        assert 1 <= len(items) <= 3
+        kinds = {(it.label, it.category, it.threat) for it in items}
+        assert kinds == {("clutter", "benign", False)}
+        assert all(str(scan) in it.source for it in items)
+        n = len(items)
+    assert main(["gallery", "add-clutter", str(scan), *common]) == 0
+    assert f"added 0 clutter references, already present {n}" in capsys.readouterr().out
+    assert main(["gallery", "add-clutter", str(bad), *common]) == 1

@@ -72,6 +72,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_runtime_args(p)
     p.set_defaults(func=cmd_add)
 
+    p = gs.add_parser(
+        "add-clutter",
+        help="X-ray: add regions of cleared parcels (no threat) as benign clutter references",
+    )
+    p.add_argument("scans", nargs="+", type=Path, help="scans known to hold no threat")
+    add_gallery_arg(p)
+    p.add_argument("--per-scan", type=int, default=8, help="regions taken from each scan")
+    p.add_argument("--added-by", default="cli")
+    add_runtime_args(p)
+    p.set_defaults(func=cmd_add_clutter)
+
     p = gs.add_parser("remove", help="remove items by id")
     p.add_argument("item_ids", nargs="+")
     add_gallery_arg(p)
@@ -247,6 +258,38 @@ def cmd_add(args: argparse.Namespace) -> int:
         out(f"failed: {path}: {reason}")
     out(f"added {report.added}, already present {report.skipped}, failed {len(report.failed)}")
     return 1 if report.failed else 0
+
+
+def cmd_add_clutter(args: argparse.Namespace) -> int:
+    """Regions of cleared scans as benign references; bad files are reported, the rest added."""
+    from gunmatch.cli import UsageError
+    from gunmatch.screening import load_transmission
+    from gunmatch.xray_augment import clutter_items
+
+    if args.per_scan < 1:
+        raise UsageError("--per-scan must be at least 1")
+    missing = [str(p) for p in args.scans if not p.is_file()]
+    if missing:
+        raise UsageError(f"not a file: {', '.join(missing)}")
+    engine = open_engine(gallery_dir(args), **runtime(args))
+    failed, added, skipped = 0, 0, 0
+    try:
+        pre = engine.embedder.preprocess_config
+        for path in args.scans:
+            try:
+                t = load_transmission(path, engine.embedder.max_pixels, pre.xray_white_percentile)
+            except (ValueError, OSError) as exc:
+                failed += 1
+                out(f"failed: {path}: {exc}")
+                continue
+            items = clutter_items(engine.embedder, t, args.per_scan, str(path), args.added_by)
+            result = engine.gallery.add(items, engine.embedder.model_id)
+            added += len(result.added)
+            skipped += len(result.skipped)
+    finally:
+        engine.close()
+    out(f"added {added} clutter references, already present {skipped}, failed scans {failed}")
+    return 1 if failed == len(args.scans) else 0
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
