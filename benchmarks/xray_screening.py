@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> dict:
         crop_size=args.crop,
         proposals=ProposalConfig(max_regions=args.regions),
         score_mode=args.score_mode,
+        score_k=args.score_k,
     )
     decide = threshold_decision_fn(0.9, 0.7)
     tmp = Path(tempfile.mkdtemp(prefix="xray-bench-"))
@@ -210,7 +211,9 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
             f"{info.get('config', {}).get('parcels')} parcels) in {info.get('seconds')} s.  "
         ]
     lines = [
-        "## X-ray parcel screening (generated parcels)",
+        "## X-ray parcel screening (generated parcels)"
+        if Path(args.model).is_dir()
+        else "## X-ray parcel screening, ImageNet baseline (generated parcels)",
         "",
         f"Command: `{command}`  ",
         *trained,
@@ -221,7 +224,8 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
         f"model {args.model} at {args.crop} px ({r['gallery_s']:.0f} s to build).  ",
         f"Evaluation: {args.positives} parcels with one threat part and {args.negatives} "
         f"without, {args.size} px, seeds disjoint from the gallery's; "
-        f"{args.regions} proposals per scan, region score {args.score_mode}, "
+        f"{args.regions} proposals per scan, region score {args.score_mode} "
+        f"(k={args.score_k}), "
         f"threads={args.threads}. "
         f"False-alarm thresholds are quantiles of the {args.negatives} clean parcels' scores "
         f"(below 100 negatives, 1% means the highest clean score).",
@@ -260,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=("test", "val"), default="test", help="parcel seeds")
     p.add_argument("--timing-scans", type=int, default=20)
     p.add_argument("--score-mode", choices=("match", "margin"), default="match")
+    p.add_argument("--score-k", type=int, default=1, help="references averaged per side")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--notes", default=str(NOTES), help="Markdown appended to the section (validation notes)"
@@ -272,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(args, r, command.strip())
     print(text)
     if args.write:
-        write_section("xray", text)
+        # The bundled ImageNet model is the baseline; a trained model directory is the result.
+        write_section("xray" if Path(args.model).is_dir() else "xray-imagenet", text)
     return 0
 
 
