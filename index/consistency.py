@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,23 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from index.factory import IndexConfig, build_index, resolve_kind
+from index.files import atomic_write
 from index.store import Store
 from index.transform import PcaTransform
 from index.vectors import VectorIndex
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _now() -> str:
@@ -136,4 +121,4 @@ class IndexSync:
         self.manifest["count"] = self.store.count_items()
         self.manifest["vectors"] = self.index.ntotal
         self.manifest["updated_at"] = _now()
-        _atomic_write(self.root / "manifest.json", json.dumps(self.manifest, indent=2).encode())
+        atomic_write(self.root / "manifest.json", json.dumps(self.manifest, indent=2).encode())

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from index.categories import normalize_category
-from index.consistency import IndexSync, _atomic_write, _now
+from index.consistency import IndexSync, _now
 from index.factory import IndexConfig, build_index, resolve_kind
+from index.files import atomic_write
 from index.store import EDITABLE_FIELDS, Item, Store
 from index.transform import PcaTransform, fit_pca, load_transform, save_transform
 from index.types import (
@@ -95,7 +96,7 @@ class Gallery(IndexSync):
         store = Store(root / "gallery.sqlite")
         index = build_index(np.zeros(0, np.int64), np.zeros((0, dim), np.float32), index_config)
         index.save(root / "index.faiss")
-        _atomic_write(root / "manifest.json", json.dumps(manifest, indent=2).encode())
+        atomic_write(root / "manifest.json", json.dumps(manifest, indent=2).encode())
         return cls(root, manifest, store, index, 0)
 
     @classmethod
@@ -221,12 +222,12 @@ class Gallery(IndexSync):
         ext = it.image_ext if it.image_ext.startswith(".") else f".{it.image_ext}"
         image_file = f"images/{sha}{ext.lower()}"
         if not (self.root / image_file).exists():
-            _atomic_write(self.root / image_file, it.image_bytes)
+            atomic_write(self.root / image_file, it.image_bytes)
         thumb_file = ""
         if it.thumb_bytes:
             thumb_file = f"thumbs/{sha}.jpg"
             if not (self.root / thumb_file).exists():
-                _atomic_write(self.root / thumb_file, it.thumb_bytes)
+                atomic_write(self.root / thumb_file, it.thumb_bytes)
         return Item(
             item_id=sha[:16],
             label=it.label,

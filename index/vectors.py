@@ -9,12 +9,12 @@ excluded at search time by an ID selector, until ``compact`` rebuilds them away.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from index.files import atomic_replace, atomic_write
 
 SIDECAR_SUFFIX = ".meta.json"
 
@@ -177,8 +177,8 @@ class VectorIndex:
             "compact_ratio": self.compact_ratio,
             "tombstones": sorted(self.tombstones),
         }
-        _atomic(Path(str(path) + SIDECAR_SUFFIX), lambda t: Path(t).write_text(json.dumps(sidecar)))
-        _atomic(path, lambda t: faiss.write_index(self.index, t))
+        atomic_write(Path(str(path) + SIDECAR_SUFFIX), json.dumps(sidecar).encode())
+        atomic_replace(path, lambda t: faiss.write_index(self.index, t))
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = False) -> VectorIndex:
@@ -219,17 +219,3 @@ def _empty_like(inner: faiss.Index) -> faiss.Index:
     if isinstance(inner, faiss.IndexFlat):
         return faiss.IndexFlat(inner.d, inner.metric_type)
     raise RuntimeError(f"cannot compact a {type(inner).__name__}")
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
