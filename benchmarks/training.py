@@ -23,6 +23,8 @@ from benchmarks.report import DOC, git_rev, machine, write_section
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TARGETS = {"weapon-types": 0.85, "handgun-brands": 0.62}
+# Hand-written notes (configurations tried, with their results) kept across --write runs.
+NOTES = Path(__file__).with_name("notes") / "training.md"
 
 
 def run_dataset(name: str, args: argparse.Namespace, out_root: Path) -> dict:
@@ -114,11 +116,12 @@ def markdown(rows: list[dict]) -> str:
         "with CosFace (defaults of `training.fit.FitConfig` unless the command says otherwise). "
         "With a held-out validation split the best epoch is kept (early stopping); with "
         "`--val-fraction 0` all of gallery/ is trained on for the fixed number of epochs. "
-        "The 2 CPU cores were shared with other jobs while measuring (load average above 2), "
-        "so the times are upper bounds.",
-        "",
-        "<!-- rows " + json.dumps(rows) + " -->",
+        "Times are wall-clock; each row's machine line gives the load average at its start "
+        "(above 2 means the 2 cores were shared, and the time is an upper bound).",
     ]
+    if NOTES.is_file():
+        lines += ["", NOTES.read_text().strip()]
+    lines += ["", "<!-- rows " + json.dumps(rows) + " -->"]
     return "\n".join(lines)
 
 
