@@ -51,12 +51,13 @@ class XrayFinetuneConfig:
         )
     )
     head_dim: int = 128
-    freeze_blocks: int = 11
+    # 8 frozen blocks beat 11 on held-out parcels (val top-1 0.791 vs 0.776; benchmarks notes).
+    freeze_blocks: int = 8
     aug_passes: int = 3
     # Every n-th source (parcel or render) is held out for validation and early stopping.
     val_every: int = 8
     gamma: tuple[float, float] = (0.8, 1.25)
-    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=10, batch_size=64, patience=3))
+    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=12, batch_size=64, patience=3))
 
 
 def augment_transmission(t: np.ndarray, rng: np.random.Generator, gamma: tuple[float, float]):
