@@ -259,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--augment", type=int, default=2, help="projected variants per reference")
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--crop", type=int, default=128, help="model input side for crops")
-    p.add_argument("--regions", type=int, default=48, help="proposals per scan")
+    p.add_argument(
+        "--regions", type=int, default=ProposalConfig.max_regions, help="proposals per scan"
+    )
     p.add_argument("--clutter-refs", type=int, default=0, help="benign clutter references")
     p.add_argument("--split", choices=("test", "val"), default="test", help="parcel seeds")
     p.add_argument("--timing-scans", type=int, default=20)
