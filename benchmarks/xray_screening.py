@@ -205,10 +205,14 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
     if card.is_file():
         info = json.loads(card.read_text())
         module = TRAINERS.get(info.get("kind"), "gunmatch.xray_train")
+        config = info.get("config", {})
+        parcels = config.get("parcels", config.get("crops", {}).get("parcels"))
+        secs = info.get("seconds")
+        secs = secs.get("total") if isinstance(secs, dict) else secs
         trained = [
             f"Model: {info.get('kind')} fitted by `python -m {module}` on "
             f"{info.get('samples')} generated crops (training seeds only, "
-            f"{info.get('config', {}).get('parcels')} parcels) in {info.get('seconds')} s.  "
+            f"{parcels} parcels) in {secs} s.  "
         ]
     lines = [
         "## X-ray parcel screening (generated parcels)"
