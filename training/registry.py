@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from index.files import atomic_write
 from matcher.model import load_checkpoint, load_model
 
 REGISTRY_FILE = "registry.json"
@@ -68,10 +69,7 @@ class Registry:
 
     def _save(self, state: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".registry.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f, indent=2)
-        os.replace(tmp, self.root / REGISTRY_FILE)
+        atomic_write(self.root / REGISTRY_FILE, json.dumps(state, indent=2).encode())
 
     def add(self, model_dir: str | Path) -> ModelEntry:
         """Copy a checkpoint directory (or a bundled backbone's record) into the registry."""
@@ -166,10 +164,7 @@ class Registry:
             return False
         dest = self.calibration_path(gallery, model_id)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".cal.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(source.read_bytes())
-        os.replace(tmp, dest)
+        atomic_write(dest, source.read_bytes())
         return True
 
     def load(self, model_id: str):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.files import atomic_write
 from training.evaluate import ALERT_FPR, REVIEW_FPR, Evaluation
 
 # No cosine similarity exceeds 1, so a threshold above it never fires: used when no
@@ -185,7 +186,5 @@ def write_calibration(metrics: dict, path: str | Path, source: str) -> Path:
     """Write the calibration JSON atomically (the service may be reading it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(calibration_from_metrics(metrics, source), indent=2))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(calibration_from_metrics(metrics, source), indent=2).encode())
     return path
