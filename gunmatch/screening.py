@@ -246,6 +246,8 @@ def screen_transmission(
     if k < 1:
         raise ValueError("k must be at least 1")
     cfg = config or ScreeningConfig()
+    if cfg.score_k < 1:
+        raise ValueError("score_k must be at least 1")
     decide = decision_fn or calibration_decision_fn(engine)
     pre = engine.embedder.preprocess_config
     size = cfg.crop_size or min(pre.input_size, cfg.max_crop_size)
@@ -264,8 +266,6 @@ def screen_transmission(
     clock = time.perf_counter()
     shown = engine.gallery.search(vecs, k, filters) if len(vecs) else []
     threat_filters = _threat_filters(filters)
-    if cfg.score_k < 1:
-        raise ValueError("score_k must be at least 1")
     threats = (
         engine.gallery.search(vecs, cfg.score_k, threat_filters)
         if len(vecs) and threat_filters.threat

