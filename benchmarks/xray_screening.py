@@ -30,14 +30,14 @@ import torch
 from PIL import Image
 
 from benchmarks.report import git_rev, machine, write_section
-from gunmatch.regions import ProposalConfig, iou, propose_regions
+from gunmatch.regions import ProposalConfig, iou
 from gunmatch.screening import (
     ScreeningConfig,
     screen_image,
     screen_transmission,
     threshold_decision_fn,
 )
-from gunmatch.service import Engine
+from gunmatch.service import Engine, open_threatmap, threatmap_dir
 from gunmatch.synth.shapes import PART_KINDS, THREAT_KINDS
 from gunmatch.synth.xray import render_isolated, render_parcel
 from gunmatch.xray_augment import GALLERY_BACKGROUND_SEED, AugmentConfig, projected_variants
@@ -104,7 +104,11 @@ def build_gallery(root: Path, args: argparse.Namespace) -> Engine:
             )
     items += clutter_items(emb, args)
     gallery.add(items, net.model_id)
-    return Engine(gallery, emb)
+    tmap = None
+    if args.threatmap:
+        shutil.copytree(args.threatmap, threatmap_dir(gallery))
+        tmap = open_threatmap(gallery)
+    return Engine(gallery, emb, tmap)
 
 
 def clutter_items(emb: Embedder, args: argparse.Namespace) -> list[NewItem]:
@@ -123,6 +127,26 @@ def clutter_items(emb: Embedder, args: argparse.Namespace) -> list[NewItem]:
     return items[: args.clutter_refs]
 
 
+def _dump_row(res, parcel, positive: bool, map_weight: float) -> dict:
+    """One scan's regions for offline study: box, score without the map, map probability."""
+    gt = [parcel.boxes[0].as_tuple()] if positive else []
+    return {
+        "positive": positive,
+        "kind": parcel.threat_kind,
+        "truth": gt,
+        "regions": [
+            {
+                "box": list(r.box),
+                "retrieval": r.threat_score - map_weight * (r.map_score or 0.0)
+                if r.threat_score is not None
+                else None,
+                "map": r.map_score,
+            }
+            for r in res.regions
+        ],
+    }
+
+
 def rate_at(pos: np.ndarray, neg: np.ndarray, fa: float) -> tuple[float, float]:
     """Detection rate at a false-alarm rate, and the threshold (scores above it alarm)."""
     thr = float(np.quantile(neg, 1.0 - fa, method="higher"))
@@ -138,6 +162,8 @@ def run(args: argparse.Namespace) -> dict:
         proposals=ProposalConfig(max_regions=args.regions),
         score_mode=args.score_mode,
         score_k=args.score_k,
+        map_weight=args.map_weight,
+        max_regions=1000 if args.dump else ScreeningConfig.max_regions,
     )
     decide = threshold_decision_fn(0.9, 0.7)
     tmp = Path(tempfile.mkdtemp(prefix="xray-bench-"))
@@ -145,7 +171,7 @@ def run(args: argparse.Namespace) -> dict:
         clock = time.perf_counter()
         engine = build_gallery(tmp / "gallery", args)
         gallery_s = time.perf_counter() - clock
-        pos, neg, hit, cover, seconds = [], [], [], [], []
+        pos, neg, hit, cover, seconds, dump = [], [], [], [], [], []
         for i in range(args.positives + args.negatives):
             positive = i < args.positives
             kind = THREAT_KINDS[i % len(THREAT_KINDS)] if positive else None
@@ -169,15 +195,19 @@ def run(args: argparse.Namespace) -> dict:
                 gt = np.array([parcel.boxes[0].as_tuple()], float)
                 top = np.array([res.regions[0].box], float) if res.regions else np.zeros((1, 4))
                 hit.append(float(iou(top, gt)[0, 0]))
-                boxes, _ = propose_regions(parcel.image, cfg.proposals)
+                boxes = res.proposal_boxes
                 cover.append(float(iou(boxes, gt).max()) if len(boxes) else 0.0)
             else:
                 neg.append(score)
+            if args.dump:
+                dump.append(_dump_row(res, parcel, positive, args.map_weight))
             if (i + 1) % 20 == 0:
                 log.info("%d / %d scans", i + 1, args.positives + args.negatives)
         engine.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.dump:
+        Path(args.dump).write_text(json.dumps(dump))
     pos_a, neg_a, hit_a = np.array(pos), np.array(neg), np.array(hit)
     out = {
         "gallery_s": gallery_s,
@@ -214,6 +244,15 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
             f"{info.get('samples')} generated crops (training seeds only, "
             f"{parcels} parcels) in {secs} s.  "
         ]
+    if args.threatmap:
+        meta = json.loads((Path(args.threatmap) / "threatmap.json").read_text())
+        tm = meta.get("card", {})
+        trained.append(
+            f"Threat map: {args.threatmap}, head trained by `gunmatch train-threatmap` on "
+            f"{tm.get('parcels')} generated parcels (seeds from {tm.get('train_seed')}) in "
+            f"{tm.get('total_s')} s, epoch {tm.get('best_epoch')} kept on "
+            f"{tm.get('val_parcels')} held-out parcels; map weight {args.map_weight}.  "
+        )
     lines = [
         "## X-ray parcel screening (generated parcels)"
         if Path(args.model).is_dir()
@@ -272,6 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--score-mode", choices=("match", "margin"), default="match")
     p.add_argument("--score-k", type=int, default=1, help="references averaged per side")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threatmap", help="threat map directory (gunmatch train-threatmap)")
+    p.add_argument(
+        "--map-weight",
+        type=float,
+        default=ScreeningConfig.map_weight,
+        help="weight of the threat map's probability in each region's score",
+    )
+    p.add_argument("--dump", help="write every scan's regions (JSON) for offline study")
     p.add_argument(
         "--notes", default=str(NOTES), help="Markdown appended to the section (validation notes)"
     )

@@ -413,3 +413,33 @@ def propose_regions(
         boxes = np.concatenate([[[0.0, 0.0, float(width), float(height)]], boxes])
         scores = np.concatenate([[full_score], scores])
     return boxes, scores
+
+
+def map_regions(
+    logits: np.ndarray, cell: tuple[float, float], threshold: float, max_regions: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes [x, y, w, h] (scan pixels) of a threat map's hot areas and their peak logits.
+
+    Cells above ``threshold`` form 8-connected components; each component's bounding box
+    becomes a proposal scored by its highest logit, best first, at most ``max_regions``.
+    When no cell is above the threshold the single hottest cell's 3 x 3 neighbourhood is
+    proposed, so the map's best guess is always looked at.
+    """
+    a = np.asarray(logits, dtype=np.float64)
+    if a.ndim != 2 or a.size == 0 or max_regions < 1:
+        return np.zeros((0, 4)), np.zeros(0)
+    labels, n = connected_components(a > threshold)
+    if n:
+        cells, _ = component_boxes(labels, n)
+        peaks = np.full(n, -np.inf)
+        np.maximum.at(peaks, labels[labels > 0] - 1, a[labels > 0])
+    else:
+        r, c = np.unravel_index(int(a.argmax()), a.shape)
+        r0, c0 = max(r - 1, 0), max(c - 1, 0)
+        r1, c1 = min(r + 2, a.shape[0]), min(c + 2, a.shape[1])
+        cells = np.array([[c0, r0, c1 - c0, r1 - r0]], dtype=np.float64)
+        peaks = np.array([a[r, c]])
+    order = np.argsort(-peaks, kind="stable")[:max_regions]
+    cw, ch = cell
+    boxes = cells[order] * np.array([cw, ch, cw, ch])
+    return boxes, peaks[order]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from gunmatch.service import threatmap_dir
 from index import Gallery, NewItem
 from matcher import Embedder, load_model, save_checkpoint
 
@@ -23,6 +24,9 @@ def build_shadow(
         shutil.rmtree(shadow_dir)
     shadow = Gallery.create(shadow_dir, embedder.model_id, embedder.dim, source.modality)
     save_checkpoint(embedder.model, shadow.model_dir)
+    tmap = threatmap_dir(source)
+    if tmap.is_dir():  # the threat map does not depend on the embedding model: keep it
+        shutil.copytree(tmap, threatmap_dir(shadow))
     items = source.items()
     batch = embedder.batch_size
     bar = tqdm(total=len(items), unit="img", desc="re-embedding", disable=not progress or None)

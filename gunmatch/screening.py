@@ -24,6 +24,7 @@ from gunmatch.regions import (
     ProposalConfig,
     clip_boxes,
     local_contrast,
+    map_regions,
     merge_groups,
     pad_boxes,
     propose_regions,
@@ -33,6 +34,7 @@ from gunmatch.service import Engine, match_to_dict
 from index import Filters, Match
 from matcher.images import ImageSource, load_image
 from matcher.preprocess import PreprocessConfig, grey_to_tensor, xray_to_transmission
+from matcher.threatmap import box_scores
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,14 @@ class ScreeningConfig:
     score_k: int = 1
     # The most regions reported per scan (best threat score first).
     max_regions: int = 8
+    # With a threat map (GALLERY/model/threatmap, ``gunmatch train-threatmap``): its hot
+    # areas (connected cells with a logit above ``map_threshold``, at most ``map_regions``)
+    # are proposed besides the dense-material boxes, and each region's threat score adds
+    # ``map_weight`` x the map's probability that a part lies in its box.
+    use_map: bool = True
+    map_threshold: float = -1.0
+    map_regions: int = 16
+    map_weight: float = 1.0
 
 
 @dataclass
@@ -79,6 +89,8 @@ class RegionResult:
     decision: str
     proposal_score: float = 0.0
     merged: int = 1
+    # The threat map's probability of a part in the box (None without a threat map).
+    map_score: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready dict: box is [x, y, w, h] in pixels of the scan."""
@@ -90,6 +102,7 @@ class RegionResult:
             "threat_match": match_to_dict(self.threat_match) if self.threat_match else None,
             "proposal_score": round(float(self.proposal_score), 4),
             "merged": self.merged,
+            "map_score": None if self.map_score is None else round(self.map_score, 4),
         }
 
 
@@ -109,6 +122,8 @@ class ScreeningResult:
     # Best score per gallery item over all regions (the whole scan is one), top k: the
     # region-aware answer in the same shape as a whole-image search's matches.
     matches: list[Match] = field(default_factory=list)
+    # Every proposal screened, [x, y, w, h] (for evaluation; not part of the JSON output).
+    proposal_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)), repr=False)
 
     def to_dict(self) -> dict:
         """JSON-ready dict (the CLI's and the API's ``regions`` output)."""
@@ -255,8 +270,18 @@ def screen_transmission(
     clock = time.perf_counter()
     height, width = t.shape
     boxes, pscores = propose_regions(t, cfg.proposals)
-    crops = crop_boxes(boxes, width, height, cfg.crop_pad, cfg.min_crop_side)
     timings["propose_ms"] = (time.perf_counter() - clock) * 1000.0
+    tmap = engine.threatmap if cfg.use_map else None
+    map_prob = None
+    if tmap is not None:
+        clock = time.perf_counter()
+        hot = tmap.predict(t)
+        mboxes, _ = map_regions(hot.logits, hot.cell, cfg.map_threshold, cfg.map_regions)
+        boxes = np.concatenate([clip_boxes(mboxes, width, height), boxes])
+        pscores = np.concatenate([np.zeros(len(mboxes)), pscores])
+        map_prob = 1.0 / (1.0 + np.exp(-box_scores(hot, boxes)))
+        timings["map_ms"] = (time.perf_counter() - clock) * 1000.0
+    crops = crop_boxes(boxes, width, height, cfg.crop_pad, cfg.min_crop_side)
 
     clock = time.perf_counter()
     radius = int(round(cfg.flatten_frac * size))
@@ -274,7 +299,7 @@ def screen_transmission(
     benign = (
         _benign_scores(engine, vecs, filters, cfg.score_k) if cfg.score_mode == "margin" else None
     )
-    regions = _merge(boxes, pscores, shown, threats, cfg, decide, benign)
+    regions = _merge(boxes, pscores, shown, threats, cfg, decide, benign, map_prob)
     timings["search_ms"] = (time.perf_counter() - clock) * 1000.0
     worst = decisions.most_severe(r.decision for r in regions)
     scores = [r.threat_score for r in regions if r.threat_score is not None]
@@ -289,6 +314,7 @@ def screen_transmission(
         elapsed_ms=sum(timings.values()),
         timings_ms=timings,
         matches=best_per_item(shown, k),
+        proposal_boxes=boxes,
     )
 
 
@@ -300,6 +326,7 @@ def _merge(
     cfg: ScreeningConfig,
     decide: DecisionFn,
     benign: np.ndarray | None = None,
+    map_prob: np.ndarray | None = None,
 ) -> list[RegionResult]:
     """Merge overlapping regions that agree on their best threat label; best score first."""
     if len(boxes) == 0:
@@ -307,6 +334,8 @@ def _merge(
     tscore = np.array([top_mean(m, cfg.score_k) for m in threats], dtype=np.float64)
     if benign is not None:
         tscore = tscore - benign
+    if map_prob is not None:
+        tscore = tscore + cfg.map_weight * map_prob
     keys = [
         m[0].item.label if m else (s[0].item.label if s else "")
         for m, s in zip(threats, shown, strict=True)
@@ -325,6 +354,7 @@ def _merge(
                 decision=decide(score),
                 proposal_score=float(pscores[i]),
                 merged=len(g),
+                map_score=None if map_prob is None else float(map_prob[i]),
             )
         )
     return out

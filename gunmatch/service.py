@@ -13,14 +13,18 @@ from matcher import Embedder, load_checkpoint, load_model, save_checkpoint
 from matcher.images import ImageSource, is_image_path
 from matcher.model import DEFAULT_BACKBONE
 from matcher.preprocess import check_modality
+from matcher.threatmap import ThreatMap, is_threatmap, load_threatmap
+
+THREATMAP_DIR = "threatmap"  # a gallery's threat map lives in GALLERY/model/threatmap/
 
 
 @dataclass
 class Engine:
-    """A gallery together with the embedder that built it."""
+    """A gallery together with the embedder that built it (and its X-ray threat map, if any)."""
 
     gallery: Gallery
     embedder: Embedder
+    threatmap: ThreatMap | None = None
 
     def close(self) -> None:
         """Flush and close the gallery."""
@@ -51,12 +55,26 @@ def open_engine(
                 f"{model or gallery.model_dir} is {net.model_id}; re-index it with "
                 f"'gunmatch gallery reindex --gallery {gallery_dir} --model {model or 'MODEL'}'"
             )
+        tmap = open_threatmap(gallery)
     except BaseException:
         gallery.store.close()
         raise
     kwargs = {"max_pixels": max_pixels} if max_pixels else {}
     embedder = Embedder(net, batch_size=batch_size, threads=threads, runtime=runtime, **kwargs)
-    return Engine(gallery, embedder)
+    return Engine(gallery, embedder, tmap)
+
+
+def threatmap_dir(gallery: Gallery) -> Path:
+    """Where a gallery keeps its threat map (``gunmatch gallery threatmap`` installs one)."""
+    return gallery.model_dir / THREATMAP_DIR
+
+
+def open_threatmap(gallery: Gallery) -> ThreatMap | None:
+    """The gallery's threat map, or None when it has none (X-ray galleries only)."""
+    path = threatmap_dir(gallery)
+    if gallery.modality != "xray" or not is_threatmap(path):
+        return None
+    return load_threatmap(path)
 
 
 def create_engine(

