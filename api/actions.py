@@ -104,6 +104,7 @@ async def search_one(
                 config=screening.ScreeningConfig(
                     score_mode=services.settings.screen_score_mode,
                     score_k=services.settings.screen_score_k,
+                    map_weight=services.settings.screen_map_weight,
                 ),
             )
         )  # fmt: skip

@@ -37,8 +37,17 @@ class Settings(BaseSettings):
         "best benign similarity; see gunmatch.screening.ScreeningConfig)",
     )
     screen_score_k: int = Field(1, ge=1, le=50, description="references averaged per side")
+    screen_map_weight: float = Field(
+        1.0,  # = ScreeningConfig.map_weight (a test keeps them equal)
+        ge=0.0,
+        le=10.0,
+        description="weight of the gallery's X-ray threat map probability in region scores "
+        "(0 = its regions are screened but do not add to scores)",
+    )
     microbatch_ms: float = Field(
-        0.0, ge=0.0, le=100.0,
+        0.0,
+        ge=0.0,
+        le=100.0,
         description="coalesce concurrent requests arriving within this many ms into one "
         "forward pass (0 = off; measured no gain on 2 cores, see docs/benchmarks.md)",
     )

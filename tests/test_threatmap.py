@@ -196,6 +196,16 @@ def test_screening_adds_map_regions_and_weighs_scores(engine, scan, tiny_map):  
     assert res0.to_dict()["regions"][0]["map_score"] is not None
 
 
+def test_service_setting_defaults_to_the_screening_default(monkeypatch):
+    from gunmatch.screening import ScreeningConfig
+    from gunmatch.settings import Settings
+
+    monkeypatch.delenv("GUNMATCH_SCREEN_MAP_WEIGHT", raising=False)
+    assert Settings().screen_map_weight == ScreeningConfig.map_weight
+    monkeypatch.setenv("GUNMATCH_SCREEN_MAP_WEIGHT", "0.25")
+    assert Settings().screen_map_weight == 0.25
+
+
 # -- CLI ------------------------------------------------------------------------------------
 
 
@@ -230,6 +240,11 @@ def test_cli_installs_uses_and_removes_a_gallery_threat_map(
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["regions"] and all(r["map_score"] is not None for r in out["regions"])
     assert "map_ms" in out["timings_ms"]
+    capsys.readouterr()
+    assert main(["search", str(scan_png), *common, "--json", "--threads", "1", "--no-map"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert all(r["map_score"] is None for r in out["regions"])
+    _usage_error(main, ["search", str(scan_png), *common, "--map-weight", "-1"])
     assert main(["gallery", "threatmap", "--remove", *common]) == 0
     eng = open_engine(root)
     try:

@@ -46,6 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--score-k", type=int, default=1, help="average the k best references on each side"
     )
     p.add_argument("--proposals", type=int, default=None, help="regions proposed per scan")
+    p.add_argument(
+        "--map-weight",
+        type=float,
+        default=None,
+        help="weight of the gallery's threat map (gunmatch gallery threatmap) in region "
+        "scores; 0 uses its regions but not its scores",
+    )
+    p.add_argument(
+        "--no-map", action="store_true", help="ignore the gallery's threat map for this search"
+    )
     add_runtime_args(p)
     p.set_defaults(func=cmd_search)
 
@@ -60,6 +70,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("--score-k must be at least 1")
     if args.proposals is not None and args.proposals < 1:
         raise UsageError("--proposals must be at least 1")
+    if args.map_weight is not None and not 0 <= args.map_weight <= 10:
+        raise UsageError("--map-weight must be between 0 and 10")
     paths = expand_paths(args.paths)
     if not paths:
         raise UsageError("no images found in the given paths")
@@ -116,7 +128,9 @@ def _search_regions(engine, paths, args: argparse.Namespace, filters: Filters) -
     from gunmatch.screening import ScreeningConfig, calibration_decision_fn, screen_image
 
     decide = calibration_decision_fn(engine)
-    cfg = ScreeningConfig(score_mode=args.score_mode, score_k=args.score_k)
+    cfg = ScreeningConfig(score_mode=args.score_mode, score_k=args.score_k, use_map=not args.no_map)
+    if args.map_weight is not None:
+        cfg = replace(cfg, map_weight=args.map_weight)
     if args.proposals:
         cfg = replace(cfg, proposals=replace(cfg.proposals, max_regions=args.proposals))
     failures = 0
