@@ -5,6 +5,10 @@ region (see ``gunmatch.regions``) is cropped from the transmission image, letter
 white like an isolated reference, embedded in one batch and searched. Overlapping hits on
 the same reference label merge; each region carries its box, top matches and a decision,
 and the scan's decision is the worst region's.
+
+When the gallery has a threat map (``matcher.threatmap``, installed with ``gunmatch gallery
+threatmap``), one pass over the whole scan adds its hot areas to the proposals and each
+region's score gains ``map_weight`` times the map's probability of a part inside its box.
 """
 
 from __future__ import annotations
