@@ -253,6 +253,24 @@ def test_cli_installs_uses_and_removes_a_gallery_threat_map(
         eng.close()
 
 
+def test_reindex_keeps_the_threat_map(engine, tiny_map, tmp_path):  # noqa: F811
+    from gunmatch.reindex import reindex
+    from matcher import save_checkpoint
+
+    root = tmp_path / "g"
+    engine.gallery.flush()
+    shutil.copytree(engine.gallery.root, root)
+    shutil.copytree(tiny_map[0], root / "model" / "threatmap")
+    model_dir = tmp_path / "model"
+    save_checkpoint(engine.embedder.model, model_dir)
+    reindex(root, model_dir, threads=1, progress=False)
+    eng = open_engine(root)
+    try:
+        assert eng.threatmap is not None and len(eng.gallery) == len(engine.gallery)
+    finally:
+        eng.close()
+
+
 def test_cli_threatmap_errors(tiny_map, tmp_path, capsys):
     from gunmatch.cli import main
 
