@@ -79,7 +79,7 @@ class ScreeningConfig:
     use_map: bool = True
     map_threshold: float = -1.0
     map_regions: int = 16
-    map_weight: float = 1.0
+    map_weight: float = 0.5
 
 
 @dataclass

@@ -219,19 +219,12 @@ def train_threatmap(cfg: ThreatMapTrainConfig, out_dir: str | Path, progress: bo
     torch.manual_seed(cfg.seed)
     clock = time.perf_counter()
     model = ThreatMap(cfg.map).to(memory_format=torch.channels_last)
-    train = build_cache(
-        model,
-        parcel_plan(cfg.parcels, cfg.clean_every, TRAIN_SEED),
-        cfg.parcel_size,
-        progress,
-        "training parcels",
-    )
-    val = build_cache(
-        model,
-        parcel_plan(cfg.val_parcels, cfg.clean_every, VAL_SEED),
-        cfg.parcel_size,
-        progress,
-        "held-out parcels",
+    train, val = (
+        build_cache(model, parcel_plan(n, cfg.clean_every, seed0), cfg.parcel_size, progress, desc)
+        for n, seed0, desc in (
+            (cfg.parcels, TRAIN_SEED, "training parcels"),
+            (cfg.val_parcels, VAL_SEED, "held-out parcels"),
+        )
     )
     cache_s = time.perf_counter() - clock
     clock = time.perf_counter()

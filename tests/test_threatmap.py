@@ -288,6 +288,8 @@ def test_cli_threatmap_errors(tiny_map, tmp_path, capsys):
         _usage_error(main, ["train-threatmap", "--out", str(tmp_path / "m"), flag, "2"])
         assert "must be at least 3" in capsys.readouterr().err
     _usage_error(main, ["train-threatmap", "--out", str(tmp_path / "m"), "--epochs", "0"])
+    _usage_error(main, ["train-threatmap", "--out", str(tmp_path / "m"), "--long-side", "10"])
+    assert "--long-side must be between" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
 

@@ -61,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--parcels", type=int, default=None, help="generated training parcels")
     m.add_argument("--val-parcels", type=int, default=None, help="held-out parcels")
     m.add_argument("--epochs", type=int, default=None)
+    m.add_argument(
+        "--long-side", type=int, default=None, help="scan's longer side for the map, px (640)"
+    )
     m.add_argument("--threads", type=int, default=None, help="CPU threads")
     m.add_argument("--quiet", action="store_true", help="no progress bars")
     m.add_argument("--json", action="store_true", help="print the card as JSON")
@@ -181,6 +184,10 @@ def cmd_train_threatmap(args: argparse.Namespace) -> int:
         if value < least:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {least}")
         changes[name] = value
+    if args.long_side is not None:
+        if not 64 <= args.long_side <= 4096:
+            raise UsageError("--long-side must be between 64 and 4096")
+        changes["map"] = replace(cfg.map, long_side=args.long_side)
     card = train_threatmap(replace(cfg, **changes), args.out, progress=not args.quiet)
     if args.json:
         emit_json(card)
