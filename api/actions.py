@@ -96,16 +96,19 @@ async def search_one(
     region_list = None
     if regions:
         screening = importlib.import_module("gunmatch.screening")
-        cal = slot.calibration
+        config = screening.ScreeningConfig(
+            score_mode=services.settings.screen_score_mode,
+            score_k=services.settings.screen_score_k,
+            map_weight=services.settings.screen_map_weight,
+        )
+        # Thresholds measured on cleared scans with these settings, when the gallery has them.
+        screen_cal = importlib.import_module("gunmatch.screen_calibration")
+        cal = screen_cal.screening_calibration(engine, config) or slot.calibration
         screened = await services.queue.run(
             lambda: screening.screen_image(
                 engine, io.BytesIO(data), k, filters,
                 decision_fn=lambda score: decide_score(score, cal)[0],
-                config=screening.ScreeningConfig(
-                    score_mode=services.settings.screen_score_mode,
-                    score_k=services.settings.screen_score_k,
-                    map_weight=services.settings.screen_map_weight,
-                ),
+                config=config,
             )
         )  # fmt: skip
         screened_dict = screened.to_dict()

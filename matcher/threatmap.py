@@ -14,6 +14,7 @@ read from the installed wheel and a mismatch is refused rather than silently mis
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass
@@ -86,6 +87,8 @@ class ThreatMap(nn.Module):
             nn.Conv2d(c, 1, 1),
         )
         self.card: dict = {}
+        # Identity of the trained head (SHA-256 prefix of its saved weights; "" until saved).
+        self.map_id = ""
 
     def train(self, mode: bool = True) -> ThreatMap:
         """Train the head only; the trunk keeps its batch-norm statistics."""
@@ -200,6 +203,7 @@ def save_threatmap(model: ThreatMap, out_dir: str | Path, card: dict | None = No
         "card": card if card is not None else model.card,
     }
     _atomic_write(out / WEIGHTS, weights)
+    model.map_id = hashlib.sha256(weights).hexdigest()[:16]
     _atomic_write(out / META, json.dumps(meta, indent=2, ensure_ascii=False).encode())
     return out
 
@@ -233,12 +237,14 @@ def load_threatmap(path: str | Path) -> ThreatMap:
             f"{p} was trained on trunk weights {meta['trunk_sha256'][:12]}, but the installed "
             f"{config.backbone} weights are {str(have)[:12]}; retrain it"
         )
-    state = torch.load(p / WEIGHTS, map_location="cpu", weights_only=True)
+    raw = (p / WEIGHTS).read_bytes()
+    state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     missing, unexpected = model.load_state_dict(state, strict=False)
     bad = [k for k in missing if not k.startswith("trunk.")] + list(unexpected)
     if bad:
         raise ValueError(f"{p}: threat map weights do not fit the config ({', '.join(bad[:4])})")
     model.card = meta.get("card", {})
+    model.map_id = hashlib.sha256(raw).hexdigest()[:16]
     model.eval()
     return model.to(memory_format=torch.channels_last)
 

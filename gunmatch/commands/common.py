@@ -47,3 +47,49 @@ def emit_json(obj: object) -> None:
 def out(line: str = "") -> None:
     """A line of human-readable output on stdout."""
     sys.stdout.write(line + "\n")
+
+
+def add_screening_args(p: argparse.ArgumentParser) -> None:
+    """X-ray screening settings shared by `search` and `gallery calibrate-screening`."""
+    p.add_argument(
+        "--score-mode",
+        choices=("match", "margin"),
+        default="match",
+        help="region threat score: best threat similarity (match, the calibration's scale) or "
+        "that minus the best benign similarity (margin; needs benign/clutter references)",
+    )
+    p.add_argument(
+        "--score-k", type=int, default=1, help="average the k best references on each side"
+    )
+    p.add_argument("--proposals", type=int, default=None, help="regions proposed per scan")
+    p.add_argument(
+        "--map-weight",
+        type=float,
+        default=None,
+        help="weight of the gallery's threat map (gunmatch gallery threatmap) in region "
+        "scores; 0 uses its regions but not its scores",
+    )
+    p.add_argument(
+        "--no-map", action="store_true", help="ignore the gallery's threat map for this search"
+    )
+
+
+def screening_config(args: argparse.Namespace):
+    """The ScreeningConfig of `add_screening_args` flags (checked: UsageError when bad)."""
+    from dataclasses import replace
+
+    from gunmatch.cli import UsageError
+    from gunmatch.screening import ScreeningConfig
+
+    if args.score_k < 1:
+        raise UsageError("--score-k must be at least 1")
+    if args.proposals is not None and args.proposals < 1:
+        raise UsageError("--proposals must be at least 1")
+    if args.map_weight is not None and not 0 <= args.map_weight <= 10:
+        raise UsageError("--map-weight must be between 0 and 10")
+    cfg = ScreeningConfig(score_mode=args.score_mode, score_k=args.score_k, use_map=not args.no_map)
+    if args.map_weight is not None:
+        cfg = replace(cfg, map_weight=args.map_weight)
+    if args.proposals:
+        cfg = replace(cfg, proposals=replace(cfg.proposals, max_regions=args.proposals))
+    return cfg

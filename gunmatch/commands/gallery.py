@@ -8,10 +8,12 @@ from pathlib import Path
 from gunmatch.commands.common import (
     add_gallery_arg,
     add_runtime_args,
+    add_screening_args,
     emit_json,
     gallery_dir,
     out,
     runtime,
+    screening_config,
 )
 from gunmatch.indexing import (
     SourceRecord,
@@ -82,6 +84,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--added-by", default="cli")
     add_runtime_args(p)
     p.set_defaults(func=cmd_add_clutter)
+
+    p = gs.add_parser(
+        "calibrate-screening",
+        help="X-ray: set screening thresholds from cleared scans (alert on the top 1%%)",
+    )
+    p.add_argument("scans", nargs="+", type=Path, help="scans known to hold no threat")
+    add_gallery_arg(p)
+    p.add_argument(
+        "--false-alarm", type=float, default=0.01, help="share of cleared scans that alert"
+    )
+    p.add_argument(
+        "--review-rate", type=float, default=0.05, help="share of cleared scans sent to review"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_screening_args(p)
+    add_runtime_args(p)
+    p.set_defaults(func=cmd_calibrate_screening)
 
     p = gs.add_parser(
         "threatmap",
@@ -299,6 +318,50 @@ def cmd_add_clutter(args: argparse.Namespace) -> int:
         engine.close()
     out(f"added {added} clutter references, already present {skipped}, failed scans {failed}")
     return 1 if failed == len(args.scans) else 0
+
+
+def cmd_calibrate_screening(args: argparse.Namespace) -> int:
+    """Screen cleared scans with the search settings and write screening-calibration.json."""
+    from gunmatch.cli import UsageError
+    from gunmatch.screen_calibration import calibrate_screening, calibration_file
+    from gunmatch.screening import load_transmission
+
+    cfg = screening_config(args)
+    if not 0 < args.false_alarm <= args.review_rate < 1:
+        raise UsageError("need 0 < --false-alarm <= --review-rate < 1")
+    missing = [str(p) for p in args.scans if not p.is_file()]
+    if missing:
+        raise UsageError(f"not a file: {', '.join(missing)}")
+    engine = open_engine(gallery_dir(args), **runtime(args))
+    failed: list[str] = []
+    try:
+        limit = engine.embedder.max_pixels
+        white = engine.embedder.preprocess_config.xray_white_percentile
+
+        def scans():
+            for path in args.scans:
+                try:
+                    yield load_transmission(path, limit, white)
+                except (ValueError, OSError) as exc:
+                    failed.append(str(path))
+                    out(f"failed: {path}: {exc}")
+
+        try:
+            data = calibrate_screening(
+                engine, scans(), cfg, args.false_alarm, args.review_rate, not args.quiet
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+        m = data["metrics"]
+        out(
+            f"screening thresholds from {m['scans']} cleared scans ({len(failed)} unreadable): "
+            f"alert >= {data['alert_threshold']:.4f} ({m['alerts_on_cleared']} of them), review "
+            f">= {data['review_threshold']:.4f} ({m['reviews_on_cleared']}); written to "
+            f"{calibration_file(engine)}. Searches with the same settings use them."
+        )
+    finally:
+        engine.close()
+    return 0
 
 
 def cmd_threatmap(args: argparse.Namespace) -> int:

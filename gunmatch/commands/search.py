@@ -7,10 +7,12 @@ import argparse
 from gunmatch.commands.common import (
     add_gallery_arg,
     add_runtime_args,
+    add_screening_args,
     emit_json,
     gallery_dir,
     out,
     runtime,
+    screening_config,
 )
 from gunmatch.service import expand_paths, match_to_dict, open_engine, search_images
 from index import CATEGORY_KEYS, Filters
@@ -35,27 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="X-ray screening: find parts inside cluttered scans, with boxes and decisions "
         "(default: on when the query modality is xray; --no-regions searches whole images)",
     )
-    p.add_argument(
-        "--score-mode",
-        choices=("match", "margin"),
-        default="match",
-        help="region threat score: best threat similarity (match, the calibration's scale) or "
-        "that minus the best benign similarity (margin; needs benign/clutter references)",
-    )
-    p.add_argument(
-        "--score-k", type=int, default=1, help="average the k best references on each side"
-    )
-    p.add_argument("--proposals", type=int, default=None, help="regions proposed per scan")
-    p.add_argument(
-        "--map-weight",
-        type=float,
-        default=None,
-        help="weight of the gallery's threat map (gunmatch gallery threatmap) in region "
-        "scores; 0 uses its regions but not its scores",
-    )
-    p.add_argument(
-        "--no-map", action="store_true", help="ignore the gallery's threat map for this search"
-    )
+    add_screening_args(p)
     add_runtime_args(p)
     p.set_defaults(func=cmd_search)
 
@@ -66,12 +48,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise UsageError("--k must be at least 1")
-    if args.score_k < 1:
-        raise UsageError("--score-k must be at least 1")
-    if args.proposals is not None and args.proposals < 1:
-        raise UsageError("--proposals must be at least 1")
-    if args.map_weight is not None and not 0 <= args.map_weight <= 10:
-        raise UsageError("--map-weight must be between 0 and 10")
+    cfg = screening_config(args)
     paths = expand_paths(args.paths)
     if not paths:
         raise UsageError("no images found in the given paths")
@@ -80,7 +57,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     failures = 0
     if use_regions(args.regions, args.modality or engine.gallery.modality):
         try:
-            return _search_regions(engine, paths, args, filters)
+            return _search_regions(engine, paths, args, filters, cfg)
         finally:
             engine.close()
     try:
@@ -121,18 +98,12 @@ def use_regions(flag: bool | None, modality: str) -> bool:
     return flag if flag is not None else modality == "xray"
 
 
-def _search_regions(engine, paths, args: argparse.Namespace, filters: Filters) -> int:
+def _search_regions(engine, paths, args: argparse.Namespace, filters: Filters, cfg) -> int:
     """Screen each scan region by region; per-file errors are reported, the batch goes on."""
-    from dataclasses import replace
+    from gunmatch.screen_calibration import screening_decision_fn
+    from gunmatch.screening import screen_image
 
-    from gunmatch.screening import ScreeningConfig, calibration_decision_fn, screen_image
-
-    decide = calibration_decision_fn(engine)
-    cfg = ScreeningConfig(score_mode=args.score_mode, score_k=args.score_k, use_map=not args.no_map)
-    if args.map_weight is not None:
-        cfg = replace(cfg, map_weight=args.map_weight)
-    if args.proposals:
-        cfg = replace(cfg, proposals=replace(cfg.proposals, max_regions=args.proposals))
+    decide = screening_decision_fn(engine, cfg)
     failures = 0
     for path in paths:
         try:

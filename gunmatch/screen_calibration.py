@@ -1,0 +1,157 @@
+"""Screening thresholds measured on cleared parcels: stop a known share of clean traffic.
+
+A gallery's calibration file (``calibration.json``) puts thresholds on the similarity of a
+query to its best threat reference, measured on isolated scans. A screened scan's score is
+a different quantity (a margin, plus the threat map's probability), so a station that wants
+"stop about 1 in 100 clean parcels" measures it: ``gunmatch gallery calibrate-screening
+CLEARED_SCANS`` screens scans known to hold no threat with the very settings searches use
+and writes ``screening-calibration.json``, whose alert threshold lets at most a
+``false_alarm`` share of them alert and whose review threshold at most a ``review_rate``
+share reach review or alert. It records those settings; a search with other settings, another
+model or another threat map falls back to the gallery's calibration, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from gunmatch import decision as decisions
+from gunmatch.screening import (
+    DecisionFn,
+    ScreeningConfig,
+    calibration_decision_fn,
+    screen_transmission,
+)
+from gunmatch.service import Engine
+from index.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+SCREENING_CALIBRATION_FILE = "screening-calibration.json"
+
+
+def screening_key(engine: Engine, cfg: ScreeningConfig) -> dict:
+    """The settings a screening score depends on (a calibration only fits the same ones)."""
+    tmap = engine.threatmap if cfg.use_map else None
+    return {
+        "model_id": engine.embedder.model_id,
+        "score_mode": cfg.score_mode,
+        "score_k": cfg.score_k,
+        "proposals": asdict(cfg.proposals),
+        "crop_size": cfg.crop_size,
+        "threatmap": None
+        if tmap is None
+        else {
+            "id": tmap.map_id,
+            "weight": cfg.map_weight,
+            "threshold": cfg.map_threshold,
+            "regions": cfg.map_regions,
+        },
+    }
+
+
+def calibration_file(engine: Engine) -> Path:
+    """Where a gallery keeps its screening calibration."""
+    return engine.gallery.root / SCREENING_CALIBRATION_FILE
+
+
+def threshold_above(scores: np.ndarray, rate: float) -> float:
+    """The smallest threshold that lets at most ``rate`` of ``scores`` reach it (score >= t)."""
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    allowed = int(np.floor(rate * len(s) + 1e-9))  # this many scores may reach it
+    return float(np.nextafter(s[len(s) - allowed - 1], np.inf))
+
+
+def calibrate_screening(
+    engine: Engine,
+    scans: Iterable[np.ndarray],
+    cfg: ScreeningConfig | None = None,
+    false_alarm: float = 0.01,
+    review_rate: float = 0.05,
+    progress: bool = True,
+) -> dict:
+    """Screen cleared scans (transmission images) and write the gallery's screening thresholds."""
+    cfg = cfg or ScreeningConfig()
+    if not 0 < false_alarm <= review_rate < 1:
+        raise ValueError("need 0 < false_alarm <= review_rate < 1")
+    scores = []
+    bar = tqdm(scans, desc="screening cleared scans", unit="scan", disable=not progress or None)
+    for t in bar:
+        res = screen_transmission(engine, t, 1, None, lambda s: "clear", cfg)
+        scores.append(res.score if res.score is not None else -np.inf)
+    if len(scores) < 2:
+        raise ValueError("need at least 2 cleared scans")
+    a = np.array(scores, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    alert = threshold_above(a, false_alarm) if finite.size else 1.0
+    review = min(threshold_above(a, review_rate), alert) if finite.size else alert
+    data = {
+        "model_id": engine.embedder.model_id,
+        "alert_threshold": alert,
+        "review_threshold": review,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": f"gunmatch gallery calibrate-screening ({len(a)} cleared scans)",
+        "metrics": {
+            "scans": len(a),
+            "false_alarm": false_alarm,
+            "review_rate": review_rate,
+            "alerts_on_cleared": int(np.sum(a >= alert)),
+            "reviews_on_cleared": int(np.sum((a >= review) & (a < alert))),
+            "score_quantiles": {
+                q: float(np.quantile(finite, float(q))) for q in ("0.5", "0.9", "0.95", "0.99")
+            }
+            if finite.size
+            else {},
+        },
+        "screening": screening_key(engine, cfg),
+    }
+    atomic_write(calibration_file(engine), json.dumps(data, indent=2).encode())
+    return data
+
+
+def screening_calibration(engine: Engine, cfg: ScreeningConfig) -> decisions.Calibration | None:
+    """The gallery's screening calibration when it fits these settings, else None."""
+    path = calibration_file(engine)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        cal = decisions.parse_calibration(data, engine.embedder.model_id)
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring screening calibration %s (%s)", path, exc)
+        return None
+    if data.get("screening") != json.loads(json.dumps(screening_key(engine, cfg))):
+        log.warning(
+            "screening calibration %s was measured with other settings; using the gallery's "
+            "calibration (re-run gunmatch gallery calibrate-screening)",
+            path,
+        )
+        return None
+    return cal
+
+
+def screening_decision_fn(engine: Engine, cfg: ScreeningConfig) -> DecisionFn:
+    """Decisions from the screening calibration when it fits, else from the gallery's."""
+    cal = screening_calibration(engine, cfg)
+    if cal is None:
+        return calibration_decision_fn(engine)
+    return lambda score: decisions.decide_score(score, cal)[0]
+
+
+__all__ = [
+    "SCREENING_CALIBRATION_FILE",
+    "calibrate_screening",
+    "calibration_file",
+    "screening_calibration",
+    "screening_decision_fn",
+    "screening_key",
+    "threshold_above",
+]
