@@ -288,67 +288,66 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _check_scans(paths: list[Path]) -> None:
+    from gunmatch.cli import UsageError
+
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"not a file: {', '.join(missing)}")
+
+
+def _transmissions(engine, paths: list[Path], failed: list[str]):
+    """(path, transmission) of each readable scan; unreadable ones are reported and listed."""
+    from gunmatch.screening import load_transmission
+
+    white = engine.embedder.preprocess_config.xray_white_percentile
+    for path in paths:
+        try:
+            yield path, load_transmission(path, engine.embedder.max_pixels, white)
+        except (ValueError, OSError) as exc:
+            failed.append(str(path))
+            out(f"failed: {path}: {exc}")
+
+
 def cmd_add_clutter(args: argparse.Namespace) -> int:
     """Regions of cleared scans as benign references; bad files are reported, the rest added."""
     from gunmatch.cli import UsageError
-    from gunmatch.screening import load_transmission
     from gunmatch.xray_augment import clutter_items
 
     if args.per_scan < 1:
         raise UsageError("--per-scan must be at least 1")
-    missing = [str(p) for p in args.scans if not p.is_file()]
-    if missing:
-        raise UsageError(f"not a file: {', '.join(missing)}")
+    _check_scans(args.scans)
     engine = open_engine(gallery_dir(args), **runtime(args))
-    failed, added, skipped = 0, 0, 0
+    failed: list[str] = []
+    added, skipped = 0, 0
     try:
-        pre = engine.embedder.preprocess_config
-        for path in args.scans:
-            try:
-                t = load_transmission(path, engine.embedder.max_pixels, pre.xray_white_percentile)
-            except (ValueError, OSError) as exc:
-                failed += 1
-                out(f"failed: {path}: {exc}")
-                continue
+        for path, t in _transmissions(engine, args.scans, failed):
             items = clutter_items(engine.embedder, t, args.per_scan, str(path), args.added_by)
             result = engine.gallery.add(items, engine.embedder.model_id)
             added += len(result.added)
             skipped += len(result.skipped)
     finally:
         engine.close()
-    out(f"added {added} clutter references, already present {skipped}, failed scans {failed}")
-    return 1 if failed == len(args.scans) else 0
+    out(f"added {added} clutter references, already present {skipped}, failed scans {len(failed)}")
+    return 1 if len(failed) == len(args.scans) else 0
 
 
 def cmd_calibrate_screening(args: argparse.Namespace) -> int:
     """Screen cleared scans with the search settings and write screening-calibration.json."""
     from gunmatch.cli import UsageError
     from gunmatch.screen_calibration import calibrate_screening, calibration_file
-    from gunmatch.screening import load_transmission
 
     cfg = screening_config(args)
     if not 0 < args.false_alarm <= args.review_rate < 1:
         raise UsageError("need 0 < --false-alarm <= --review-rate < 1")
-    missing = [str(p) for p in args.scans if not p.is_file()]
-    if missing:
-        raise UsageError(f"not a file: {', '.join(missing)}")
+    _check_scans(args.scans)
     engine = open_engine(gallery_dir(args), **runtime(args))
     failed: list[str] = []
     try:
-        limit = engine.embedder.max_pixels
-        white = engine.embedder.preprocess_config.xray_white_percentile
-
-        def scans():
-            for path in args.scans:
-                try:
-                    yield load_transmission(path, limit, white)
-                except (ValueError, OSError) as exc:
-                    failed.append(str(path))
-                    out(f"failed: {path}: {exc}")
-
+        scans = (t for _, t in _transmissions(engine, args.scans, failed))
         try:
             data = calibrate_screening(
-                engine, scans(), cfg, args.false_alarm, args.review_rate, not args.quiet
+                engine, scans, cfg, args.false_alarm, args.review_rate, not args.quiet
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
