@@ -13,6 +13,7 @@ const MESSAGES = {
     save: "保存", cancel: "取消", confirmDelete: "确定删除此参考？", feedback: "分析员反馈",
     verdict: "判断", time: "时间", keyName: "密钥", items: "条参考", image: "图片", query: "检索编号",
     errorPrefix: "错误：", needAnalyst: "此页面需要分析员权限", yes: "是", no: "否", auto: "默认（参考库类型）",
+    mapScore: "部件概率",
   },
   en: {
     title: "Firearm part matching", lang: "中文", signin: "Sign in", signout: "Sign out", key: "API key",
@@ -30,7 +31,7 @@ const MESSAGES = {
     cancel: "Cancel", confirmDelete: "Delete this reference?", feedback: "Analyst feedback",
     verdict: "Verdict", time: "Time", keyName: "Key", items: "references", image: "Image",
     query: "Query", errorPrefix: "Error: ", needAnalyst: "This page needs the analyst role",
-    yes: "yes", no: "no", auto: "Default (gallery type)",
+    yes: "yes", no: "no", auto: "Default (gallery type)", mapScore: "part probability",
   },
 };
 

@@ -61,6 +61,12 @@ function drawBoxes(res) {
     const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
     Object.entries({ x, y, width: w, height: h, class: `region ${dec || "clear"}` })
       .forEach(([k, v]) => rect.setAttribute(k, v));
+    // Hovering a box names its best threat match and, with a threat map, its part probability.
+    const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+    const best = r.threat_match ? `${r.threat_match.label} ${t("score")} ${r.threat_match.score.toFixed(3)}` : "";
+    const map = r.map_score != null ? `${t("mapScore")} ${(r.map_score * 100).toFixed(0)}%` : "";
+    title.textContent = [best, map].filter(Boolean).join(" · ");
+    rect.append(title);
     svg.append(rect);
   }
 }
