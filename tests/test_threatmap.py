@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from dataclasses import replace
@@ -297,3 +298,55 @@ def _usage_error(main, argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
+
+
+def test_api_regions_carry_map_scores_and_screening_thresholds(engine, tiny_map, tmp_path):  # noqa: F811
+    from fastapi.testclient import TestClient
+
+    from api.app import ServiceConfig, create_app
+    from gunmatch.screen_calibration import calibrate_screening
+    from gunmatch.screening import ScreeningConfig
+    from gunmatch.settings import get_settings
+    from gunmatch.state import KeyStore, state_db_path
+
+    root = tmp_path / "g"
+    engine.gallery.flush()
+    shutil.copytree(engine.gallery.root, root)
+    shutil.copytree(tiny_map[0], root / "model" / "threatmap")
+    cleared = [
+        synth.render_parcel(960 + i, size=(400, 320), threat_kind=None, n_clutter=3).image
+        for i in range(3)
+    ]
+    eng = open_engine(root)
+    try:  # the service's default settings, which the calibration must match
+        data = calibrate_screening(eng, cleared, ScreeningConfig(), 0.34, 0.67, progress=False)
+    finally:
+        eng.close()
+    store = KeyStore(state_db_path(root))
+    key = store.create("station key", "station")[1]
+    store.close()
+    settings = get_settings(threads=1, max_pixels=4_000_000, default_k=2)
+    buf = io.BytesIO()
+    Image.fromarray((cleared[0] * 255 + 0.5).astype(np.uint8), "L").save(buf, "PNG")
+    with TestClient(create_app(ServiceConfig(gallery_dir=root, settings=settings))) as client:
+        resp = client.post(
+            "/v1/search",
+            files={"image": ("scan.png", buf.getvalue())},
+            data={"regions": "true"},
+            headers={"X-API-Key": key},
+        )
+    assert resp.status_code == 200, resp.text
+    regions = resp.json()["regions"]
+    assert regions and all(0.0 <= r["map_score"] <= 1.0 for r in regions)
+    # Decided on the thresholds measured on cleared scans, not on the gallery's calibration.
+    for r in regions:
+        gaps = [abs(r["threat_score"] - data[k]) for k in ("alert_threshold", "review_threshold")]
+        if min(gaps) > 1e-3:
+            want = (
+                "alert"
+                if r["threat_score"] >= data["alert_threshold"]
+                else "review"
+                if r["threat_score"] >= data["review_threshold"]
+                else "clear"
+            )
+            assert r["decision"] == want
