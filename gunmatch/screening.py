@@ -261,13 +261,20 @@ def screen_transmission(
     decision_fn: DecisionFn | None = None,
     config: ScreeningConfig | None = None,
 ) -> ScreeningResult:
-    """Screen an already-decoded transmission image (float, 1.0 = empty belt)."""
+    """Screen an already-decoded transmission image (float, 1.0 = empty belt).
+
+    Without ``decision_fn``, regions are decided like `gunmatch search` decides them: on the
+    gallery's screening calibration when it was measured with these settings, else on the
+    gallery's calibration (``gunmatch.screen_calibration.screening_decision_fn``).
+    """
     if k < 1:
         raise ValueError("k must be at least 1")
     cfg = config or ScreeningConfig()
     if cfg.score_k < 1:
         raise ValueError("score_k must be at least 1")
-    decide = decision_fn or calibration_decision_fn(engine)
+    from gunmatch.screen_calibration import screening_decision_fn  # it imports this module
+
+    decide = decision_fn or screening_decision_fn(engine, cfg)
     pre = engine.embedder.preprocess_config
     size = cfg.crop_size or min(pre.input_size, cfg.max_crop_size)
     timings: dict[str, float] = {}

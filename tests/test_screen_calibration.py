@@ -57,6 +57,9 @@ def test_calibration_is_written_used_and_ignored_for_other_settings(engine, tmp_
             score = screen_transmission(engine, t, 1, None, decide, CFG).score
             assert decide(score) == decide_score(score, cal)[0]
         assert decide(data["alert_threshold"]) == "alert"
+        # Without a decision function, screening decides the same way.
+        res = screen_transmission(engine, scans[0], 1, None, None, CFG)
+        assert [r.decision for r in res.regions] == [decide(r.threat_score) for r in res.regions]
         # Other settings, a foreign model id or a broken file: not this calibration.
         assert screening_calibration(engine, replace(CFG, score_k=2)) is None
         raw = json.loads(calibration_file(engine).read_text())
