@@ -371,7 +371,7 @@ def cmd_threatmap(args: argparse.Namespace) -> int:
     from gunmatch.cli import UsageError
     from gunmatch.service import threatmap_dir
     from index import Gallery
-    from matcher.threatmap import is_threatmap, load_threatmap
+    from matcher.threatmap import load_threatmap
 
     if (args.path is None) == (not args.remove):
         raise UsageError("give a threat map directory to install, or --remove")
@@ -384,12 +384,10 @@ def cmd_threatmap(args: argparse.Namespace) -> int:
             shutil.rmtree(dest, ignore_errors=True)
             out(f"removed the threat map of {g.root}" if existed else f"{g.root} had none")
             return 0
-        if not is_threatmap(args.path):
-            raise UsageError(f"{args.path} is not a threat map (gunmatch train-threatmap --out)")
         try:
             tmap = load_threatmap(args.path)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+        except (FileNotFoundError, ValueError) as exc:  # not a map, or not for this trunk
+            raise UsageError(f"{exc} (gunmatch train-threatmap --out DIR makes one)") from exc
         # Copy beside the destination, then swap in, so a running service never sees half.
         staging = Path(tempfile.mkdtemp(prefix=".threatmap-", dir=dest.parent))
         shutil.copytree(args.path, staging, dirs_exist_ok=True)
