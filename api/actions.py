@@ -13,6 +13,7 @@ import importlib.util
 import io
 import shutil
 import time
+from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
@@ -28,6 +29,7 @@ from gunmatch.references import (
     new_query_id,
     search_vector,
 )
+from gunmatch.settings import Settings
 from gunmatch.state import ApiKey
 from index import Filters
 from index.feedback import Feedback
@@ -40,6 +42,18 @@ FEEDBACK_DIR = "feedback"
 def screening_available() -> bool:
     """True when region screening (gunmatch.screening) is installed."""
     return importlib.util.find_spec("gunmatch.screening") is not None
+
+
+def screening_config(settings: Settings) -> Any:
+    """The service's ``ScreeningConfig`` from its settings; None without region screening."""
+    if not screening_available():
+        return None
+    screening = importlib.import_module("gunmatch.screening")
+    return screening.ScreeningConfig(
+        score_mode=settings.screen_score_mode,
+        score_k=settings.screen_score_k,
+        map_weight=settings.screen_map_weight,
+    )
 
 
 def _history(services: Services, sha: str) -> list[dict]:
@@ -96,19 +110,13 @@ async def search_one(
     region_list = None
     if regions:
         screening = importlib.import_module("gunmatch.screening")
-        config = screening.ScreeningConfig(
-            score_mode=services.settings.screen_score_mode,
-            score_k=services.settings.screen_score_k,
-            map_weight=services.settings.screen_map_weight,
-        )
         # Thresholds measured on cleared scans with these settings, when the gallery has them.
-        screen_cal = importlib.import_module("gunmatch.screen_calibration")
-        cal = screen_cal.screening_calibration(engine, config) or slot.calibration
+        cal = slot.screening_calibration or slot.calibration
         screened = await services.queue.run(
             lambda: screening.screen_image(
                 engine, io.BytesIO(data), k, filters,
                 decision_fn=lambda score: decide_score(score, cal)[0],
-                config=config,
+                config=services.holder.screening,
             )
         )  # fmt: skip
         screened_dict = screened.to_dict()

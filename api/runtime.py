@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gunmatch.decision import Calibration, calibration_path, load_calibration
 from gunmatch.service import Engine
@@ -18,10 +20,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EngineSlot:
-    """One opened engine, its calibration, and how many requests are using it."""
+    """One opened engine, its calibrations, and how many requests are using it.
+
+    ``screening_calibration`` holds the gallery's thresholds measured on cleared scans
+    (``gunmatch gallery calibrate-screening``) when they fit the service's screening
+    settings, else None (region decisions then use ``calibration``).
+    """
 
     engine: Engine
     calibration: Calibration
+    screening_calibration: Calibration | None = None
     users: int = 0
     retired: bool = False
     generation: int = 0
@@ -44,10 +52,14 @@ class EngineHolder:
         gallery_dir: Path,
         opener: Callable[[Path], Engine],
         calibration_file: Path | None = None,
+        screening: Any = None,
     ) -> None:
+        """``screening`` is the service's ``gunmatch.screening.ScreeningConfig`` (None: no
+        region screening in this build)."""
         self.gallery_dir = Path(gallery_dir)
         self._opener = opener
         self._calibration_file = calibration_file
+        self.screening = screening
         self._lock = threading.Lock()
         self._reload_lock = asyncio.Lock()
         self._slot: EngineSlot | None = None
@@ -56,7 +68,11 @@ class EngineHolder:
     def _open_slot(self) -> EngineSlot:
         engine = self._opener(self.gallery_dir)
         path = calibration_path(self.gallery_dir, self._calibration_file)
-        return EngineSlot(engine, load_calibration(path, engine.embedder.model_id))
+        slot = EngineSlot(engine, load_calibration(path, engine.embedder.model_id))
+        if self.screening is not None:
+            screen_cal = importlib.import_module("gunmatch.screen_calibration")
+            slot.screening_calibration = screen_cal.screening_calibration(engine, self.screening)
+        return slot
 
     def start(self) -> None:
         """Open the first engine (blocking; called from the lifespan)."""

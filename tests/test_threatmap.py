@@ -324,6 +324,7 @@ def test_api_regions_carry_map_scores_and_screening_thresholds(engine, tiny_map,
         eng.close()
     store = KeyStore(state_db_path(root))
     key = store.create("station key", "station")[1]
+    admin = store.create("admin key", "admin")[1]
     store.close()
     settings = get_settings(threads=1, max_pixels=4_000_000, default_k=2)
     buf = io.BytesIO()
@@ -335,6 +336,15 @@ def test_api_regions_carry_map_scores_and_screening_thresholds(engine, tiny_map,
             data={"regions": "true"},
             headers={"X-API-Key": key},
         )
+        # The thresholds are read when the engine opens, like calibration.json: removing
+        # the file changes nothing until a reload, which then falls back.
+        holder = client.app.state.services.holder
+        assert holder.current.screening_calibration.alert_threshold == data["alert_threshold"]
+        (root / "screening-calibration.json").unlink()
+        assert holder.current.screening_calibration is not None
+        reload = client.post("/v1/admin/reload", headers={"X-API-Key": admin})
+        assert reload.status_code == 200, reload.text
+        assert holder.current.screening_calibration is None
     assert resp.status_code == 200, resp.text
     regions = resp.json()["regions"]
     assert regions and all(0.0 <= r["map_score"] <= 1.0 for r in regions)
