@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -131,9 +132,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def live_server(gallery_copy: Path, keys: dict[str, str]) -> Iterator[dict]:
-    """`gunmatch serve` in a real uvicorn process on a free port; yields url, process, keys."""
+@contextmanager
+def serve(gallery: Path) -> Iterator[tuple[str, object]]:
+    """`gunmatch serve GALLERY` in a real uvicorn process on a free port: (url, process)."""
     import os
     import subprocess
     import sys
@@ -144,7 +145,7 @@ def live_server(gallery_copy: Path, keys: dict[str, str]) -> Iterator[dict]:
     port = _free_port()
     env = {**os.environ, "GUNMATCH_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunmatch.cli", "serve", "--gallery", str(gallery_copy),
+        [sys.executable, "-m", "gunmatch.cli", "serve", "--gallery", str(gallery),
          "--port", str(port), "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )  # fmt: skip
@@ -162,7 +163,7 @@ def live_server(gallery_copy: Path, keys: dict[str, str]) -> Iterator[dict]:
             if time.monotonic() > deadline:
                 pytest.fail("gunmatch serve did not become ready in 90 s")
             time.sleep(0.2)
-        yield {"url": url, "proc": proc, "keys": keys}
+        yield url, proc
     finally:
         proc.terminate()
         try:
@@ -170,3 +171,10 @@ def live_server(gallery_copy: Path, keys: dict[str, str]) -> Iterator[dict]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def live_server(gallery_copy: Path, keys: dict[str, str]) -> Iterator[dict]:
+    """The service over the tiny photo gallery in uvicorn; yields url, process, keys."""
+    with serve(gallery_copy) as (url, proc):
+        yield {"url": url, "proc": proc, "keys": keys}

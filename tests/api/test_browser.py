@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 
+import numpy as np
 import pytest
-from conftest import draw
+from conftest import draw, serve
+from PIL import Image
+
+from tests.test_screening import engine, scan  # noqa: F401 - shared X-ray fixtures
+from tests.test_threatmap import tiny_map  # noqa: F401
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -61,4 +67,38 @@ def test_sign_in_upload_and_see_verdict(browser, live_server, tmp_path):
     page.wait_for_selector("#items tbody tr")
     assert page.locator("#items tbody tr").count() >= 12
     assert page.locator("#feedback tbody tr").count() >= 1
+    page.close()
+
+
+def test_xray_boxes_name_best_match_and_part_probability(browser, engine, scan, tiny_map, tmp_path):  # noqa: F811
+    from gunmatch.state import KeyStore, state_db_path
+
+    root = tmp_path / "xray-gallery"
+    engine.gallery.flush()
+    shutil.copytree(engine.gallery.root, root)
+    shutil.copytree(tiny_map[0], root / "model" / "threatmap")
+    store = KeyStore(state_db_path(root))
+    key = store.create("station", "station")[1]
+    store.close()
+    image = tmp_path / "scan.png"
+    Image.fromarray((scan[0] * 255 + 0.5).astype(np.uint8), "L").save(image)
+    page = browser.new_page()
+    with serve(root) as (url, _):
+        page.goto(url + "/")
+        page.fill("#key-input", key)
+        page.click("#signin-btn")
+        page.wait_for_selector("#app:not([hidden])")
+        page.check("#regions")
+        with page.expect_response("**/v1/search") as info:
+            page.set_input_files("#file-input", str(image))
+        regions = info.value.json()["regions"]
+        page.wait_for_selector("#boxes rect.region", state="attached", timeout=30_000)
+        rects = page.locator("#boxes rect.region")
+        assert regions and rects.count() == len(regions)
+        for i, r in enumerate(regions):  # the hover text of each box, in Chinese
+            m = r["threat_match"]
+            want = f"{m['label']} 相似度 {m['score']:.3f} · 部件概率 {r['map_score'] * 100:.0f}%"
+            assert rects.nth(i).locator("title").text_content() == want
+            d = r["decision"]["decision"] if isinstance(r["decision"], dict) else r["decision"]
+            assert rects.nth(i).get_attribute("class") == f"region {d}"
     page.close()
