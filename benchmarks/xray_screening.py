@@ -163,6 +163,7 @@ def run(args: argparse.Namespace) -> dict:
         score_mode=args.score_mode,
         score_k=args.score_k,
         map_weight=args.map_weight,
+        map_flip=not args.no_map_flip,
         max_regions=1000 if args.dump else ScreeningConfig.max_regions,
     )
     decide = threshold_decision_fn(0.9, 0.7)
@@ -251,7 +252,9 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
             f"Threat map: {args.threatmap}, head trained by `gunmatch train-threatmap` on "
             f"{tm.get('parcels')} generated parcels (seeds from {tm.get('train_seed')}) in "
             f"{tm.get('total_s')} s, epoch {tm.get('best_epoch')} kept on "
-            f"{tm.get('val_parcels')} held-out parcels; map weight {args.map_weight}.  "
+            f"{tm.get('val_parcels')} held-out parcels; {meta['config']['long_side']} px, "
+            f"{'one pass' if args.no_map_flip else 'averaged with its mirror image'}; "
+            f"map weight {args.map_weight}.  "
         )
     lines = [
         "## X-ray parcel screening (generated parcels)"
@@ -317,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=ScreeningConfig.map_weight,
         help="weight of the threat map's probability in each region's score",
+    )
+    p.add_argument(
+        "--no-map-flip", action="store_true", help="one map pass (no mirror-image average)"
     )
     p.add_argument("--dump", help="write every scan's regions (JSON) for offline study")
     p.add_argument(

@@ -54,6 +54,7 @@ def screening_key(engine: Engine, cfg: ScreeningConfig) -> dict:
             "weight": cfg.map_weight,
             "threshold": cfg.map_threshold,
             "regions": cfg.map_regions,
+            "flip": cfg.map_flip,
         },
     }
 

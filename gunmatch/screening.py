@@ -80,6 +80,8 @@ class ScreeningConfig:
     map_threshold: float = -1.0
     map_regions: int = 16
     map_weight: float = 0.5
+    # Average the map over the scan and its mirror image (twice the map's work).
+    map_flip: bool = True
 
 
 @dataclass
@@ -286,7 +288,7 @@ def screen_transmission(
     map_prob = None
     if tmap is not None:
         clock = time.perf_counter()
-        hot = tmap.predict(t)
+        hot = tmap.predict(t, flip=cfg.map_flip)
         mboxes, _ = map_regions(hot.logits, hot.cell, cfg.map_threshold, cfg.map_regions)
         boxes = np.concatenate([clip_boxes(mboxes, width, height), boxes])
         pscores = np.concatenate([np.zeros(len(mboxes)), pscores])

@@ -133,14 +133,23 @@ class ThreatMap(nn.Module):
         x = torch.from_numpy(a)[None, None].expand(1, 3, h, w)
         return x.contiguous(memory_format=torch.channels_last), (W / w, H / h)
 
-    def predict(self, transmission: np.ndarray) -> MapResult:
-        """The logit map of one scan (float transmission, 1.0 = empty belt)."""
+    def predict(self, transmission: np.ndarray, flip: bool = False) -> MapResult:
+        """The logit map of one scan (float transmission, 1.0 = empty belt).
+
+        With ``flip`` the scan and its mirror image run as one batch of two and their
+        logits are averaged (the mirror's mapped back): a part looks like a part both
+        ways, while much of what fires on clutter fires one way only.
+        """
         x, (sx, sy) = self.scan_tensor(transmission)
+        if flip:
+            x = torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last)
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                logits = self(x)[0].float().numpy()
+                out = self(x).float()
+                logits = (out[0] + out[1].flip(-1)) / 2 if flip else out[0]
+                logits = logits.numpy()
         finally:
             self.train(was_training)
         stride = x.shape[-1] / logits.shape[-1]

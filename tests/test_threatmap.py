@@ -141,6 +141,17 @@ def test_tiny_training_run_learns_and_round_trips(tiny_map):
     assert a.cell[0] * a.logits.shape[1] == pytest.approx(400)
 
 
+def test_flip_averages_the_scan_with_its_mirror_image(tiny_map):
+    tmap = load_threatmap(tiny_map[0])
+    image = synth.render_parcel(7, size=(400, 320), threat_kind="barrel").image
+    one = tmap.predict(image)
+    mirror = tmap.predict(np.ascontiguousarray(image[:, ::-1])).logits[:, ::-1]
+    both = tmap.predict(image, flip=True)
+    assert both.cell == one.cell and both.logits.shape == one.logits.shape
+    np.testing.assert_allclose(both.logits, (one.logits + mirror) / 2, atol=1e-4)
+    assert np.abs(both.logits - one.logits).max() > 1e-3  # the mirror does change the map
+
+
 def test_loading_refuses_foreign_trunks_and_missing_files(tiny_map, tmp_path):
     out, _ = tiny_map
     copy = tmp_path / "copy"
@@ -195,6 +206,10 @@ def test_screening_adds_map_regions_and_weighs_scores(engine, scan, tiny_map):  
     off = screen_transmission(with_map, image, 2, None, decide, replace(CFG, use_map=False))
     assert off.proposals == plain.proposals and off.score == pytest.approx(plain.score)
     assert res0.to_dict()["regions"][0]["map_score"] is not None
+    # A screening calibration measured with the mirror average does not fit one pass.
+    from gunmatch.screen_calibration import screening_key
+
+    assert screening_key(with_map, cfg0) != screening_key(with_map, replace(cfg0, map_flip=False))
 
 
 def test_service_setting_defaults_to_the_screening_default(monkeypatch):
@@ -241,7 +256,13 @@ def test_cli_installs_uses_and_removes_a_gallery_threat_map(
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["regions"] and all(r["map_score"] is not None for r in out["regions"])
     assert "map_ms" in out["timings_ms"]
-    capsys.readouterr()
+    both = {tuple(r["box"]): r["map_score"] for r in out["regions"]}
+    assert (
+        main(["search", str(scan_png), *common, "--json", "--threads", "1", "--no-map-flip"]) == 0
+    )
+    once = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["regions"]
+    shared = [(both[tuple(r["box"])], r["map_score"]) for r in once if tuple(r["box"]) in both]
+    assert shared and any(abs(a - b) > 1e-4 for a, b in shared)  # one pass, another map
     assert main(["search", str(scan_png), *common, "--json", "--threads", "1", "--no-map"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert all(r["map_score"] is None for r in out["regions"])

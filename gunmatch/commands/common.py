@@ -72,6 +72,11 @@ def add_screening_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-map", action="store_true", help="ignore the gallery's threat map for this search"
     )
+    p.add_argument(
+        "--no-map-flip",
+        action="store_true",
+        help="run the threat map once instead of over the scan and its mirror image (faster)",
+    )
 
 
 def screening_config(args: argparse.Namespace):
@@ -87,7 +92,12 @@ def screening_config(args: argparse.Namespace):
         raise UsageError("--proposals must be at least 1")
     if args.map_weight is not None and not 0 <= args.map_weight <= 10:
         raise UsageError("--map-weight must be between 0 and 10")
-    cfg = ScreeningConfig(score_mode=args.score_mode, score_k=args.score_k, use_map=not args.no_map)
+    cfg = ScreeningConfig(
+        score_mode=args.score_mode,
+        score_k=args.score_k,
+        use_map=not args.no_map,
+        map_flip=not args.no_map_flip,
+    )
     if args.map_weight is not None:
         cfg = replace(cfg, map_weight=args.map_weight)
     if args.proposals:
