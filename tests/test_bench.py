@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 
 import numpy as np
@@ -69,3 +70,35 @@ def test_timing_helpers():
     t = time_calls(lambda i: sum(range(100)), repeats=5, warmup=1)
     assert len(t.samples_ms) == 5 and t.p50 <= t.p99 and np.isfinite(t.mean)
     assert table(["a", "b"], [[1, 2]]).splitlines()[2] == "| 1 | 2 |"
+
+
+def test_xray_fusion_rescores_dumped_regions(tmp_path, capsys):
+    from benchmarks.xray_fusion import figures, main, partial_detection
+
+    def row(positive, regions, truth=(0, 0, 10, 10)):
+        return {
+            "positive": positive,
+            "truth": [list(truth)] if positive else [],
+            "regions": [{"box": list(b), "retrieval": r, "map": m} for b, r, m in regions],
+        }
+
+    rows = [
+        # Found by the map on the part (retrieval prefers a stray box), then by retrieval only.
+        row(True, [((0, 0, 10, 10), 0.1, 0.9), ((50, 50, 10, 10), 0.5, 0.0)]),
+        row(True, [((0, 0, 10, 10), 0.6, 0.0)]),
+        row(False, [((0, 0, 10, 10), 0.3, 0.2)]),
+        row(False, [((0, 0, 10, 10), 0.2, 0.1)]),
+    ]
+    retrieval = figures(rows, lambda r, m: r)
+    assert retrieval["max_clean"] == 1.0 and retrieval["auc"] == 1.0
+    assert retrieval["hit_1"] == 0.5  # the first parcel's top box is the stray one
+    fused = figures(rows, lambda r, m: r + 1.0 * m)  # scores 1.0, 0.6 vs 0.5, 0.3
+    assert fused["max_clean"] == 1.0 and fused["hit_1"] == 1.0
+    map_only = figures(rows, lambda r, m: m)  # 0.9, 0.0 vs 0.2, 0.1
+    assert map_only["max_clean"] == 0.5 and map_only["auc"] == 0.5
+    assert partial_detection(np.array([3.0, 1.5]), np.array([2.0, 1.0, 0.0]), 0.34) == 0.75
+    path = tmp_path / "dump.json"
+    path.write_text(json.dumps(rows))
+    assert main([str(path), "--weights", "0", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| retrieval + 1 x map | 1.000 |" in out and "map probability alone" in out
