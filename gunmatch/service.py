@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,8 @@ from matcher.images import ImageSource, is_image_path
 from matcher.model import DEFAULT_BACKBONE
 from matcher.preprocess import check_modality
 from matcher.threatmap import ThreatMap, is_threatmap, load_threatmap
+
+log = logging.getLogger(__name__)
 
 THREATMAP_DIR = "threatmap"  # a gallery's threat map lives in GALLERY/model/threatmap/
 
@@ -55,7 +58,7 @@ def open_engine(
                 f"{model or gallery.model_dir} is {net.model_id}; re-index it with "
                 f"'gunmatch gallery reindex --gallery {gallery_dir} --model {model or 'MODEL'}'"
             )
-        tmap = open_threatmap(gallery)
+        tmap = open_threatmap(gallery, threads)
     except BaseException:
         gallery.store.close()
         raise
@@ -69,12 +72,21 @@ def threatmap_dir(gallery: Gallery) -> Path:
     return gallery.model_dir / THREATMAP_DIR
 
 
-def open_threatmap(gallery: Gallery) -> ThreatMap | None:
-    """The gallery's threat map, or None when it has none (X-ray galleries only)."""
+def open_threatmap(gallery: Gallery, threads: int | None = None) -> ThreatMap | None:
+    """The gallery's threat map, run by ONNX Runtime on ``threads``; None when it has none.
+
+    Only X-ray galleries use one. Where ONNX export or ORT fails, the map runs in eager
+    torch (same logits, several times slower), with a warning.
+    """
     path = threatmap_dir(gallery)
     if gallery.modality != "xray" or not is_threatmap(path):
         return None
-    return load_threatmap(path)
+    tmap = load_threatmap(path)
+    try:
+        return tmap.use_onnx(threads)
+    except Exception as exc:  # noqa: BLE001 - any export/runtime failure: keep the torch path
+        log.warning("threat map %s runs in eager torch: ONNX Runtime failed (%s)", path, exc)
+        return tmap
 
 
 def create_engine(

