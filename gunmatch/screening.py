@@ -75,11 +75,14 @@ class ScreeningConfig:
     # With a threat map (GALLERY/model/threatmap, ``gunmatch train-threatmap``): its hot
     # areas (connected cells with a logit above ``map_threshold``, at most ``map_regions``)
     # are proposed besides the dense-material boxes, and each region's threat score adds
-    # ``map_weight`` x the map's probability that a part lies in its box.
+    # ``map_weight`` x the map's probability that a part lies in its box. The weight was
+    # chosen on validation parcels (benchmarks/notes/xray.md): with the 960-px map the
+    # map's probability carries the decision and the retrieval score (about -0.5..0.9)
+    # mostly orders regions of similar probability.
     use_map: bool = True
     map_threshold: float = -1.0
     map_regions: int = 16
-    map_weight: float = 0.5
+    map_weight: float = 20.0
     # Average the map over the scan and its mirror image (twice the map's work).
     map_flip: bool = True
 

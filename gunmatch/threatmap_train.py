@@ -44,11 +44,11 @@ class ThreatMapTrainConfig:
     """Data and optimisation of a threat-map run."""
 
     map: ThreatMapConfig = field(default_factory=ThreatMapConfig)
-    parcels: int = 2000
+    parcels: int = 2400
     val_parcels: int = 160
     # Every n-th parcel has no part in it.
     clean_every: int = 3
-    epochs: int = 16
+    epochs: int = 10
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 1e-4

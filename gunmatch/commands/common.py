@@ -90,8 +90,8 @@ def screening_config(args: argparse.Namespace):
         raise UsageError("--score-k must be at least 1")
     if args.proposals is not None and args.proposals < 1:
         raise UsageError("--proposals must be at least 1")
-    if args.map_weight is not None and not 0 <= args.map_weight <= 10:
-        raise UsageError("--map-weight must be between 0 and 10")
+    if args.map_weight is not None and not 0 <= args.map_weight <= 100:
+        raise UsageError("--map-weight must be between 0 and 100")
     cfg = ScreeningConfig(
         score_mode=args.score_mode,
         score_k=args.score_k,

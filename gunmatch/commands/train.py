@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--val-parcels", type=int, default=None, help="held-out parcels")
     m.add_argument("--epochs", type=int, default=None)
     m.add_argument(
-        "--long-side", type=int, default=None, help="scan's longer side for the map, px (640)"
+        "--long-side", type=int, default=None, help="scan's longer side for the map, px (960)"
     )
     m.add_argument("--threads", type=int, default=None, help="CPU threads")
     m.add_argument("--quiet", action="store_true", help="no progress bars")
