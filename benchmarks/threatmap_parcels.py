@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
-    maps = {d: load_threatmap(d) for d in args.maps}
+    maps = {d: load_threatmap(d).use_onnx(args.threads) for d in args.maps}  # as screening runs it
     scores: dict[tuple[str, bool], list[float]] = {(d, f): [] for d in maps for f in (False, True)}
     n = args.positives + args.negatives
     positive = np.arange(n) < args.positives

@@ -122,6 +122,14 @@ def screening_calibration(engine: Engine, cfg: ScreeningConfig) -> decisions.Cal
     """The gallery's screening calibration when it fits these settings, else None."""
     path = calibration_file(engine)
     if not path.is_file():
+        if cfg.use_map and engine.threatmap is not None:
+            log.warning(
+                "%s has a threat map but no screening calibration: region scores (retrieval + "
+                "%g x map probability) are judged on the gallery's thresholds, measured on "
+                "isolated references; run gunmatch gallery calibrate-screening on cleared scans",
+                engine.gallery.root,
+                cfg.map_weight,
+            )
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

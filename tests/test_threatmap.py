@@ -198,7 +198,7 @@ def test_training_refuses_too_few_parcels(tmp_path):
 # -- screening with a map -------------------------------------------------------------------
 
 
-def test_screening_adds_map_regions_and_weighs_scores(engine, scan, tiny_map):  # noqa: F811
+def test_screening_adds_map_regions_and_weighs_scores(engine, scan, tiny_map, caplog):  # noqa: F811
     image, _ = scan
     decide = threshold_decision_fn(0.9, 0.5)
     with_map = Engine(engine.gallery, engine.embedder, load_threatmap(tiny_map[0]))
@@ -222,9 +222,13 @@ def test_screening_adds_map_regions_and_weighs_scores(engine, scan, tiny_map):  
     assert off.proposals == plain.proposals and off.score == pytest.approx(plain.score)
     assert res0.to_dict()["regions"][0]["map_score"] is not None
     # A screening calibration measured with the mirror average does not fit one pass.
-    from gunmatch.screen_calibration import screening_key
+    from gunmatch.screen_calibration import screening_calibration, screening_key
 
     assert screening_key(with_map, cfg0) != screening_key(with_map, replace(cfg0, map_flip=False))
+    # Map scores judged on isolated-reference thresholds: said, not silent.
+    with caplog.at_level("WARNING", logger="gunmatch.screen_calibration"):
+        assert screening_calibration(with_map, cfg0) is None
+    assert "has a threat map but no screening calibration" in caplog.text
 
 
 def test_service_setting_defaults_to_the_screening_default(monkeypatch):
