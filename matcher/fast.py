@@ -107,34 +107,62 @@ def _torch_bf16(model: EmbeddingModel, threads: int | None, opts: RuntimeOptions
     return run
 
 
-def weights_digest(model: EmbeddingModel) -> str:
-    """Short hash of the config and the current parameter values (export cache key)."""
-    h = hashlib.sha256(repr(model.config.to_dict()).encode())
-    for name, t in model.state_dict().items():
+def state_digest(module: torch.nn.Module, tag: str) -> str:
+    """Short hash of ``tag`` (the module's config) and its current parameter values."""
+    h = hashlib.sha256(tag.encode())
+    for name, t in module.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def weights_digest(model: EmbeddingModel) -> str:
+    """Short hash of the config and the current parameter values (export cache key)."""
+    return state_digest(model, repr(model.config.to_dict()))
+
+
+def export_graph(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    out: Path,
+    names: tuple[str, str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> Path:
+    """Export ``module`` (in eval mode) to ONNX at ``out``, atomically; ``names`` are the
+    input's and the output's, ``dynamic_axes`` theirs by name."""
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    was_training = module.training
+    module.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                example,
+                str(tmp),
+                input_names=[names[0]],
+                output_names=[names[1]],
+                dynamic_axes=dynamic_axes,
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+    finally:
+        module.train(was_training)
+    tmp.replace(out)
+    return out
 
 
 def export_onnx(model: EmbeddingModel, out: Path) -> Path:
     """Export the full model (backbone, GeM, head, L2); batch and image size are dynamic
     (region search embeds crops smaller than the model's native input)."""
     s = model.config.preprocess.input_size
-    tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model.eval(),
-            torch.rand(1, 3, s, s),
-            str(tmp),
-            input_names=["images"],
-            output_names=["vectors"],
-            dynamic_axes={"images": {0: "n", 2: "h", 3: "w"}, "vectors": {0: "n"}},
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    tmp.replace(out)
-    return out
+    return export_graph(
+        model,
+        torch.rand(1, 3, s, s),
+        out,
+        ("images", "vectors"),
+        {"images": {0: "n", 2: "h", 3: "w"}, "vectors": {0: "n"}},
+    )
 
 
 def quantize_int8(fp32: Path, out: Path, calibration: torch.Tensor) -> Path:

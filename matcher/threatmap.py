@@ -22,8 +22,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -152,39 +150,20 @@ class ThreatMap(nn.Module):
         the runtime cache (``matcher.fast.RuntimeOptions``); ``threads`` are ORT's intra-op
         threads. Changing the weights afterwards needs another call.
         """
-        from matcher.fast import ONNX_OPSET, RuntimeOptions, ort_session
+        from matcher.fast import ONNX_OPSET, RuntimeOptions, export_graph, ort_session, state_digest
 
-        h = hashlib.sha256(json.dumps(asdict(self.config)).encode())
-        for name, t in self.state_dict().items():
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        digest = state_digest(self, json.dumps(asdict(self.config)))
         cache = RuntimeOptions(cache_dir=Path(cache_dir) if cache_dir else None).cache()
-        out = cache / f"threatmap-{h.hexdigest()[:16]}-op{ONNX_OPSET}.onnx"
+        out = cache / f"threatmap-{digest}-op{ONNX_OPSET}.onnx"
         if not out.is_file():
             log.info("exporting the threat map to %s", out)
-            h_, w_ = input_shape(1250, 1600, self.config.long_side)
-            tmp = out.with_suffix(f".{os.getpid()}.tmp")
-            was_training = self.training
-            self.eval()
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    torch.onnx.export(
-                        self,
-                        torch.zeros(1, 3, h_, w_),
-                        str(tmp),
-                        input_names=["scan"],
-                        output_names=["logits"],
-                        dynamic_axes={
-                            "scan": {0: "n", 2: "h", 3: "w"},
-                            "logits": {0: "n", 1: "rows", 2: "cols"},
-                        },
-                        opset_version=ONNX_OPSET,
-                        dynamo=False,
-                    )
-            finally:
-                self.train(was_training)
-            tmp.replace(out)
+            export_graph(
+                self,
+                torch.zeros(1, 3, *input_shape(1250, 1600, self.config.long_side)),
+                out,
+                ("scan", "logits"),
+                {"scan": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 1: "rows", 2: "cols"}},
+            )
         self._session = ort_session(out, threads)
         return self
 
