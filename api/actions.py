@@ -8,75 +8,31 @@ the thread pool) and write the audit row only after the work succeeded.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import io
 import shutil
 import time
-from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import Services
-from api.errors import ConflictError, ScreeningUnavailableError
+from api.errors import ConflictError
 from api.runtime import EngineSlot
-from gunmatch.decision import compare_verdict, decide_score, most_severe
-from gunmatch.references import (
-    ReferenceMeta,
-    add_reference,
-    image_ext,
-    item_similarity,
+from gunmatch.decision import compare_verdict
+from gunmatch.references import ReferenceMeta, add_reference, image_ext, item_similarity
+from gunmatch.search import (
+    SearchOptions,
+    audit_search,
+    decode_query,
+    finish_search,
     new_query_id,
-    search_vector,
+    query_tensor,
 )
-from gunmatch.settings import Settings
 from gunmatch.state import ApiKey
-from index import Filters
+from index import Filters, Match
 from index.feedback import Feedback
 from matcher.preprocess import check_modality
 
-HISTORY_LIMIT = 5
 FEEDBACK_DIR = "feedback"
-
-
-def screening_available() -> bool:
-    """True when region screening (gunmatch.screening) is installed."""
-    return importlib.util.find_spec("gunmatch.screening") is not None
-
-
-def screening_config(settings: Settings) -> Any:
-    """The service's ``ScreeningConfig`` from its settings; None without region screening."""
-    if not screening_available():
-        return None
-    screening = importlib.import_module("gunmatch.screening")
-    return screening.ScreeningConfig(
-        score_mode=settings.screen_score_mode,
-        score_k=settings.screen_score_k,
-        map_weight=settings.screen_map_weight,
-    )
-
-
-def _history(services: Services, sha: str) -> list[dict]:
-    rows = services.audit.list(limit=HISTORY_LIMIT, sha256=sha, action="search")
-    return [
-        {"ts": r.ts, "query_id": r.query_id, "key_name": r.key_name, "decision": r.decision}
-        for r in rows
-    ]
-
-
-def _region_decision(region: dict) -> str:
-    d = region.get("decision")
-    return d.get("decision", "clear") if isinstance(d, dict) else str(d or "clear")
-
-
-def _best_matches(whole: list[dict], regional: list[dict], k: int) -> list[dict]:
-    """Each item's best match over the whole-image and region matches, top k, re-ranked."""
-    best: dict[str, dict] = {}
-    for m in [*whole, *regional]:
-        if m["item_id"] not in best or m["score"] > best[m["item_id"]]["score"]:
-            best[m["item_id"]] = m
-    ordered = sorted(best.values(), key=lambda m: (-m["score"], m["item_id"]))[:k]
-    return [{**m, "rank": i + 1} for i, m in enumerate(ordered)]
 
 
 async def search_one(
@@ -89,77 +45,37 @@ async def search_one(
     filters: Filters,
     regions: bool | None = False,
 ) -> dict:
-    """Embed, search, decide, audit one uploaded image; returns the SearchOut shape.
+    """Search, decide and audit one uploaded image (``gunmatch.search``); the SearchOut shape.
 
-    ``regions=None`` screens regions for X-ray queries only; then ``matches`` holds each
-    reference's best score over the whole image and every region.
+    The image is decoded once; its forward pass goes through the bounded embedding queue
+    (shared with other requests), the rest runs in the same queue off the event loop.
+    ``regions=None`` screens regions for X-ray queries only.
     """
     start = time.perf_counter()
     engine = slot.engine
-    modality = check_modality(modality or engine.gallery.modality)
-    if regions is None:
-        regions = modality == "xray" and screening_available()
-    if regions and not screening_available():
-        raise ScreeningUnavailableError(
-            "region screening is not available in this build (gunmatch.screening missing)"
-        )
     data = image.getvalue()
-    vec = await services.queue.embed(engine, [image], modality)
-    outcome = await run_in_threadpool(search_vector, engine, vec[0], k, slot.calibration, filters)
-    decision = outcome.decision.to_dict()
-    region_list = None
-    if regions:
-        screening = importlib.import_module("gunmatch.screening")
-        # Thresholds measured on cleared scans with these settings, when the gallery has them.
-        cal = slot.screening_calibration or slot.calibration
-        screened = await services.queue.run(
-            lambda: screening.screen_image(
-                engine, io.BytesIO(data), k, filters,
-                decision_fn=lambda score: decide_score(score, cal)[0],
-                config=services.holder.screening,
-            )
-        )  # fmt: skip
-        screened_dict = screened.to_dict()
-        region_list = screened_dict.get("regions", [])
-        outcome.matches = _best_matches(outcome.matches, screened_dict.get("matches", []), k)
-        worst = most_severe([decision["decision"], *map(_region_decision, region_list)])
-        decision["decision"] = worst
+    name = getattr(image, "name", "")
+    opts = SearchOptions(k, modality, filters, regions, services.holder.screening)
+    query = await services.queue.run(decode_query, engine, name, image, modality)
+    vec = await services.queue.embed_batch(engine, lambda: query_tensor(engine, query)[None])
+    # Region screening runs the model again: through the queue; a plain search does not.
+    run = services.queue.run if opts.use_regions(query.modality) else run_in_threadpool
+    outcome = await run(finish_search, engine, query, vec[0], opts, slot.judge)
     query_id = new_query_id()
-
-    def record() -> tuple[str, list[dict]]:
-        sha, rel = services.audit.store_image(data, image_ext(data))
-        history = _history(services, sha)
-        services.audit.append(
-            "search",
-            key.name,
-            query_id,
-            sha,
-            rel,
-            engine.embedder.model_id,
-            decision["decision"],
-            {
-                "filename": getattr(image, "name", ""),
-                "k": k,
-                "modality": modality,
-                "matches": [[m["item_id"], m["score"]] for m in outcome.matches],
-                "decision": decision,
-                "regions": len(region_list) if region_list is not None else None,
-            },
-        )
-        return sha, history
-
-    sha, history = await run_in_threadpool(record)
+    sha, history = await run_in_threadpool(
+        audit_search, services.audit, key.name, query_id, data, image_ext(data), outcome, k
+    )
     return {
         "query_id": query_id,
-        "filename": getattr(image, "name", ""),
+        "filename": name,
         "sha256": sha,
-        "model_id": engine.embedder.model_id,
-        "modality": modality,
+        "model_id": outcome.model_id,
+        "modality": outcome.modality,
         "elapsed_ms": round((time.perf_counter() - start) * 1000.0, 2),
-        "matches": outcome.matches,
-        "decision": decision,
+        "matches": outcome.matches_dicts(),
+        "decision": outcome.decision.to_dict(),
         "history": history,
-        "regions": region_list,
+        "regions": outcome.regions_dicts(),
     }
 
 
@@ -185,16 +101,7 @@ async def compare(
         other = {"image_b_sha256": _sha(image_b.getvalue())}
     else:
         similarity, item = await run_in_threadpool(item_similarity, engine, vecs[0], item_id)
-        item_out = {
-            "rank": 1,
-            "item_id": item.item_id,
-            "label": item.label,
-            "category": item.category,
-            "make_model": item.make_model,
-            "calibre": item.calibre,
-            "threat": item.threat,
-            "score": round(similarity, 4),
-        }
+        item_out = Match(rank=1, item=item, score=similarity).to_dict()
         other = {"item_id": item.item_id}
     cal = slot.calibration
     verdict = compare_verdict(similarity, cal)

@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.actions import screening_config
 from api.deps import Services
 from api.embedding import EmbeddingQueue
 from api.errors import install_error_handlers
@@ -78,7 +77,8 @@ def _open_services(cfg: ServiceConfig, metrics: Metrics) -> Services:
     s = cfg.settings
     state_dir = Path(cfg.state_dir or s.state_dir or cfg.gallery_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    holder = EngineHolder(cfg.gallery_dir, cfg.open_engine, s.calibration_file, screening_config(s))
+    screening = s.screening_config()
+    holder = EngineHolder(cfg.gallery_dir, cfg.open_engine, s.calibration_file, screening)
     keys_ = KeyStore(state_db_path(state_dir))
     audit_ = AuditLog(state_dir)
     feedback_ = FeedbackStore(state_db_path(state_dir))

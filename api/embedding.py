@@ -92,14 +92,20 @@ class EmbeddingQueue:
         self, engine: Engine, sources: Sequence[ImageSource], modality: str
     ) -> np.ndarray:
         """Decode, preprocess and embed images -> (n, d) unit vectors."""
-        if self.microbatch_ms <= 0:
-            return await self.run(engine.embedder.embed, list(sources), modality)
         mod = check_modality(modality)
+        return await self.embed_batch(
+            engine, lambda: torch.stack([engine.embedder.prepare(s, mod) for s in sources])
+        )
+
+    async def embed_batch(
+        self, engine: Engine, make_batch: Callable[[], torch.Tensor]
+    ) -> np.ndarray:
+        """Embed the (n, 3, s, s) batch ``make_batch()`` builds (in the pool) -> (n, d)."""
+        if self.microbatch_ms <= 0:
+            return await self.run(lambda: engine.embedder.embed_tensors(make_batch()))
         with self._admit():
             loop = asyncio.get_running_loop()
-            tensors = await loop.run_in_executor(
-                self._pool, lambda: torch.stack([engine.embedder.prepare(s, mod) for s in sources])
-            )
+            tensors = await loop.run_in_executor(self._pool, make_batch)
             return await self._batcher_for(engine).embed_async(tensors)
 
     def close(self) -> None:

@@ -20,10 +20,6 @@ class UploadTooLargeError(ValueError):
     """Upload over the byte limit, or too many files."""
 
 
-class ScreeningUnavailableError(RuntimeError):
-    """Region screening is not installed in this build."""
-
-
 class ConflictError(ValueError):
     """The request conflicts with the current state (e.g. a duplicate name)."""
 
@@ -39,7 +35,6 @@ STATUS_FOR: tuple[tuple[type[BaseException], int], ...] = (
     (ModelMismatchError, 409),
     (ConflictError, 409),
     (QueueFullError, 503),
-    (ScreeningUnavailableError, 501),
     (GalleryError, 500),
     (ValueError, 422),
 )

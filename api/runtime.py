@@ -3,37 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from gunmatch.decision import Calibration, calibration_path, load_calibration
+from gunmatch.search import Judge, load_judge
 from gunmatch.service import Engine
+from screening.screen import ScreeningConfig
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class EngineSlot:
-    """One opened engine, its calibrations, and how many requests are using it.
+    """One opened engine, the thresholds it decides on, and how many requests are using it.
 
-    ``screening_calibration`` holds the gallery's thresholds measured on cleared scans
-    (``gunmatch gallery calibrate-screening``) when they fit the service's screening
-    settings, else None (region decisions then use ``calibration``).
+    ``judge`` holds the gallery's calibration and, when they fit the service's screening
+    settings, the thresholds measured on cleared scans (``gunmatch gallery
+    calibrate-screening``); both are read once, when the engine opens.
     """
 
     engine: Engine
-    calibration: Calibration
-    screening_calibration: Calibration | None = None
+    judge: Judge
     users: int = 0
     retired: bool = False
     generation: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def calibration(self) -> Calibration:
+        """The gallery's calibration (whole-image decisions, comparisons)."""
+        return self.judge.calibration
 
     def release(self) -> None:
         """One user is done; close the engine if it was retired and is now unused."""
@@ -52,14 +56,13 @@ class EngineHolder:
         gallery_dir: Path,
         opener: Callable[[Path], Engine],
         calibration_file: Path | None = None,
-        screening: Any = None,
+        screening: ScreeningConfig | None = None,
     ) -> None:
-        """``screening`` is the service's ``gunmatch.screening.ScreeningConfig`` (None: no
-        region screening in this build)."""
+        """``screening``: the service's region screening settings."""
         self.gallery_dir = Path(gallery_dir)
         self._opener = opener
         self._calibration_file = calibration_file
-        self.screening = screening
+        self.screening = screening or ScreeningConfig()
         self._lock = threading.Lock()
         self._reload_lock = asyncio.Lock()
         self._slot: EngineSlot | None = None
@@ -68,11 +71,8 @@ class EngineHolder:
     def _open_slot(self) -> EngineSlot:
         engine = self._opener(self.gallery_dir)
         path = calibration_path(self.gallery_dir, self._calibration_file)
-        slot = EngineSlot(engine, load_calibration(path, engine.embedder.model_id))
-        if self.screening is not None:
-            screen_cal = importlib.import_module("gunmatch.screen_calibration")
-            slot.screening_calibration = screen_cal.screening_calibration(engine, self.screening)
-        return slot
+        cal = load_calibration(path, engine.embedder.model_id)
+        return EngineSlot(engine, load_judge(engine, self.screening, cal))
 
     def start(self) -> None:
         """Open the first engine (blocking; called from the lifespan)."""

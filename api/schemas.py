@@ -48,8 +48,7 @@ class HistoryOut(BaseModel):
 
 
 class RegionOut(BaseModel):
-    """One screened region of a scan (from gunmatch.screening)."""
-
+    """One screened region of a scan (from screening.screen)."""
     model_config = ConfigDict(extra="allow")
     box: list[float]
     matches: list[dict] = []

@@ -11,11 +11,15 @@ import logging
 import time
 from collections.abc import Sequence
 
+import faiss
 import numpy as np
 import torch
 
 from benchmarks.report import git_rev, machine, write_section
 from benchmarks.timing import load_average, table, time_calls
+from index.vectors import VectorIndex
+from matcher.embedder import Embedder
+from matcher.model import build_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +30,6 @@ def embedding_throughput(
     backbone: str, batch: int, threads: int = 2, repeats: int = 10, warmup: int = 2
 ) -> dict:
     """Images/s and per-batch latency of the float32 embedder on random input tensors."""
-    from matcher.embedder import Embedder
-    from matcher.model import build_pretrained
-
     emb = Embedder(build_pretrained(backbone), batch_size=batch, threads=threads)
     s = emb.preprocess_config.input_size
     x = torch.rand(batch, 3, s, s)
@@ -58,10 +59,6 @@ def flat_search_latency(
     n: int, dim: int = 1280, k: int = 10, queries: int = 200, threads: int = 2, seed: int = 0
 ) -> dict:
     """Build time and single-query latency of the exact flat index on random unit vectors."""
-    import faiss
-
-    from index.vectors import VectorIndex
-
     faiss.omp_set_num_threads(threads)
     data = random_unit_vectors(n, dim, seed)
     q = random_unit_vectors(queries, dim, seed + 1)

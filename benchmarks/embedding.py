@@ -24,7 +24,9 @@ import torch
 from benchmarks.report import git_rev, machine, write_section
 from benchmarks.timing import load_average, table, time_calls
 from matcher.fast import MIN_AGREEMENT, RuntimeOptions, create_runner, top1_agreement
+from matcher.images import load_image
 from matcher.model import build_pretrained
+from matcher.preprocess import preprocess
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,6 @@ def image_files(root: Path, split: str, limit: int | None) -> list[Path]:
 
 def preprocess_files(files: Sequence[Path], model) -> torch.Tensor:
     """Decode + photo preprocessing, as the embedder does it."""
-    from matcher.images import load_image
-    from matcher.preprocess import preprocess
-
     cfg = model.config.preprocess
     return torch.stack([preprocess(load_image(p), "photo", cfg) for p in files])
 

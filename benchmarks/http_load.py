@@ -23,6 +23,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from benchmarks.report import machine, write_section
+from gunmatch.state import KeyStore, state_db_path
+from index import Gallery, NewItem
+from matcher import load_model, save_checkpoint
+from matcher.model import DEFAULT_BACKBONE
+
 LABELS = [("glock_slide", "slide", True), ("ar15_barrel", "barrel", True),
           ("revolver_cylinder", "cylinder", True), ("spanner", "benign", False),
           ("umbrella", "benign", False), ("toy_pistol", "replica", False)]  # fmt: skip
@@ -38,10 +44,6 @@ def tiny_png(i: int) -> bytes:
 
 def build_gallery(root: Path, n: int, seed: int = 0) -> None:
     """A gallery of n random-vector items made with the default model's id and checkpoint."""
-    from index import Gallery, NewItem
-    from matcher import load_model, save_checkpoint
-    from matcher.model import DEFAULT_BACKBONE
-
     net = load_model(DEFAULT_BACKBONE)
     gallery = Gallery.create(root, net.model_id, net.dim)
     save_checkpoint(net, gallery.model_dir)
@@ -117,8 +119,6 @@ def main() -> int:
     ap.add_argument("--levels", default="1,4,16")
     ap.add_argument("--write", action="store_true", help="write docs/benchmarks.md section 'http'")
     args = ap.parse_args()
-    from benchmarks.report import machine, write_section
-    from gunmatch.state import KeyStore, state_db_path
 
     host_info = machine()
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+_REPO_DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+# From a checkout: its docs/benchmarks.md; from an installed wheel: docs/ under the cwd.
+DOC = _REPO_DOC if _REPO_DOC.parent.is_dir() else Path("docs") / "benchmarks.md"
 HEADER = "# Benchmarks\n\nEvery figure below was measured by the command shown with it.\n"
 
 

@@ -16,10 +16,10 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.xray_screening import VAL_NEGATIVE_SEED, VAL_POSITIVE_SEED, rate_at
-from gunmatch.synth.shapes import THREAT_KINDS
-from gunmatch.synth.xray import render_parcel
-from gunmatch.threatmap_train import ranking
 from matcher.threatmap import load_threatmap
+from synth.shapes import THREAT_KINDS
+from synth.xray import render_parcel
+from training.xray.threatmap import ranking
 
 
 def main(argv: list[str] | None = None) -> int:

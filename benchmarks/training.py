@@ -20,6 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.report import DOC, git_rev, machine, write_section
+from matcher import Embedder, load_model
+from training.evaluate import evaluate
+from training.fit import FitConfig
+from training.train import TrainConfig, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TARGETS = {"weapon-types": 0.85, "handgun-brands": 0.62}
@@ -29,11 +33,6 @@ NOTES = Path(__file__).with_name("notes") / "training.md"
 
 def run_dataset(name: str, args: argparse.Namespace, out_root: Path) -> dict:
     """Train on DATA/name/gallery, evaluate against DATA/name/queries."""
-    from matcher import Embedder, load_model
-    from training.evaluate import evaluate
-    from training.fit import FitConfig
-    from training.train import TrainConfig, train
-
     root = DATA / name
     row: dict = {"dataset": name}
     if name in args.baseline.split(","):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.xray_screening import rate_at
-from gunmatch.regions import iou
+from screening.regions import iou
 
 Score = Callable[[float, float], float]
 

@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,22 +31,18 @@ import torch
 from PIL import Image
 
 from benchmarks.report import git_rev, machine, write_section
-from gunmatch.regions import ProposalConfig, iou
-from gunmatch.screening import (
-    ScreeningConfig,
-    screen_image,
-    screen_transmission,
-    threshold_decision_fn,
-)
-from gunmatch.service import Engine, open_threatmap, threatmap_dir
-from gunmatch.synth.shapes import PART_KINDS, THREAT_KINDS
-from gunmatch.synth.xray import render_isolated, render_parcel
-from gunmatch.xray_augment import GALLERY_BACKGROUND_SEED, AugmentConfig, projected_variants
-from gunmatch.xray_augment import clutter_items as xray_clutter_items
+from gunmatch.decision import threshold_decision_fn
+from gunmatch.service import Engine, open_threatmap
 from index import Gallery, NewItem
 from matcher import Embedder, load_model, save_checkpoint
 from matcher.model import with_preprocess
 from matcher.preprocess import grey_to_tensor, letterbox_grey
+from screening.augment import GALLERY_BACKGROUND_SEED, AugmentConfig, projected_variants
+from screening.augment import clutter_items as xray_clutter_items
+from screening.regions import ProposalConfig, iou
+from screening.screen import ScreeningConfig, screen_image, screen_transmission
+from synth.shapes import PART_KINDS, THREAT_KINDS
+from synth.xray import render_isolated, render_parcel
 
 log = logging.getLogger("benchmarks.xray")
 
@@ -57,7 +54,10 @@ VAL_POSITIVE_SEED = 50_000_000
 VAL_NEGATIVE_SEED = 60_000_000
 CLUTTER_SEED = GALLERY_BACKGROUND_SEED + 500_000  # gallery-only clutter scans
 # How each kind of model card was trained, for the section's model line.
-TRAINERS = {"xray-lda-head": "gunmatch.xray_train", "xray-finetune": "gunmatch.xray_finetune"}
+TRAINERS = {
+    "xray-lda-head": "gunmatch train-xray --method lda",
+    "xray-finetune": "gunmatch train-xray",
+}
 # Hand-written notes (validation choices, history) kept with the script, not lost on --write.
 NOTES = Path(__file__).with_name("notes") / "xray.md"
 
@@ -106,7 +106,7 @@ def build_gallery(root: Path, args: argparse.Namespace) -> Engine:
     gallery.add(items, net.model_id)
     tmap = None
     if args.threatmap:
-        shutil.copytree(args.threatmap, threatmap_dir(gallery))
+        shutil.copytree(args.threatmap, gallery.threatmap_dir)
         tmap = open_threatmap(gallery)
     return Engine(gallery, emb, tmap)
 
@@ -235,13 +235,13 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
     trained = []
     if card.is_file():
         info = json.loads(card.read_text())
-        module = TRAINERS.get(info.get("kind"), "gunmatch.xray_train")
+        trainer = TRAINERS.get(info.get("kind"), "gunmatch train-xray")
         config = info.get("config", {})
         parcels = config.get("parcels", config.get("crops", {}).get("parcels"))
         secs = info.get("seconds")
         secs = secs.get("total") if isinstance(secs, dict) else secs
         trained = [
-            f"Model: {info.get('kind')} fitted by `python -m {module}` on "
+            f"Model: {info.get('kind')} fitted by `{trainer}` on "
             f"{info.get('samples')} generated crops (training seeds only, "
             f"{parcels} parcels) in {secs} s.  "
         ]
@@ -342,6 +342,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
 
     raise SystemExit(main(sys.argv[1:]))

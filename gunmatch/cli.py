@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+from gunmatch.commands.common import UsageError
 
 # Each module exposes register(subparsers); its subcommands set ``func(args) -> int``.
 COMMAND_MODULES = (
@@ -23,12 +25,10 @@ COMMAND_MODULES = (
     "gunmatch.commands.train",
     "gunmatch.commands.evaluate",
     "gunmatch.commands.model",
-    "gunmatch.commands.bench",
 )
-
-
-class UsageError(Exception):
-    """Bad arguments: exit code 2."""
+# Other installed packages add command groups through this entry-point group (the packaged
+# benchmarks add ``bench``); gunmatch itself never imports them.
+PLUGIN_GROUP = "gunmatch.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:  # a command group not installed in this tree
-            continue
         importlib.import_module(name).register(sub)
+    for plugin in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name):
+        plugin.load().register(sub)
     return parser
 
 

@@ -21,9 +21,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from index import CALIBRATION_FILE
+from screening.calibration import fitting_calibration
+from screening.screen import DecisionFn, ScanEngine, ScreeningConfig
+
 log = logging.getLogger(__name__)
 
-CALIBRATION_FILE = "calibration.json"
 DECISIONS = ("alert", "review", "clear")
 # Uncalibrated: cosine similarities of pretrained GeM features rarely fall below ~0.3 even
 # for unrelated images, so 0.5 sends most plausible threat look-alikes to review.
@@ -158,3 +161,39 @@ def most_severe(decisions: Iterable[str]) -> str:
     """The most severe of several decisions (alert > review > clear); ``clear`` if none."""
     ranked = [d for d in decisions if d in DECISIONS]
     return min(ranked, key=DECISIONS.index) if ranked else "clear"
+
+
+def decision_fn(cal: Calibration) -> DecisionFn:
+    """A region's verdict from its threat score on ``cal``'s thresholds."""
+    return lambda score: decide_score(score, cal)[0]
+
+
+def threshold_decision_fn(alert: float, review: float) -> DecisionFn:
+    """Decisions from explicit thresholds: >= alert -> alert, >= review -> review, else clear."""
+    if review > alert:
+        raise ValueError(f"review threshold {review} is above alert threshold {alert}")
+    return decision_fn(Calibration("", alert, review, source="explicit", calibrated=True))
+
+
+def gallery_calibration(engine: ScanEngine) -> Calibration:
+    """The gallery's calibration file (safe defaults when it has none or it does not fit)."""
+    return load_calibration(engine.gallery.calibration_file, engine.embedder.model_id)
+
+
+def screening_calibration(engine: ScanEngine, cfg: ScreeningConfig) -> Calibration | None:
+    """The screening calibration measured with these settings (``gunmatch gallery
+    calibrate-screening``), else None."""
+    data = fitting_calibration(engine, cfg)
+    if data is None:
+        return None
+    try:
+        return parse_calibration(data, engine.embedder.model_id)
+    except ValueError as exc:
+        log.warning("ignoring screening calibration of %s (%s)", engine.gallery.root, exc)
+        return None
+
+
+def screening_decision_fn(engine: ScanEngine, cfg: ScreeningConfig) -> DecisionFn:
+    """Region decisions as searches make them: on the screening calibration when it fits these
+    settings, else on the gallery's."""
+    return decision_fn(screening_calibration(engine, cfg) or gallery_calibration(engine))

@@ -1,6 +1,6 @@
 """The embedded demo gallery: generated X-ray references of parts and look-alikes.
 
-Everything is made by the project's own generator (gunmatch.synth), so the demo needs no
+Everything is made by the project's own generator (synth), so the demo needs no
 downloaded data. ``build_demo`` is idempotent: re-running reuses what is already there.
 """
 
@@ -12,8 +12,11 @@ from pathlib import Path
 from PIL import Image
 
 from gunmatch.indexing import build, gallery_writer, read_metadata_csv, scan_source
-from gunmatch.service import create_engine, match_to_dict, search_images
-from gunmatch.synth import PART_KINDS, render_isolated, to_uint8, write_reference_set
+from gunmatch.search import SearchOptions, load_judge, search_image
+from gunmatch.service import create_engine
+from synth import PART_KINDS, render_isolated, to_uint8, write_reference_set
+from training.evaluate import evaluate
+from training.report import write_calibration
 
 DEMO_SEED = 2026
 QUERY_KIND = "slide"
@@ -48,9 +51,6 @@ def write_query(out: Path, kind: str = QUERY_KIND, seed: int = DEMO_SEED + 999) 
 
 def calibrate(engine, root: Path, per_kind: int = 3) -> Path:
     """Thresholds for the demo from unseen generated references (alert at 1% FPR, review at 5%)."""
-    from training.evaluate import evaluate
-    from training.report import write_calibration
-
     queries = root / "calibration-queries"
     if not queries.is_dir() or not any(queries.rglob("*.png")):
         write_reference_set(queries, per_kind=per_kind, modality="xray", seed=DEMO_SEED + 1)
@@ -80,7 +80,8 @@ def build_demo(root: Path, per_kind: int = 6, threads: int | None = 2) -> dict:
         )
         calibration = calibrate(engine, root)
         query = write_query(root / "queries" / f"{QUERY_KIND}_unseen.png")
-        [res] = search_images(engine, [(str(query), query)], k=5)
+        opts = SearchOptions(k=5, regions=False)
+        res = search_image(engine, str(query), query, opts, load_judge(engine, opts.screening))
         return {
             "gallery": str(root / "gallery"),
             "items": len(engine.gallery),
@@ -88,7 +89,8 @@ def build_demo(root: Path, per_kind: int = 6, threads: int | None = 2) -> dict:
             "query": str(query),
             "query_kind": QUERY_KIND,
             "calibration": str(calibration),
-            "matches": [match_to_dict(m) for m in res.matches],
+            "matches": res.matches_dicts(),
+            "decision": res.decision.decision,
         }
     finally:
         engine.close()

@@ -193,7 +193,7 @@ def build(
     """Run reader -> embedder -> writer over ``records`` with a progress bar.
 
     ``augment_fn`` (optional, X-ray records only) returns extra variant vectors of an image,
-    stored as further rows of the same item (see ``gunmatch.xray_augment``).
+    stored as further rows of the same item (see ``screening.augment``).
     """
     report = BuildReport(total=len(records))
     embed_fn = embed_fn or embedder.embed_tensors

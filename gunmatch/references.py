@@ -1,53 +1,18 @@
-"""Service functions for one uploaded image: search it, compare it, add it as a reference."""
+"""Service functions for references: compare an image with one, add one, list them."""
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gunmatch.decision import Calibration, Decision, decide
 from gunmatch.indexing import SourceRecord, prepare_record
-from gunmatch.service import Engine, match_to_dict
+from gunmatch.service import Engine
 from index import Filters, Item, NewItem, normalize_category
 from matcher.preprocess import check_modality
 
 IMAGE_EXTS = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
-
-
-def new_query_id() -> str:
-    """A random, URL-safe id for one query."""
-    return "q_" + secrets.token_hex(10)
-
-
-@dataclass
-class QueryOutcome:
-    """Matches for one embedded query and the decision they lead to."""
-
-    matches: list[dict]
-    decision: Decision
-    best_threat: dict | None = None
-    extra: dict = field(default_factory=dict)
-
-
-def search_vector(
-    engine: Engine,
-    vector: np.ndarray,
-    k: int,
-    cal: Calibration,
-    filters: Filters | None = None,
-) -> QueryOutcome:
-    """Top-k matches for a vector and an alert/review/clear decision.
-
-    The decision looks at the best threat reference in the whole gallery (not only in the
-    top k shown), so a filter or a small k never hides a threat.
-    """
-    matches = [match_to_dict(m) for m in engine.gallery.search(vector, k, filters)[0]]
-    threat = engine.gallery.search(vector, 1, Filters(threat=True))[0]
-    best = match_to_dict(threat[0]) if threat else None
-    return QueryOutcome(matches=matches, decision=decide([best] if best else [], cal))
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

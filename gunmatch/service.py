@@ -1,24 +1,19 @@
-"""Application services shared by the CLI and the HTTP API: open, build, search, compare."""
+"""Open or create a gallery together with its model (and X-ray threat map): the ``Engine``."""
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from index import Filters, Gallery, GalleryError, Match, ModelMismatchError
+from index import Gallery, GalleryError, ModelMismatchError
 from matcher import Embedder, load_checkpoint, load_model, save_checkpoint
-from matcher.images import ImageSource, is_image_path
+from matcher.images import is_image_path
 from matcher.model import DEFAULT_BACKBONE
 from matcher.preprocess import check_modality
 from matcher.threatmap import ThreatMap, is_threatmap, load_threatmap
 
 log = logging.getLogger(__name__)
-
-THREATMAP_DIR = "threatmap"  # a gallery's threat map lives in GALLERY/model/threatmap/
 
 
 @dataclass
@@ -67,18 +62,13 @@ def open_engine(
     return Engine(gallery, embedder, tmap)
 
 
-def threatmap_dir(gallery: Gallery) -> Path:
-    """Where a gallery keeps its threat map (``gunmatch gallery threatmap`` installs one)."""
-    return gallery.model_dir / THREATMAP_DIR
-
-
 def open_threatmap(gallery: Gallery, threads: int | None = None) -> ThreatMap | None:
     """The gallery's threat map, run by ONNX Runtime on ``threads``; None when it has none.
 
     Only X-ray galleries use one. Where ONNX export or ORT fails, the map runs in eager
     torch (same logits, several times slower), with a warning.
     """
-    path = threatmap_dir(gallery)
+    path = gallery.threatmap_dir
     if gallery.modality != "xray" or not is_threatmap(path):
         return None
     tmap = load_threatmap(path)
@@ -106,55 +96,6 @@ def create_engine(
     save_checkpoint(net, gallery_dir / "model")
     gallery = Gallery.create(gallery_dir, net.model_id, net.dim, check_modality(modality))
     return Engine(gallery, embedder)
-
-
-def match_to_dict(m: Match) -> dict:
-    """The public shape of one match (CLI JSON and API)."""
-    it = m.item
-    return {
-        "rank": m.rank,
-        "item_id": it.item_id,
-        "label": it.label,
-        "category": it.category,
-        "make_model": it.make_model,
-        "calibre": it.calibre,
-        "threat": it.threat,
-        "score": round(float(m.score), 4),
-    }
-
-
-@dataclass
-class QueryResult:
-    """Matches for one query image."""
-
-    query: str
-    matches: list[Match] = field(default_factory=list)
-    elapsed_ms: float = 0.0
-    error: str | None = None
-    vector: np.ndarray | None = None
-
-
-def search_images(
-    engine: Engine,
-    sources: list[tuple[str, ImageSource]],
-    k: int = 10,
-    modality: str | None = None,
-    filters: Filters | None = None,
-) -> list[QueryResult]:
-    """Embed and search named images one by one; a bad image yields an error, not an exception."""
-    modality = check_modality(modality or engine.gallery.modality)
-    results = []
-    for name, source in sources:
-        start = time.perf_counter()
-        try:
-            vec = engine.embedder.embed([source], modality)
-        except (ValueError, OSError) as exc:  # ImageError is a ValueError
-            results.append(QueryResult(query=name, error=str(exc)))
-            continue
-        matches = engine.gallery.search(vec, k, filters)[0]
-        elapsed = (time.perf_counter() - start) * 1000.0
-        results.append(QueryResult(name, matches, round(elapsed, 2), vector=vec[0]))
-    return results
 
 
 def expand_paths(paths: list[str | Path]) -> list[Path]:

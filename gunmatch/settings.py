@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from screening.screen import ScreeningConfig
+
 
 class Settings(BaseSettings):
     """Runtime settings shared by the CLI and the service."""
@@ -16,6 +18,10 @@ class Settings(BaseSettings):
 
     gallery: Path | None = None
     state_dir: Path | None = None
+    models_dir: Path | None = Field(None, description="model registry (default GALLERY.models)")
+    api_key: str | None = Field(
+        None, description="admin key the CLI sends when it asks a service to reload"
+    )
     threads: int = Field(2, ge=1, description="torch intra-op threads")
     runtime: str = Field(
         "onnx",
@@ -34,7 +40,7 @@ class Settings(BaseSettings):
     screen_score_mode: Literal["match", "margin"] = Field(
         "match",
         description="X-ray region score: match (the calibration's scale) or margin (minus the "
-        "best benign similarity; see gunmatch.screening.ScreeningConfig)",
+        "best benign similarity; see screening.screen.ScreeningConfig)",
     )
     screen_score_k: int = Field(1, ge=1, le=50, description="references averaged per side")
     screen_map_weight: float = Field(
@@ -51,6 +57,14 @@ class Settings(BaseSettings):
         description="coalesce concurrent requests arriving within this many ms into one "
         "forward pass (0 = off; measured no gain on 2 cores, see docs/benchmarks.md)",
     )
+
+    def screening_config(self) -> ScreeningConfig:
+        """The service's X-ray region screening settings."""
+        return ScreeningConfig(
+            score_mode=self.screen_score_mode,
+            score_k=self.screen_score_k,
+            map_weight=self.screen_map_weight,
+        )
 
 
 def get_settings(**overrides) -> Settings:

@@ -1,7 +1,7 @@
 """index: stores vectors with metadata and answers nearest-neighbour queries. Takes vectors."""
 
 from index.categories import CATEGORIES, CATEGORY_KEYS, Category, normalize_category
-from index.gallery import Gallery
+from index.gallery import CALIBRATION_FILE, Gallery
 from index.store import EDITABLE_FIELDS, Item
 from index.types import (
     AddResult,
@@ -11,10 +11,12 @@ from index.types import (
     Match,
     ModelMismatchError,
     NewItem,
+    best_per_item,
 )
 from index.vectors import VectorIndex
 
 __all__ = [
+    "CALIBRATION_FILE",
     "CATEGORIES",
     "CATEGORY_KEYS",
     "EDITABLE_FIELDS",
@@ -29,5 +31,6 @@ __all__ = [
     "ModelMismatchError",
     "NewItem",
     "VectorIndex",
+    "best_per_item",
     "normalize_category",
 ]

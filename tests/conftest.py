@@ -1,4 +1,5 @@
-"""Shared fixtures: one pretrained model per session, tiny generated image sets."""
+"""Shared fixtures: one pretrained model per session, tiny generated image sets, and the
+X-ray screening fixtures (a tiny gallery of generated references, a scan, a threat map)."""
 
 from __future__ import annotations
 
@@ -7,56 +8,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from gunmatch.service import Engine
+from index import Gallery, NewItem
+from matcher import Embedder, build_pretrained, load_model, save_checkpoint
+from matcher.model import with_preprocess
+from matcher.preprocess import grey_to_tensor, letterbox_grey
+from synth.projection import project
+from synth.xray import render_isolated, render_parcel
+from tests.helpers import REFS, SIZE, TINY, write_image_tree, xray_png
+from training.xray.threatmap import train_threatmap
 
 torch.set_num_threads(2)
-
-
-def shape_image(label: str, seed: int, size: int = 96) -> Image.Image:
-    """A small drawing whose shape depends on the label and details on the seed."""
-    rng = np.random.default_rng(seed)
-    bg = tuple(int(v) for v in rng.integers(200, 255, 3))
-    img = Image.new("RGB", (size, size), bg)
-    d = ImageDraw.Draw(img)
-    fg = tuple(int(v) for v in rng.integers(0, 80, 3))
-    j = lambda: int(rng.integers(-6, 7))  # noqa: E731
-    if label == "barrel":
-        d.rectangle([8 + j(), 40 + j(), 88 + j(), 54 + j()], fill=fg)
-        d.rectangle([8, 45, 88, 49], fill=bg)
-    elif label == "magazine":
-        d.rectangle([36 + j(), 10 + j(), 60 + j(), 86 + j()], fill=fg)
-    elif label == "spring":
-        for x in range(10, 86, 8):
-            d.line([x, 30 + j(), x + 4, 66 + j()], fill=fg, width=3)
-    else:
-        d.ellipse([20 + j(), 20 + j(), 76 + j(), 76 + j()], outline=fg, width=6)
-    return img
-
-
-def write_image_tree(root: Path, labels: list[str], per_label: int, seed: int = 0) -> Path:
-    """root/<label>/<label>_<i>.png with generated drawings."""
-    for li, label in enumerate(labels):
-        (root / label).mkdir(parents=True, exist_ok=True)
-        for i in range(per_label):
-            shape_image(label, seed * 1000 + li * 100 + i).save(root / label / f"{label}_{i}.png")
-    return root
 
 
 @pytest.fixture(scope="session")
 def lite0():
     """The bundled ImageNet efficientnet_lite0 model (loaded once)."""
-    from matcher import build_pretrained
-
     return build_pretrained("efficientnet_lite0")
 
 
 @pytest.fixture(scope="session")
 def embedder(lite0):
     """An Embedder on the bundled default model."""
-    from matcher import Embedder
-
     return Embedder(lite0, batch_size=16, threads=2)
 
 
@@ -64,3 +38,59 @@ def embedder(lite0):
 def image_tree(tmp_path: Path) -> Path:
     """A small labelled folder of generated images."""
     return write_image_tree(tmp_path / "src", ["barrel", "magazine", "spring"], 4)
+
+
+# -- X-ray screening: a tiny gallery of generated references, a scan, a threat map ------
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    """A tiny X-ray gallery (64-px model) of two threat and two benign generated references."""
+    torch.set_num_threads(1)
+    net = with_preprocess(load_model("efficientnet_lite0"), input_size=SIZE)
+    emb = Embedder(net, batch_size=16)
+    root = tmp_path_factory.mktemp("xgal") / "gallery"
+    gallery = Gallery.create(root, net.model_id, net.dim, "xray")
+    save_checkpoint(net, gallery.model_dir)
+    refs = {k: render_isolated(k, seed, 128).transmission for k, _, seed in REFS}
+    batch = torch.stack(
+        [grey_to_tensor(letterbox_grey(t, SIZE), net.config.preprocess) for t in refs.values()]
+    )
+    vecs = emb.embed_tensors(batch)
+    gallery.add(
+        [
+            NewItem(
+                vectors=v[None],
+                label=k,
+                image_bytes=xray_png(refs[k]),
+                modality="xray",
+                threat=threat,
+                category="benign" if not threat else k,
+            )
+            for (k, threat, _), v in zip(REFS, vecs, strict=True)
+        ],
+        net.model_id,
+    )
+    eng = Engine(gallery, emb)
+    eng.refs = refs  # type: ignore[attr-defined]
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def scan(engine):
+    """A generated clean parcel with the gallery's slide reference projected into it."""
+    bg = render_parcel(4242, size=(480, 380), threat_kind=None, n_clutter=3).image
+    obj = engine.refs["slide"]
+    ys, xs = np.nonzero(obj < 0.98)
+    patch = obj[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    image, box = project(bg, patch, scale=1.0, x=300, y=60)
+    return image, np.array([box.as_tuple()], float)
+
+
+@pytest.fixture(scope="module")
+def tiny_map(tmp_path_factory):
+    """A threat map trained for three epochs on six small generated parcels."""
+    out = tmp_path_factory.mktemp("tmap") / "map"
+    card = train_threatmap(TINY, out, progress=False)
+    return out, card

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from matcher.preprocess import xray_to_transmission
+from synth.projection import random_projection
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,6 @@ def clutter_background(shape: tuple[int, int], rng: np.random.Generator, n: int 
 
 def project_into_clutter(obj_t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Threat image projection: multiply the object's transmission into a random background."""
-    from gunmatch.synth.projection import random_projection
-
     h, w = obj_t.shape
     side = int(max(h, w) * rng.uniform(1.2, 1.8))
     background = clutter_background((side, side), rng)

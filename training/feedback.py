@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from index import Gallery, ItemNotFoundError
+from index.feedback import FeedbackStore
 from training.data import Sample
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,6 @@ def gallery_samples(gallery_dir: str | Path, feedback_db: str | Path | None = No
 
 def feedback_samples(db: Path, gallery: Gallery) -> list[Sample]:
     """Positives and hard negatives from analyst verdicts stored in ``db``."""
-    from index.feedback import FeedbackStore
-
     store = FeedbackStore(db)
     try:
         rows = store.list()

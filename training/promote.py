@@ -19,13 +19,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gunmatch.decision import CALIBRATION_FILE
-from gunmatch.reindex import build_shadow, swap_in
-from index import Gallery
+from index import CALIBRATION_FILE, Gallery
+from index.files import swap_in
 from matcher import Embedder, load_checkpoint
 from training.evaluate import evaluate
 from training.registry import Registry
 from training.report import write_calibration, write_report
+from training.shadow import build_shadow
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from index.files import atomic_write
+from matcher import save_checkpoint
 from matcher.model import load_checkpoint, load_model
 
 REGISTRY_FILE = "registry.json"
@@ -82,7 +83,6 @@ class Registry:
             if (src / "meta.json").is_file():
                 shutil.copytree(src, tmp, dirs_exist_ok=True)
             else:
-                from matcher import save_checkpoint
 
                 save_checkpoint(model, tmp, model.card)
             os.replace(tmp, dest)

@@ -63,7 +63,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, plots: bool = True) -> Pat
 
 def plot_roc(roc: dict, threat: dict, path: Path) -> None:
     """ROC curve with the alert and review operating points marked."""
-    import matplotlib
+    import matplotlib  # the optional [train] extra: only plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -15,7 +15,7 @@ from gunmatch.state import ApiKey
 from index import Filters, normalize_category
 
 router = APIRouter(prefix="/v1", tags=["search"])
-ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 413, 415, 422, 501, 503)}
+ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 413, 415, 422, 503)}
 
 
 def _filters(category: str | None, threat_only: bool) -> Filters:

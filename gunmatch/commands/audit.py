@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gunmatch.commands.common import emit_json, out
+from gunmatch.commands.common import UsageError, emit_json, out
 from gunmatch.commands.keys import add_state_args, state_dir
 from gunmatch.settings import get_settings
 from gunmatch.state import AuditLog
@@ -44,8 +44,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print recent records."""
-    from gunmatch.cli import UsageError
-
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     log = AuditLog(state_dir(args))

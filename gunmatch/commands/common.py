@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from gunmatch.settings import get_settings
+from screening.screen import ScreeningConfig
+
+
+class UsageError(Exception):
+    """Bad arguments: exit code 2."""
 
 
 def add_gallery_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -18,8 +24,6 @@ def add_gallery_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 def gallery_dir(args: argparse.Namespace) -> Path:
     """The gallery directory from --gallery or GUNMATCH_GALLERY."""
-    from gunmatch.cli import UsageError
-
     g = args.gallery or get_settings().gallery
     if g is None:
         raise UsageError("--gallery DIR is required (or set GUNMATCH_GALLERY)")
@@ -81,11 +85,6 @@ def add_screening_args(p: argparse.ArgumentParser) -> None:
 
 def screening_config(args: argparse.Namespace):
     """The ScreeningConfig of `add_screening_args` flags (checked: UsageError when bad)."""
-    from dataclasses import replace
-
-    from gunmatch.cli import UsageError
-    from gunmatch.screening import ScreeningConfig
-
     if args.score_k < 1:
         raise UsageError("--score-k must be at least 1")
     if args.proposals is not None and args.proposals < 1:

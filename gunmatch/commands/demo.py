@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from gunmatch.commands.common import out
+from gunmatch.demo import build_demo
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +19,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate, index and search."""
-    from gunmatch.demo import build_demo
-
     info = build_demo(args.dir, per_kind=args.per_kind)
     out(f"demo gallery: {info['gallery']} ({info['items']} items, model {info['model_id']})")
     out(f"decision thresholds calibrated on unseen generated scans: {info['calibration']}")

@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gunmatch.commands.common import add_runtime_args, emit_json, out, runtime
+from gunmatch.commands.common import UsageError, add_runtime_args, emit_json, out, runtime
+from gunmatch.decision import calibration_path
+from matcher import Embedder, load_checkpoint, load_model
 from matcher.preprocess import MODALITIES
+from training.evaluate import evaluate
+from training.report import write_calibration, write_report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,12 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate and report."""
-    from gunmatch.cli import UsageError
-    from gunmatch.decision import calibration_path
-    from matcher import Embedder, load_checkpoint, load_model
-    from training.evaluate import evaluate
-    from training.report import write_calibration, write_report
-
     for path in (args.gallery_src, args.queries):
         if not path.is_dir():
             raise UsageError(f"{path} is not a directory")

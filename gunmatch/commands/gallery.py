@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 from pathlib import Path
 
 from gunmatch.commands.common import (
+    UsageError,
     add_gallery_arg,
     add_runtime_args,
     add_screening_args,
@@ -24,8 +27,12 @@ from gunmatch.indexing import (
 )
 from gunmatch.reindex import reindex, swap_in
 from gunmatch.service import create_engine, open_engine
-from index import CATEGORY_KEYS, Filters
+from index import CATEGORY_KEYS, Filters, Gallery
 from matcher.preprocess import MODALITIES
+from matcher.threatmap import load_threatmap
+from screening.augment import AugmentConfig, clutter_items, xray_augmenter
+from screening.calibration import calibrate_screening, calibration_file
+from screening.screen import load_transmission
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -154,19 +161,15 @@ def _augment_arg(p: argparse.ArgumentParser) -> None:
 
 def _augmenter(args: argparse.Namespace, embedder):
     """The X-ray augmentation stage for --augment-xray N, or None when N is 0."""
-    from gunmatch.cli import UsageError
-
     if args.augment_xray < 0:
         raise UsageError("--augment-xray must be 0 or more")
     if not args.augment_xray:
         return None
-    from gunmatch.xray_augment import AugmentConfig, xray_augmenter
 
     return xray_augmenter(embedder, AugmentConfig(variants=args.augment_xray))
 
 
 def _check_dir(path: Path) -> None:
-    from gunmatch.cli import UsageError
 
     if not path.is_dir():
         raise UsageError(f"{path} is not a directory")
@@ -176,7 +179,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     """Index a labelled folder tree."""
     _check_dir(args.src)
     if args.metadata is not None and not args.metadata.is_file():
-        from gunmatch.cli import UsageError
 
         raise UsageError(f"{args.metadata} does not exist")
     metadata = read_metadata_csv(args.metadata) if args.metadata else None
@@ -206,8 +208,6 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print gallery info."""
-    from index import Gallery
-
     with Gallery.open(gallery_dir(args)) as g:
         info = g.info()
     if args.json:
@@ -230,8 +230,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """List items."""
-    from index import Gallery
-
     with Gallery.open(gallery_dir(args)) as g:
         items = g.items(Filters(category=args.category), limit=None)
     if args.label:
@@ -251,8 +249,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     """Add single images with metadata."""
-    from gunmatch.cli import UsageError
-
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise UsageError(f"not a file: {', '.join(missing)}")
@@ -289,7 +285,6 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def _check_scans(paths: list[Path]) -> None:
-    from gunmatch.cli import UsageError
 
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -298,8 +293,6 @@ def _check_scans(paths: list[Path]) -> None:
 
 def _transmissions(engine, paths: list[Path], failed: list[str]):
     """(path, transmission) of each readable scan; unreadable ones are reported and listed."""
-    from gunmatch.screening import load_transmission
-
     white = engine.embedder.preprocess_config.xray_white_percentile
     for path in paths:
         try:
@@ -311,9 +304,6 @@ def _transmissions(engine, paths: list[Path], failed: list[str]):
 
 def cmd_add_clutter(args: argparse.Namespace) -> int:
     """Regions of cleared scans as benign references; bad files are reported, the rest added."""
-    from gunmatch.cli import UsageError
-    from gunmatch.xray_augment import clutter_items
-
     if args.per_scan < 1:
         raise UsageError("--per-scan must be at least 1")
     _check_scans(args.scans)
@@ -334,9 +324,6 @@ def cmd_add_clutter(args: argparse.Namespace) -> int:
 
 def cmd_calibrate_screening(args: argparse.Namespace) -> int:
     """Screen cleared scans with the search settings and write screening-calibration.json."""
-    from gunmatch.cli import UsageError
-    from gunmatch.screen_calibration import calibrate_screening, calibration_file
-
     cfg = screening_config(args)
     if not 0 < args.false_alarm <= args.review_rate < 1:
         raise UsageError("need 0 < --false-alarm <= --review-rate < 1")
@@ -365,20 +352,12 @@ def cmd_calibrate_screening(args: argparse.Namespace) -> int:
 
 def cmd_threatmap(args: argparse.Namespace) -> int:
     """Copy a threat map into GALLERY/model/threatmap (checked by loading it), or remove it."""
-    import shutil
-    import tempfile
-
-    from gunmatch.cli import UsageError
-    from gunmatch.service import threatmap_dir
-    from index import Gallery
-    from matcher.threatmap import load_threatmap
-
     if (args.path is None) == (not args.remove):
         raise UsageError("give a threat map directory to install, or --remove")
     with Gallery.open(gallery_dir(args)) as g:
         if g.modality != "xray":
             raise UsageError(f"{g.root} is a {g.modality} gallery; threat maps are for X-ray")
-        dest = threatmap_dir(g)
+        dest = g.threatmap_dir
         if args.remove:
             existed = dest.exists()
             shutil.rmtree(dest, ignore_errors=True)
@@ -406,8 +385,6 @@ def cmd_threatmap(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     """Remove items."""
-    from index import Gallery
-
     with Gallery.open(gallery_dir(args)) as g:
         removed = g.remove(args.item_ids)
     out(f"removed {len(removed)}: {' '.join(removed)}")
@@ -416,8 +393,6 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_update(args: argparse.Namespace) -> int:
     """Edit metadata."""
-    from index import Gallery
-
     changes = {
         "label": args.label,
         "category": args.category,

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from gunmatch.commands.common import add_gallery_arg, add_runtime_args, emit_json, gallery_dir, out
+from gunmatch.commands.common import (
+    UsageError,
+    add_gallery_arg,
+    add_runtime_args,
+    emit_json,
+    gallery_dir,
+    out,
+)
 from gunmatch.commands.common import runtime as runtime_args
+from gunmatch.settings import get_settings
+from index import Gallery
+from training.promote import notify, promote, rollback
+from training.registry import Registry
 
 
 def _registry_arg(p: argparse.ArgumentParser) -> None:
@@ -77,12 +87,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _registry(args: argparse.Namespace):
-    from gunmatch.cli import UsageError
-    from training.registry import Registry
 
-    root = args.registry or os.environ.get("GUNMATCH_MODELS_DIR")
+    settings = get_settings()
+    root = args.registry or settings.models_dir
     if root is None:
-        if args.gallery is None and not os.environ.get("GUNMATCH_GALLERY"):
+        if args.gallery is None and settings.gallery is None:
             raise UsageError("give --registry DIR (or --gallery, or set GUNMATCH_MODELS_DIR)")
         g = gallery_dir(args).resolve()
         root = g.with_name(f"{g.name}.models")
@@ -90,7 +99,6 @@ def _registry(args: argparse.Namespace):
 
 
 def _current_model(args: argparse.Namespace) -> str | None:
-    from index import Gallery
 
     try:
         g = gallery_dir(args)
@@ -139,10 +147,9 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def _reload(args: argparse.Namespace) -> None:
-    from training.promote import notify
 
     if args.notify or args.pid:
-        out(notify(args.notify, args.pid, os.environ.get("GUNMATCH_API_KEY")))
+        out(notify(args.notify, args.pid, get_settings().api_key))
     else:
         out(
             "the running service still serves the old model: reload it with "
@@ -153,8 +160,6 @@ def _reload(args: argparse.Namespace) -> None:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Gate and switch."""
-    from training.promote import promote
-
     threats = None
     if args.threat_labels is not None:
         threats = [t.strip() for t in args.threat_labels.split(",") if t.strip()]
@@ -183,8 +188,6 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Roll back to the previous model."""
-    from training.promote import rollback
-
     rt = runtime_args(args)
     target = rollback(
         _registry(args), gallery_dir(args), rt["threads"], rt["batch_size"], progress=not args.quiet

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from gunmatch.commands.common import (
+    UsageError,
     add_gallery_arg,
     add_runtime_args,
     add_screening_args,
@@ -14,7 +15,8 @@ from gunmatch.commands.common import (
     runtime,
     screening_config,
 )
-from gunmatch.service import expand_paths, match_to_dict, open_engine, search_images
+from gunmatch.search import SearchOptions, SearchOutcome, load_judge, search_image
+from gunmatch.service import expand_paths, open_engine
 from index import CATEGORY_KEYS, Filters
 from matcher.preprocess import MODALITIES
 
@@ -44,89 +46,54 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Search each path; unreadable files are reported and the batch goes on."""
-    from gunmatch.cli import UsageError
-
     if args.k < 1:
         raise UsageError("--k must be at least 1")
-    cfg = screening_config(args)
+    opts = SearchOptions(
+        k=args.k,
+        modality=args.modality,
+        filters=Filters(category=args.category, threat=True if args.threat_only else None),
+        regions=args.regions,
+        screening=screening_config(args),
+    )
     paths = expand_paths(args.paths)
     if not paths:
         raise UsageError("no images found in the given paths")
     engine = open_engine(gallery_dir(args), args.model, **runtime(args))
-    filters = Filters(category=args.category, threat=True if args.threat_only else None)
     failures = 0
-    if use_regions(args.regions, args.modality or engine.gallery.modality):
-        try:
-            return _search_regions(engine, paths, args, filters, cfg)
-        finally:
-            engine.close()
     try:
+        judge = load_judge(engine, opts.screening)
         for path in paths:
-            [res] = search_images(engine, [(str(path), path)], args.k, args.modality, filters)
-            if res.error:
+            try:
+                res = search_image(engine, str(path), path, opts, judge)
+            except (ValueError, OSError) as exc:  # ImageError is a ValueError
                 failures += 1
                 if args.json:
-                    emit_json({"query": res.query, "error": res.error})
+                    emit_json({"query": str(path), "error": str(exc)})
                 else:
-                    out(f"{res.query}: error: {res.error}")
+                    out(f"{path}: error: {exc}")
                 continue
             if args.json:
-                emit_json(
-                    {
-                        "query": res.query,
-                        "matches": [match_to_dict(m) for m in res.matches],
-                        "model_id": engine.embedder.model_id,
-                        "elapsed_ms": res.elapsed_ms,
-                    }
-                )
+                emit_json(res.to_dict())
             else:
-                out(f"{res.query}  ({res.elapsed_ms:.0f} ms)")
-                for m in res.matches:
-                    flag = " THREAT" if m.item.threat else ""
-                    out(
-                        f"  {m.rank:>2}. {m.score:.3f}  {m.item.label:<16} {m.item.category:<14} "
-                        f"{m.item.item_id}{flag}"
-                    )
+                print_outcome(res)
     finally:
         engine.close()
     # Exit 1 only when nothing could be searched; per-file errors are in the output.
     return 1 if failures == len(paths) else 0
 
 
-def use_regions(flag: bool | None, modality: str) -> bool:
-    """--regions / --no-regions win; unset means on for X-ray queries only."""
-    return flag if flag is not None else modality == "xray"
-
-
-def _search_regions(engine, paths, args: argparse.Namespace, filters: Filters, cfg) -> int:
-    """Screen each scan region by region; per-file errors are reported, the batch goes on."""
-    from gunmatch.screen_calibration import screening_decision_fn
-    from gunmatch.screening import screen_image
-
-    decide = screening_decision_fn(engine, cfg)
-    failures = 0
-    for path in paths:
-        try:
-            res = screen_image(engine, path, args.k, filters, decide, cfg)
-        except (ValueError, OSError) as exc:  # ImageError is a ValueError
-            failures += 1
-            if args.json:
-                emit_json({"query": str(path), "error": str(exc)})
-            else:
-                out(f"{path}: error: {exc}")
-            continue
-        if args.json:
-            # Same top-level ``matches`` as a whole-image search (best per item over all
-            # regions and the whole scan), plus ``regions`` and ``decision``.
-            emit_json({"query": str(path), **res.to_dict()})
-            continue
-        out(f"{path}  {res.decision.upper()}  ({res.elapsed_ms:.0f} ms, {res.proposals} proposals)")
-        for m in res.matches:
-            flag = " THREAT" if m.item.threat else ""
-            out(f"  {m.rank:>2}. {m.score:.3f}  {m.item.label:<16} {m.item.item_id}{flag}")
-        for r in res.regions:
-            x, y, w, h = r.box
-            best = r.threat_match
-            what = f"{best.item.label} {best.score:.3f}" if best else "no threat match"
-            out(f"  [{x}, {y}, {w}, {h}]  {r.decision:<6} {what}")
-    return 1 if failures == len(paths) else 0
+def print_outcome(res: SearchOutcome) -> None:
+    """One query's verdict, matches and (when screened) regions, for people."""
+    extra = f", {res.screened.proposals} proposals" if res.screened else ""
+    out(f"{res.query}  {res.decision.decision.upper()}  ({res.elapsed_ms:.0f} ms{extra})")
+    for m in res.matches:
+        flag = " THREAT" if m.item.threat else ""
+        out(
+            f"  {m.rank:>2}. {m.score:.3f}  {m.item.label:<16} {m.item.category:<14} "
+            f"{m.item.item_id}{flag}"
+        )
+    for r in res.screened.regions if res.screened else []:
+        x, y, w, h = r.box
+        best = r.threat_match
+        what = f"{best.item.label} {best.score:.3f}" if best else "no threat match"
+        out(f"  [{x}, {y}, {w}, {h}]  {r.decision:<6} {what}")

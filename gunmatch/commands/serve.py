@@ -6,7 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from gunmatch.commands.common import add_gallery_arg, gallery_dir, out
+import uvicorn
+
+from api.app import ServiceConfig, create_app
+from gunmatch.commands.common import UsageError, add_gallery_arg, gallery_dir, out
 from gunmatch.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -27,11 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start uvicorn with the app; SIGHUP reloads model and calibration."""
-    import uvicorn
-
-    from api.app import ServiceConfig, create_app
-    from gunmatch.cli import UsageError
-
     if not 0 < args.port < 65536:
         raise UsageError("--port must be 1..65535")
     gdir = gallery_dir(args)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
-from gunmatch.commands.common import emit_json, out
+from gunmatch.commands.common import UsageError, emit_json, out
 from matcher.preprocess import MODALITIES
+from training.fit import FitConfig
+from training.registry import Registry
+from training.train import TrainConfig, train
+from training.xray.finetune import XrayFinetuneConfig, finetune_xray
+from training.xray.head import XrayHeadConfig, train_xray_head
+from training.xray.threatmap import ThreatMapTrainConfig, train_threatmap
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +54,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--parcels", type=int, default=None, help="generated training parcels")
     x.add_argument("--epochs", type=int, default=None)
     x.add_argument("--freeze-blocks", type=int, default=None, help="frozen backbone blocks")
+    x.add_argument("--aug-passes", type=int, default=None, help="augmented views per crop")
+    x.add_argument("--input-size", type=int, default=None, help="crop side fed to the model (px)")
+    x.add_argument(
+        "--method",
+        choices=("finetune", "lda"),
+        default="finetune",
+        help="finetune the last blocks and a head (default), or fit a linear LDA head on "
+        "frozen features (faster, weaker)",
+    )
+    x.add_argument("--dims", type=int, default=None, help="output dimension of the LDA head")
     x.add_argument("--threads", type=int, default=None, help="CPU threads")
     x.add_argument("--register", type=Path, help="also add the model to this registry dir")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -72,13 +89,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run training and print where the checkpoint went."""
-    from dataclasses import replace
-
-    from gunmatch.cli import UsageError
-    from training.fit import FitConfig
-    from training.registry import Registry
-    from training.train import TrainConfig, train
-
     if args.data is None and args.gallery is None:
         raise UsageError("give DATA (a folder of label sub-folders) and/or --gallery DIR")
     if args.data is not None and not args.data.is_dir():
@@ -129,51 +139,68 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_xray(args: argparse.Namespace) -> int:
-    """Fine-tune on generated X-ray crops (gunmatch.xray_finetune) and say where it went."""
-    from dataclasses import replace
-
-    from gunmatch.cli import UsageError
-    from gunmatch.xray_finetune import XrayFinetuneConfig, finetune_xray
-    from training.registry import Registry
-
-    cfg = XrayFinetuneConfig()
-    for name in ("parcels", "epochs", "freeze_blocks", "threads"):
+    """Train an X-ray model on generated crops (training.xray) and say where it went."""
+    for name in ("parcels", "epochs", "freeze_blocks", "threads", "aug_passes", "input_size"):
         value = getattr(args, name)
         least = 0 if name == "freeze_blocks" else 1
         if value is not None and value < least:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {least}")
-    if args.parcels is not None:
-        cfg = replace(cfg, crops=replace(cfg.crops, parcels=args.parcels))
-    if args.threads is not None:
-        cfg = replace(cfg, crops=replace(cfg.crops, threads=args.threads))
-    if args.epochs is not None:
-        cfg = replace(cfg, fit=replace(cfg.fit, epochs=args.epochs))
-    if args.freeze_blocks is not None:
-        cfg = replace(cfg, freeze_blocks=args.freeze_blocks)
-    report = finetune_xray(cfg, args.out, progress=not args.quiet)
+    if args.method == "lda":
+        report = _train_xray_lda(args)
+    else:
+        report = finetune_xray(_finetune_config(args), args.out, progress=not args.quiet)
     if args.register:
         Registry(args.register).add(args.out)
     if args.json:
         emit_json(report)
         return 0
-    fit = report["fit"]
-    out(
-        f"trained X-ray model {report['model_id']} on {report['train_samples']} generated crops "
-        f"({report['val_samples']} held out) in {report['seconds']['total']:.0f} s; "
+    fit = report.get("fit") or {}
+    quality = (
         f"validation top-1 {fit['best_val_top1']:.3f} at epoch {fit['best_epoch']}; "
-        f"saved to {args.out}. Build an X-ray gallery with it: gunmatch gallery build REFS "
-        f"--gallery DIR --modality xray --model {args.out}"
+        if fit
+        else ""
+    )
+    seconds = report["seconds"]
+    total = seconds["total"] if isinstance(seconds, dict) else seconds
+    samples = report.get("train_samples", report.get("samples"))
+    out(
+        f"trained X-ray model {report['model_id']} on {samples} generated crops "
+        f"in {total:.0f} s; {quality}saved to {args.out}. Build an X-ray gallery with it: "
+        f"gunmatch gallery build REFS --gallery DIR --modality xray --model {args.out}"
     )
     return 0
 
 
+def _finetune_config(args: argparse.Namespace) -> XrayFinetuneConfig:
+    cfg = XrayFinetuneConfig()
+    crops = {
+        k: getattr(args, k)
+        for k in ("parcels", "threads", "input_size")
+        if getattr(args, k) is not None
+    }
+    cfg = replace(cfg, crops=replace(cfg.crops, **crops))
+    if args.epochs is not None:
+        cfg = replace(cfg, fit=replace(cfg.fit, epochs=args.epochs))
+    if args.freeze_blocks is not None:
+        cfg = replace(cfg, freeze_blocks=args.freeze_blocks)
+    if args.aug_passes is not None:
+        cfg = replace(cfg, aug_passes=args.aug_passes)
+    return cfg
+
+
+def _train_xray_lda(args: argparse.Namespace) -> dict:
+    if args.dims is not None and args.dims < 1:
+        raise UsageError("--dims must be at least 1")
+    changes = {
+        k: getattr(args, k)
+        for k in ("parcels", "threads", "input_size", "dims")
+        if getattr(args, k) is not None
+    }
+    return train_xray_head(XrayHeadConfig(**changes), args.out)
+
+
 def cmd_train_threatmap(args: argparse.Namespace) -> int:
-    """Train a threat map on generated parcels (gunmatch.threatmap_train)."""
-    from dataclasses import replace
-
-    from gunmatch.cli import UsageError
-    from gunmatch.threatmap_train import ThreatMapTrainConfig, train_threatmap
-
+    """Train a threat map on generated parcels (training.xray.threatmap)."""
     cfg = ThreatMapTrainConfig()
     changes = {}
     for name in ("parcels", "val_parcels", "epochs", "threads"):

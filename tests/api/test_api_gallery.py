@@ -6,7 +6,10 @@ import asyncio
 import sqlite3
 
 import pytest
-from conftest import draw, hdr, png_bytes, search
+from fastapi.testclient import TestClient
+
+from api.embedding import EmbeddingQueue, QueueFullError
+from tests.api.helpers import draw, hdr, png_bytes, search
 
 
 def _add(client, key, data, label="new_ref", **form):
@@ -135,8 +138,6 @@ def test_key_management(client, keys):
 
 
 def test_session_cookie_sign_in(client, keys):
-    from fastapi.testclient import TestClient
-
     c = TestClient(client.app)  # same running app, fresh cookie jar
     assert c.get("/v1/session").status_code == 401
     assert c.post("/v1/session", json={"api_key": "gm_wrong"}).status_code == 401
@@ -183,8 +184,6 @@ def test_reload_swaps_engine_and_keeps_serving(client, keys):
 
 
 def test_full_queue_answers_503_at_once(client, keys):
-    from api.embedding import EmbeddingQueue, QueueFullError
-
     q = EmbeddingQueue(workers=1, queue_size=0)
     release = asyncio.Event()
 

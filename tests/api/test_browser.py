@@ -7,11 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import draw, serve
 from PIL import Image
 
-from tests.test_screening import engine, scan  # noqa: F401 - shared X-ray fixtures
-from tests.test_threatmap import tiny_map  # noqa: F401
+from gunmatch.state import KeyStore, state_db_path
+from tests.api.helpers import draw, serve
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -71,7 +70,6 @@ def test_sign_in_upload_and_see_verdict(browser, live_server, tmp_path):
 
 
 def test_xray_boxes_name_best_match_and_part_probability(browser, engine, scan, tiny_map, tmp_path):  # noqa: F811
-    from gunmatch.state import KeyStore, state_db_path
 
     root = tmp_path / "xray-gallery"
     engine.gallery.flush()

@@ -6,7 +6,8 @@ import signal
 import time
 
 import httpx
-from conftest import draw, png_bytes
+
+from tests.api.helpers import draw, png_bytes
 
 
 def test_search_over_http_and_reload_on_sighup(live_server):

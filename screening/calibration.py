@@ -1,0 +1,152 @@
+"""Screening thresholds measured on cleared parcels: stop a known share of clean traffic.
+
+A gallery's calibration file (``calibration.json``) puts thresholds on the similarity of a
+query to its best threat reference, measured on isolated scans. A screened scan's score is
+a different quantity (a margin, plus the threat map's probability), so a station that wants
+"stop about 1 in 100 clean parcels" measures it: ``gunmatch gallery calibrate-screening
+CLEARED_SCANS`` screens scans known to hold no threat with the very settings searches use
+and writes ``screening-calibration.json``, whose alert threshold lets at most a
+``false_alarm`` share of them alert and whose review threshold at most a ``review_rate``
+share reach review or alert. It records those settings; ``fitting_calibration`` hands the
+file back only to a search with the same settings, model and threat map (the application
+falls back to the gallery's calibration otherwise, with a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from index.files import atomic_write
+from screening.screen import ScanEngine, ScreeningConfig, screen_transmission
+
+log = logging.getLogger(__name__)
+
+SCREENING_CALIBRATION_FILE = "screening-calibration.json"
+
+
+def screening_key(engine: ScanEngine, cfg: ScreeningConfig) -> dict:
+    """The settings a screening score depends on (a calibration only fits the same ones)."""
+    tmap = engine.threatmap if cfg.use_map else None
+    return {
+        "model_id": engine.embedder.model_id,
+        "score_mode": cfg.score_mode,
+        "score_k": cfg.score_k,
+        "proposals": asdict(cfg.proposals),
+        "crop_size": cfg.crop_size,
+        "threatmap": None
+        if tmap is None
+        else {
+            "id": tmap.map_id,
+            "weight": cfg.map_weight,
+            "threshold": cfg.map_threshold,
+            "regions": cfg.map_regions,
+            "flip": cfg.map_flip,
+        },
+    }
+
+
+def calibration_file(engine: ScanEngine) -> Path:
+    """Where a gallery keeps its screening calibration."""
+    return engine.gallery.root / SCREENING_CALIBRATION_FILE
+
+
+def threshold_above(scores: np.ndarray, rate: float) -> float:
+    """The smallest threshold that lets at most ``rate`` of ``scores`` reach it (score >= t)."""
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    allowed = int(np.floor(rate * len(s) + 1e-9))  # this many scores may reach it
+    return float(np.nextafter(s[len(s) - allowed - 1], np.inf))
+
+
+def calibrate_screening(
+    engine: ScanEngine,
+    scans: Iterable[np.ndarray],
+    cfg: ScreeningConfig | None = None,
+    false_alarm: float = 0.01,
+    review_rate: float = 0.05,
+    progress: bool = True,
+) -> dict:
+    """Screen cleared scans (transmission images) and write the gallery's screening thresholds."""
+    cfg = cfg or ScreeningConfig()
+    if not 0 < false_alarm <= review_rate < 1:
+        raise ValueError("need 0 < false_alarm <= review_rate < 1")
+    scores = []
+    bar = tqdm(scans, desc="screening cleared scans", unit="scan", disable=not progress or None)
+    for t in bar:
+        res = screen_transmission(engine, t, 1, None, lambda s: "clear", cfg)
+        scores.append(res.score if res.score is not None else -np.inf)
+    if len(scores) < 2:
+        raise ValueError("need at least 2 cleared scans")
+    a = np.array(scores, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    alert = threshold_above(a, false_alarm) if finite.size else 1.0
+    review = min(threshold_above(a, review_rate), alert) if finite.size else alert
+    data = {
+        "model_id": engine.embedder.model_id,
+        "alert_threshold": alert,
+        "review_threshold": review,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": f"gunmatch gallery calibrate-screening ({len(a)} cleared scans)",
+        "metrics": {
+            "scans": len(a),
+            "false_alarm": false_alarm,
+            "review_rate": review_rate,
+            "alerts_on_cleared": int(np.sum(a >= alert)),
+            "reviews_on_cleared": int(np.sum((a >= review) & (a < alert))),
+            "score_quantiles": {
+                q: float(np.quantile(finite, float(q))) for q in ("0.5", "0.9", "0.95", "0.99")
+            }
+            if finite.size
+            else {},
+        },
+        "screening": screening_key(engine, cfg),
+    }
+    atomic_write(calibration_file(engine), json.dumps(data, indent=2).encode())
+    return data
+
+
+def fitting_calibration(engine: ScanEngine, cfg: ScreeningConfig) -> dict | None:
+    """The gallery's screening calibration (raw JSON) when it fits these settings, else None."""
+    path = calibration_file(engine)
+    if not path.is_file():
+        if cfg.use_map and engine.threatmap is not None:
+            log.warning(
+                "%s has a threat map but no screening calibration: region scores (retrieval + "
+                "%g x map probability) are judged on the gallery's thresholds, measured on "
+                "isolated references; run gunmatch gallery calibrate-screening on cleared scans",
+                engine.gallery.root,
+                cfg.map_weight,
+            )
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring screening calibration %s (%s)", path, exc)
+        return None
+    if not isinstance(data, dict) or data.get("screening") != json.loads(
+        json.dumps(screening_key(engine, cfg))
+    ):
+        log.warning(
+            "screening calibration %s was measured with other settings; using the gallery's "
+            "calibration (re-run gunmatch gallery calibrate-screening)",
+            path,
+        )
+        return None
+    return data
+
+
+__all__ = [
+    "SCREENING_CALIBRATION_FILE",
+    "calibrate_screening",
+    "calibration_file",
+    "fitting_calibration",
+    "screening_key",
+    "threshold_above",
+]

@@ -1,0 +1,383 @@
+"""Screen a cluttered X-ray scan: propose regions, embed them in one batch, search, merge, decide.
+
+A parcel scan embedded whole hides a barrel among clothes and cables; here each proposed
+region (see ``screening.regions``) is cropped from the transmission image, letterboxed on
+white like an isolated reference, embedded in one batch and searched. Overlapping hits on
+the same reference label merge; each region carries its box, top matches and a decision,
+and the scan's decision is the worst region's.
+
+When the gallery has a threat map (``matcher.threatmap``, installed with ``gunmatch gallery
+threatmap``), one pass over the whole scan adds its hot areas to the proposals and each
+region's score gains ``map_weight`` times the map's probability of a part inside its box.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from index import Filters, Gallery, Match, best_per_item
+from matcher.embedder import Embedder
+from matcher.images import ImageSource, load_image
+from matcher.preprocess import PreprocessConfig, grey_to_tensor, xray_to_transmission
+from matcher.threatmap import ThreatMap, box_scores
+from screening.regions import (
+    ProposalConfig,
+    clip_boxes,
+    local_contrast,
+    map_regions,
+    merge_groups,
+    pad_boxes,
+    propose_regions,
+    square_boxes,
+)
+
+log = logging.getLogger(__name__)
+
+# A region's verdict from its threat score (None: no threat reference): "alert", "review" or
+# "clear", never less severe for a higher score. The application passes it in (its
+# calibrations live there), so screening knows scores, not thresholds.
+DecisionFn = Callable[[float | None], str]
+
+
+class ScanEngine(Protocol):
+    """What screening needs of an opened gallery (``gunmatch.service.Engine`` is one)."""
+
+    gallery: Gallery
+    embedder: Embedder
+    threatmap: ThreatMap | None
+
+
+@dataclass(frozen=True)
+class ScreeningConfig:
+    """How a scan is screened; the defaults fit a 2-megapixel scan in about a second."""
+
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    # Crop side fed to the model; None = the model's input size, capped at ``max_crop_size``.
+    crop_size: int | None = None
+    max_crop_size: int = 160
+    # Context kept around a proposal's tight box when cropping, as a fraction of its side.
+    crop_pad: float = 0.15
+    # Crops smaller than this (scan pixels) are grown so tiny parts keep some context.
+    min_crop_side: int = 48
+    # Regions whose boxes overlap more than this and share a top label are merged.
+    merge_iou: float = 0.3
+    # Divide out clothes and packaging in each crop: floor neighbourhood as a fraction of the
+    # crop side (0 = off).
+    flatten_frac: float = 0.0
+    # Region threat score: "match" = best threat reference's cosine similarity (the scale
+    # calibration files use); "margin" = that minus the best benign reference's similarity,
+    # which discounts crops that look as much like a phone or a wrench as like a slide.
+    score_mode: Literal["match", "margin"] = "match"
+    # Similarities averaged into each side of the score: the k best threat references (and,
+    # for "margin", the k best benign ones). k > 1 steadies the score against one stray
+    # reference that happens to resemble a battery or a buckle.
+    score_k: int = 1
+    # The most regions reported per scan (best threat score first).
+    max_regions: int = 8
+    # With a threat map (GALLERY/model/threatmap, ``gunmatch train-threatmap``): its hot
+    # areas (connected cells with a logit above ``map_threshold``, at most ``map_regions``)
+    # are proposed besides the dense-material boxes, and each region's threat score adds
+    # ``map_weight`` x the map's probability that a part lies in its box. The weight was
+    # chosen on validation parcels (benchmarks/notes/xray.md): with the 960-px map the
+    # map's probability carries the decision and the retrieval score (about -0.5..0.9)
+    # mostly orders regions of similar probability.
+    use_map: bool = True
+    map_threshold: float = -1.0
+    map_regions: int = 16
+    map_weight: float = 20.0
+    # Average the map over the scan and its mirror image (twice the map's work).
+    map_flip: bool = True
+
+
+@dataclass
+class RegionResult:
+    """One region of a scan: its box, matches, best threat match and decision."""
+
+    box: tuple[int, int, int, int]
+    matches: list[Match]
+    threat_score: float | None
+    threat_match: Match | None
+    decision: str
+    proposal_score: float = 0.0
+    merged: int = 1
+    # The threat map's probability of a part in the box (None without a threat map).
+    map_score: float | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict: box is [x, y, w, h] in pixels of the scan."""
+        return {
+            "box": [int(v) for v in self.box],
+            "matches": [m.to_dict() for m in self.matches],
+            "decision": self.decision,
+            "threat_score": None if self.threat_score is None else round(self.threat_score, 4),
+            "threat_match": self.threat_match.to_dict() if self.threat_match else None,
+            "proposal_score": round(float(self.proposal_score), 4),
+            "merged": self.merged,
+            "map_score": None if self.map_score is None else round(self.map_score, 4),
+        }
+
+
+@dataclass
+class ScreeningResult:
+    """Regions of one scan, worst first, and the scan's overall decision."""
+
+    regions: list[RegionResult]
+    decision: str
+    score: float | None
+    width: int
+    height: int
+    proposals: int
+    model_id: str
+    elapsed_ms: float = 0.0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    # Best score per gallery item over all regions (the whole scan is one), top k: the
+    # region-aware answer in the same shape as a whole-image search's matches.
+    matches: list[Match] = field(default_factory=list)
+    # Every proposal screened, [x, y, w, h] (for evaluation; not part of the JSON output).
+    proposal_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)), repr=False)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the CLI's and the API's ``regions`` output)."""
+        return {
+            "matches": [m.to_dict() for m in self.matches],
+            "regions": [r.to_dict() for r in self.regions],
+            "decision": self.decision,
+            "score": None if self.score is None else round(self.score, 4),
+            "width": self.width,
+            "height": self.height,
+            "proposals": self.proposals,
+            "model_id": self.model_id,
+            "elapsed_ms": round(self.elapsed_ms, 2),
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+
+
+# -- pure pieces ----------------------------------------------------------------------------
+
+
+def crop_boxes(boxes: np.ndarray, width: int, height: int, pad: float, min_side: int) -> np.ndarray:
+    """Square, padded crop windows around proposal boxes (may extend past the scan)."""
+    sq = square_boxes(pad_boxes(boxes, pad), min_side=float(min_side))
+    return sq.round()
+
+
+def flatten_background(crop: np.ndarray, radius: int) -> np.ndarray:
+    """Divide out the smooth local floor of a transmission crop (clothes, packaging).
+
+    Transmissions multiply, so dividing by the floor's transmission leaves objects as if
+    they lay on an empty belt; an isolated reference passes through unchanged.
+    """
+    att = -np.log(np.clip(crop, 1e-4, 1.0))
+    return np.exp(-local_contrast(att, radius)).astype(np.float32)
+
+
+def crop_transmission(
+    t: np.ndarray, box: np.ndarray, size: int, flatten_radius: int = 0
+) -> np.ndarray:
+    """A size x size crop of a transmission image; outside the scan is empty belt (1.0)."""
+    x, y, w, h = (int(round(v)) for v in box)
+    side = max(w, h, 1)
+    canvas = np.ones((side, side), dtype=np.float32)
+    H, W = t.shape
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, W), min(y + h, H)
+    if x1 > x0 and y1 > y0:
+        canvas[y0 - y : y1 - y, x0 - x : x1 - x] = t[y0:y1, x0:x1]
+    if side != size:
+        img = Image.fromarray(canvas, "F").resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+        canvas = np.asarray(img, np.float32)
+    return flatten_background(canvas, flatten_radius) if flatten_radius > 0 else canvas
+
+
+def crops_to_batch(
+    t: np.ndarray, crops: np.ndarray, size: int, cfg: PreprocessConfig, flatten_radius: int = 0
+) -> torch.Tensor:
+    """Crop windows of a transmission image -> normalised (n, 3, size, size) tensor."""
+    if len(crops) == 0:
+        return torch.zeros((0, 3, size, size))
+    return torch.stack(
+        [grey_to_tensor(crop_transmission(t, c, size, flatten_radius), cfg) for c in crops]
+    )
+
+
+def load_transmission(source: ImageSource, max_pixels: int, white_percentile: float) -> np.ndarray:
+    """Decode any X-ray export (8/16-bit grey, pseudo-colour) into float transmission."""
+    return xray_to_transmission(load_image(source, max_pixels), white_percentile)
+
+
+# -- the service ----------------------------------------------------------------------------
+
+
+def top_mean(matches: list[Match], k: int) -> float:
+    """Mean score of the best ``k`` matches (fewer if there are fewer; -inf if none)."""
+    return float(np.mean([m.score for m in matches[:k]])) if matches else -np.inf
+
+
+def _benign_scores(
+    engine: ScanEngine, vecs: np.ndarray, filters: Filters | None, k: int = 1
+) -> np.ndarray:
+    """Mean of each vector's ``k`` best similarities to non-threat references (0 if none)."""
+    f = replace(filters or Filters(), threat=False)
+    if not len(vecs) or (filters is not None and filters.threat):
+        return np.zeros(len(vecs))
+    return np.array([top_mean(m, k) if m else 0.0 for m in engine.gallery.search(vecs, k, f)])
+
+
+def _threat_filters(filters: Filters | None) -> Filters:
+    f = filters or Filters()
+    return replace(f, threat=True) if f.threat is None else f
+
+
+def screen_transmission(
+    engine: ScanEngine,
+    t: np.ndarray,
+    k: int,
+    filters: Filters | None,
+    decide: DecisionFn,
+    config: ScreeningConfig | None = None,
+) -> ScreeningResult:
+    """Screen an already-decoded transmission image (float, 1.0 = empty belt).
+
+    ``decide`` turns a region's threat score into its verdict; the scan's verdict is that of
+    its best region (``gunmatch.decision.screening_decision_fn`` decides as searches do).
+    """
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    cfg = config or ScreeningConfig()
+    if cfg.score_k < 1:
+        raise ValueError("score_k must be at least 1")
+    pre = engine.embedder.preprocess_config
+    size = cfg.crop_size or min(pre.input_size, cfg.max_crop_size)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    height, width = t.shape
+    boxes, pscores = propose_regions(t, cfg.proposals)
+    timings["propose_ms"] = (time.perf_counter() - clock) * 1000.0
+    tmap = engine.threatmap if cfg.use_map else None
+    map_prob = None
+    if tmap is not None:
+        clock = time.perf_counter()
+        hot = tmap.predict(t, flip=cfg.map_flip)
+        mboxes, _ = map_regions(hot.logits, hot.cell, cfg.map_threshold, cfg.map_regions)
+        boxes = np.concatenate([clip_boxes(mboxes, width, height), boxes])
+        pscores = np.concatenate([np.zeros(len(mboxes)), pscores])
+        map_prob = 1.0 / (1.0 + np.exp(-box_scores(hot, boxes)))
+        timings["map_ms"] = (time.perf_counter() - clock) * 1000.0
+    crops = crop_boxes(boxes, width, height, cfg.crop_pad, cfg.min_crop_side)
+
+    clock = time.perf_counter()
+    radius = int(round(cfg.flatten_frac * size))
+    vecs = engine.embedder.embed_tensors(crops_to_batch(t, crops, size, pre, radius))
+    timings["embed_ms"] = (time.perf_counter() - clock) * 1000.0
+
+    clock = time.perf_counter()
+    shown = engine.gallery.search(vecs, k, filters) if len(vecs) else []
+    threat_filters = _threat_filters(filters)
+    threats = (
+        engine.gallery.search(vecs, cfg.score_k, threat_filters)
+        if len(vecs) and threat_filters.threat
+        else [[] for _ in range(len(vecs))]
+    )
+    benign = (
+        _benign_scores(engine, vecs, filters, cfg.score_k) if cfg.score_mode == "margin" else None
+    )
+    regions = _merge(boxes, pscores, shown, threats, cfg, decide, benign, map_prob)
+    timings["search_ms"] = (time.perf_counter() - clock) * 1000.0
+    scores = [r.threat_score for r in regions if r.threat_score is not None]
+    best = max(scores) if scores else None
+    return ScreeningResult(
+        regions=regions[: cfg.max_regions],
+        decision=decide(best),  # the worst region's verdict: ``decide`` is monotone
+        score=best,
+        width=width,
+        height=height,
+        proposals=len(boxes),
+        model_id=engine.embedder.model_id,
+        elapsed_ms=sum(timings.values()),
+        timings_ms=timings,
+        matches=best_per_item((m for ms in shown for m in ms), k),
+        proposal_boxes=boxes,
+    )
+
+
+def _merge(
+    boxes: np.ndarray,
+    pscores: np.ndarray,
+    shown: list[list[Match]],
+    threats: list[list[Match]],
+    cfg: ScreeningConfig,
+    decide: DecisionFn,
+    benign: np.ndarray | None = None,
+    map_prob: np.ndarray | None = None,
+) -> list[RegionResult]:
+    """Merge overlapping regions that agree on their best threat label; best score first."""
+    if len(boxes) == 0:
+        return []
+    tscore = np.array([top_mean(m, cfg.score_k) for m in threats], dtype=np.float64)
+    if benign is not None:
+        tscore = tscore - benign
+    if map_prob is not None:
+        tscore = tscore + cfg.map_weight * map_prob
+    keys = [
+        m[0].item.label if m else (s[0].item.label if s else "")
+        for m, s in zip(threats, shown, strict=True)
+    ]
+    groups = merge_groups(boxes, tscore, cfg.merge_iou, keys)
+    out = []
+    for g in groups:
+        i = int(g[0])
+        score = float(tscore[i]) if np.isfinite(tscore[i]) else None
+        out.append(
+            RegionResult(
+                box=tuple(int(round(v)) for v in boxes[i]),  # type: ignore[arg-type]
+                matches=shown[i],
+                threat_score=score,
+                threat_match=threats[i][0] if threats[i] else None,
+                decision=decide(score),
+                proposal_score=float(pscores[i]),
+                merged=len(g),
+                map_score=None if map_prob is None else float(map_prob[i]),
+            )
+        )
+    return out
+
+
+def screen_image(
+    engine: ScanEngine,
+    source: ImageSource,
+    k: int,
+    filters: Filters | None,
+    decide: DecisionFn,
+    config: ScreeningConfig | None = None,
+) -> ScreeningResult:
+    """Decode a scan (any X-ray export) and screen it region by region."""
+    clock = time.perf_counter()
+    pre = engine.embedder.preprocess_config
+    t = load_transmission(source, engine.embedder.max_pixels, pre.xray_white_percentile)
+    decode_ms = (time.perf_counter() - clock) * 1000.0
+    result = screen_transmission(engine, t, k, filters, decide, config)
+    result.timings_ms = {"decode_ms": decode_ms, **result.timings_ms}
+    result.elapsed_ms += decode_ms
+    return result
+
+
+__all__ = [
+    "DecisionFn",
+    "RegionResult",
+    "ScanEngine",
+    "ScreeningConfig",
+    "ScreeningResult",
+    "crop_boxes",
+    "crop_transmission",
+    "crops_to_batch",
+    "load_transmission",
+    "screen_image",
+    "screen_transmission",
+]

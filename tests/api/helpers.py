@@ -1,0 +1,102 @@
+"""Plain helpers for the service tests: drawings, encodings, requests, a live uvicorn server."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image, ImageDraw
+
+# label -> (threat, category, drawing)
+LABELS = {
+    "pistol_slide": (True, "slide", "slide"),
+    "barrel": (True, "barrel", "barrel"),
+    "spanner": (False, "benign", "spanner"),
+    "umbrella": (False, "benign", "umbrella"),
+}
+
+
+def draw(kind: str, variant: int, size: int = 96) -> Image.Image:
+    """A simple, distinct drawing per kind; variants shift and scale it a little."""
+    img = Image.new("RGB", (size, size), (235, 235, 235))
+    d = ImageDraw.Draw(img)
+    o = variant * 3
+    if kind == "slide":
+        d.rectangle((8 + o, 30, 88 - o, 52), fill=(40, 40, 45))
+        d.rectangle((60, 52, 76, 84 - o), fill=(60, 60, 60))
+    elif kind == "barrel":
+        d.rectangle((4, 44 + o, 92, 54 + o), fill=(90, 90, 100))
+        d.ellipse((84, 42 + o, 94, 56 + o), fill=(20, 20, 20))
+    elif kind == "spanner":
+        d.ellipse((6 + o, 6 + o, 34 + o, 34 + o), outline=(150, 80, 20), width=6)
+        d.line((28, 28, 86 - o, 86 - o), fill=(150, 80, 20), width=9)
+    else:
+        d.pieslice((10, 10 + o, 86, 70 + o), 180, 360, fill=(30, 90, 200))
+        d.line((48, 40, 48, 90), fill=(30, 30, 30), width=4)
+    return img
+
+
+def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    """Encode an image."""
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def hdr(key: str) -> dict[str, str]:
+    """The auth header."""
+    return {"X-API-Key": key}
+
+
+def search(client, key: str, data: bytes, name: str = "q.png", **form):
+    """POST one image to /v1/search."""
+    return client.post("/v1/search", files={"image": (name, data)}, data=form, headers=hdr(key))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(gallery: Path) -> Iterator[tuple[str, object]]:
+    """`gunmatch serve GALLERY` in a real uvicorn process on a free port: (url, process)."""
+    port = _free_port()
+    env = {**os.environ, "GUNMATCH_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunmatch.cli", "serve", "--gallery", str(gallery),
+         "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"gunmatch serve exited early:\n{proc.stdout.read()}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("gunmatch serve did not become ready in 90 s")
+            time.sleep(0.2)
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

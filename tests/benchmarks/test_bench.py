@@ -1,0 +1,104 @@
+"""gunmatch bench: suite selection, section writing, and the measuring helpers on tiny inputs."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import numpy as np
+import pytest
+
+from benchmarks import cli as bench
+from benchmarks import xray_fusion
+from benchmarks.report import write_section
+from benchmarks.scale import fmt, run_size
+from benchmarks.synthvec import VectorSpec
+from benchmarks.timing import table, time_calls
+from benchmarks.xray_fusion import figures, partial_detection
+from gunmatch.cli import main
+from index.factory import IndexConfig
+
+
+def test_list_and_unknown_suite(capsys):
+    assert main(["bench", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("core", "embedding", "scale", "microbatch", "http"))
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "nonsense"])
+    assert exc.value.code == 2
+
+
+def test_selected_suites_write_their_sections(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(quick, threads, command):
+        calls.append((quick, threads, command))
+        return f"## fake\n\nCommand: `{command}`"
+
+    monkeypatch.setitem(bench.SUITES, "fake", bench.Suite("fakemod", "fake"))
+    monkeypatch.setattr(bench, "_load", lambda name: types.SimpleNamespace(run=fake_run))
+    doc = tmp_path / "b.md"
+    write_section("other", "kept", doc)
+    assert main(["bench", "fake", "--quick", "--threads", "1", "--out", str(doc)]) == 0
+    text = doc.read_text()
+    assert "kept" in text and "gunmatch bench fake --quick --threads 1" in text
+    assert calls == [(True, 1, "gunmatch bench fake --quick --threads 1")]
+    assert bench.selected([]) == list(bench.DEFAULT_ORDER)
+
+
+def test_failed_suite_is_reported_with_exit_1(tmp_path, monkeypatch, capsys):
+    def broken(quick, threads, command):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setitem(bench.SUITES, "fake", bench.Suite("fakemod", "fake"))
+    monkeypatch.setattr(bench, "_load", lambda name: types.SimpleNamespace(run=broken))
+    assert main(["bench", "fake", "--out", str(tmp_path / "b.md")]) == 1
+    assert "out of memory" in capsys.readouterr().err
+
+
+def test_scale_rows_on_a_tiny_gallery():
+    spec = VectorSpec(dim=32, latent=8, clusters=20, seed=1)
+    rows = run_size(600, spec, 8, {"hnsw": IndexConfig(kind="hnsw")}, n_queries=30, flat_queries=5)
+    assert [r[1].split(" ")[0] for r in rows] == ["flat", "PCA-8"]
+    exact, ann = rows
+    assert exact[4]["recall"] == pytest.approx(1.0)
+    assert 0.8 <= ann[4]["recall"] <= 1.0
+    assert ann[3] > 0 and exact[3] >= 600 * 32 * 4  # saved sizes are measured, not guessed
+    cells = fmt(rows, 0)
+    assert cells[0][-1] == "1.000" and cells[1][0] == "600"
+
+
+def test_timing_helpers():
+    t = time_calls(lambda i: sum(range(100)), repeats=5, warmup=1)
+    assert len(t.samples_ms) == 5 and t.p50 <= t.p99 and np.isfinite(t.mean)
+    assert table(["a", "b"], [[1, 2]]).splitlines()[2] == "| 1 | 2 |"
+
+
+def test_xray_fusion_rescores_dumped_regions(tmp_path, capsys):
+    def row(positive, regions, truth=(0, 0, 10, 10)):
+        return {
+            "positive": positive,
+            "truth": [list(truth)] if positive else [],
+            "regions": [{"box": list(b), "retrieval": r, "map": m} for b, r, m in regions],
+        }
+
+    rows = [
+        # Found by the map on the part (retrieval prefers a stray box), then by retrieval only.
+        row(True, [((0, 0, 10, 10), 0.1, 0.9), ((50, 50, 10, 10), 0.5, 0.0)]),
+        row(True, [((0, 0, 10, 10), 0.6, 0.0)]),
+        row(False, [((0, 0, 10, 10), 0.3, 0.2)]),
+        row(False, [((0, 0, 10, 10), 0.2, 0.1)]),
+    ]
+    retrieval = figures(rows, lambda r, m: r)
+    assert retrieval["max_clean"] == 1.0 and retrieval["auc"] == 1.0
+    assert retrieval["hit_1"] == 0.5  # the first parcel's top box is the stray one
+    fused = figures(rows, lambda r, m: r + 1.0 * m)  # scores 1.0, 0.6 vs 0.5, 0.3
+    assert fused["max_clean"] == 1.0 and fused["hit_1"] == 1.0
+    map_only = figures(rows, lambda r, m: m)  # 0.9, 0.0 vs 0.2, 0.1
+    assert map_only["max_clean"] == 0.5 and map_only["auc"] == 0.5
+    assert partial_detection(np.array([3.0, 1.5]), np.array([2.0, 1.0, 0.0]), 0.34) == 0.75
+    path = tmp_path / "dump.json"
+    path.write_text(json.dumps(rows))
+    assert xray_fusion.main([str(path), "--weights", "0", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| retrieval + 1 x map | 1.000 |" in out and "map probability alone" in out

@@ -1,0 +1,112 @@
+"""Screening thresholds from cleared scans: quantile maths, the file, fallbacks, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gunmatch.cli import main
+from gunmatch.decision import (
+    decide_score,
+    most_severe,
+    screening_calibration,
+    screening_decision_fn,
+)
+from gunmatch.service import open_engine
+from screening.calibration import calibrate_screening, calibration_file, threshold_above
+from screening.screen import ScreeningConfig, screen_transmission
+from tests.helpers import SCREEN_CFG as CFG
+
+synth = pytest.importorskip("synth.xray")
+
+
+def _cleared(n: int, seed0: int = 900) -> list[np.ndarray]:
+    return [
+        synth.render_parcel(seed0 + i, size=(400, 320), threat_kind=None, n_clutter=3).image
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.1, 0.25, 0.5])
+def test_threshold_above_lets_at_most_the_rate_through(rate):
+    scores = np.random.default_rng(0).normal(size=40)
+    t = threshold_above(scores, rate)
+    assert np.mean(scores >= t) <= rate
+    # ... and it is the smallest such threshold: the next score down would let more through.
+    below = scores[scores < t].max()
+    assert np.mean(scores >= below) > rate
+
+
+def test_calibration_is_written_used_and_ignored_for_other_settings(engine, tmp_path):  # noqa: F811
+    scans = _cleared(4)
+    data = calibrate_screening(engine, scans, CFG, 0.25, 0.5, progress=False)
+    try:
+        assert calibration_file(engine).is_file()
+        assert data["metrics"]["scans"] == 4 and data["metrics"]["alerts_on_cleared"] <= 1
+        assert data["review_threshold"] <= data["alert_threshold"]
+        cal = screening_calibration(engine, CFG)
+        assert cal is not None and cal.calibrated
+        assert cal.alert_threshold == pytest.approx(data["alert_threshold"])
+        decide = screening_decision_fn(engine, CFG)
+        for t in scans:
+            score = screen_transmission(engine, t, 1, None, decide, CFG).score
+            assert decide(score) == decide_score(score, cal)[0]
+        assert decide(data["alert_threshold"]) == "alert"
+        # The scan's verdict is its worst region's.
+        res = screen_transmission(engine, scans[0], 1, None, decide, CFG)
+        assert res.decision == most_severe(r.decision for r in res.regions)
+        # Other settings, a foreign model id or a broken file: not this calibration.
+        assert screening_calibration(engine, replace(CFG, score_k=2)) is None
+        raw = json.loads(calibration_file(engine).read_text())
+        calibration_file(engine).write_text(json.dumps({**raw, "model_id": "other"}))
+        assert screening_calibration(engine, CFG) is None
+        calibration_file(engine).write_text("{not json")
+        assert screening_calibration(engine, CFG) is None
+    finally:
+        calibration_file(engine).unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="false_alarm"):
+        calibrate_screening(engine, scans, CFG, 0.2, 0.1, progress=False)
+    with pytest.raises(ValueError, match="at least 2"):
+        calibrate_screening(engine, scans[:1], CFG, progress=False)
+
+
+def test_cli_calibrates_and_search_decides_with_it(engine, tmp_path, capsys):  # noqa: F811
+
+    root = tmp_path / "g"
+    engine.gallery.flush()
+    shutil.copytree(engine.gallery.root, root)
+    paths = []
+    for i, t in enumerate(_cleared(3, 950)):
+        paths.append(tmp_path / f"clear{i}.png")
+        Image.fromarray((t * 255 + 0.5).astype(np.uint8), "L").save(paths[-1])
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    common = ["--gallery", str(root), "--threads", "1", "--quiet"]
+    argv = ["gallery", "calibrate-screening", *map(str, paths), str(bad), *common]
+    assert main([*argv, "--false-alarm", "0.34", "--review-rate", "0.67"]) == 0
+    text = capsys.readouterr().out
+    assert "failed: " in text and "from 3 cleared scans (1 unreadable)" in text
+    written = json.loads((root / "screening-calibration.json").read_text())
+    assert written["screening"]["score_mode"] == "match"
+    assert main(["search", str(paths[0]), "--gallery", str(root), "--json", "--threads", "1"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    eng = open_engine(root)
+    try:
+
+        cal = screening_calibration(eng, ScreeningConfig())
+    finally:
+        eng.close()
+    assert cal is not None
+    # The JSON score is rounded to 4 places: compare away from the thresholds only.
+    gaps = [abs(res["score"] - t) for t in (cal.alert_threshold, cal.review_threshold)]
+    if min(gaps) > 1e-3:
+        assert res["decision"] == decide_score(res["score"], cal)[0]
+    with pytest.raises(SystemExit):
+        main(["gallery", "calibrate-screening", str(paths[0]), *common, "--false-alarm", "0"])
+    with pytest.raises(SystemExit):
+        main(["gallery", "calibrate-screening", str(tmp_path / "missing.png"), *common])
