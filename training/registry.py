@@ -83,7 +83,6 @@ class Registry:
             if (src / "meta.json").is_file():
                 shutil.copytree(src, tmp, dirs_exist_ok=True)
             else:
-
                 save_checkpoint(model, tmp, model.card)
             os.replace(tmp, dest)
         return self.get(model.model_id)

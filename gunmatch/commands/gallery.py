@@ -179,7 +179,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     """Index a labelled folder tree."""
     _check_dir(args.src)
     if args.metadata is not None and not args.metadata.is_file():
-
         raise UsageError(f"{args.metadata} does not exist")
     metadata = read_metadata_csv(args.metadata) if args.metadata else None
     records = scan_source(args.src, args.modality, metadata, args.threat_labels.split(","))

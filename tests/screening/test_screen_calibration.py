@@ -97,7 +97,6 @@ def test_cli_calibrates_and_search_decides_with_it(engine, tmp_path, capsys):  #
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     eng = open_engine(root)
     try:
-
         cal = screening_calibration(eng, ScreeningConfig())
     finally:
         eng.close()

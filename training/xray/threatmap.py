@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -64,19 +64,36 @@ class ThreatMapTrainConfig:
 
 @dataclass
 class Cache:
-    """Frozen-trunk features of rendered parcels (float16) and their cell targets."""
+    """Frozen-trunk features of scans (float16) and their cell targets, one array per scan.
 
-    feats: list[np.ndarray]  # one (n, c, h, w) array per level
-    targets: np.ndarray  # (n, rows, cols) float16
-    kinds: list[str]  # the part's kind, "" for a clean parcel
+    Generated parcels share one size; a station's scans need not, so batches are formed of
+    scans whose maps have the same shape.
+    """
+
+    feats: list[list[np.ndarray]]  # per level, one (c, h, w) array per scan
+    targets: list[np.ndarray]  # per scan, (rows, cols) float16
+    kinds: list[str]  # the part's kind, "" for a clean scan
 
     def __len__(self) -> int:
         return len(self.kinds)
 
     def batch(self, idx: np.ndarray) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Features and targets of parcels ``idx`` as float32 tensors."""
-        feats = [torch.from_numpy(f[idx].astype(np.float32)) for f in self.feats]
-        return feats, torch.from_numpy(self.targets[idx].astype(np.float32))
+        """Features and targets of scans ``idx`` (maps of one shape) as float32 tensors."""
+        feats = [
+            torch.from_numpy(np.stack([level[i] for i in idx]).astype(np.float32))
+            for level in self.feats
+        ]
+        targets = np.stack([self.targets[i] for i in idx]).astype(np.float32)
+        return feats, torch.from_numpy(targets)
+
+    def batches(self, order: np.ndarray, size: int) -> Iterator[np.ndarray]:
+        """Chunks of at most ``size`` indices, in ``order``, each of one map shape."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i in order:
+            groups.setdefault(self.targets[int(i)].shape, []).append(int(i))
+        for members in groups.values():
+            for j in range(0, len(members), size):
+                yield np.sort(np.array(members[j : j + size]))
 
 
 def parcel_plan(n: int, clean_every: int, seed0: int) -> list[tuple[int, str | None]]:
@@ -100,37 +117,56 @@ def build_cache(
     desc: str = "rendering parcels",
 ) -> Cache:
     """Render each planned parcel, run the frozen trunk once, keep features and targets."""
+
+    def parcels() -> Iterator[tuple[np.ndarray, np.ndarray | None, str]]:
+        for seed, kind in plan:
+            parcel = render_parcel(seed, size=size, threat_kind=kind)
+            yield parcel.image, parcel.threat_mask, kind or ""
+
+    return cache_samples(model, parcels(), len(plan), progress, desc)
+
+
+def cache_samples(
+    model: ThreatMap,
+    samples: Iterable[tuple[np.ndarray, np.ndarray | None, str]],
+    total: int | None = None,
+    progress: bool = True,
+    desc: str = "caching scans",
+) -> Cache:
+    """Run the frozen trunk once over (transmission, part mask or None, kind) samples."""
     levels: list[list[np.ndarray]] = [[] for _ in model.config.levels]
     targets, kinds = [], []
     model.eval()
-    for seed, kind in tqdm(plan, desc=desc, unit="parcel", disable=not progress or None):
-        parcel = render_parcel(seed, size=size, threat_kind=kind)
-        x, _ = model.scan_tensor(parcel.image)
+    for image, mask, kind in tqdm(
+        samples, total=total, desc=desc, unit="scan", disable=not progress or None
+    ):
+        x, _ = model.scan_tensor(image)
         with torch.inference_mode():
             feats = model.features(x)
         for store, f in zip(levels, feats, strict=True):
             store.append(f[0].numpy().astype(np.float16))
         rows, cols = feats[0].shape[-2:]
-        mask = parcel.threat_mask
         cover = (
             cell_targets(mask, (rows, cols))
             if mask is not None
             else np.zeros((rows, cols), np.float32)
         )
         targets.append(cover.astype(np.float16))
-        kinds.append(kind or "")
-    return Cache([np.stack(s) for s in levels], np.stack(targets), kinds)
+        kinds.append(kind)
+    if not kinds:
+        raise ValueError("no scans to cache")
+    return Cache(levels, targets, kinds)
 
 
 def scan_scores(model: ThreatMap, cache: Cache, batch_size: int = 16) -> np.ndarray:
     """Each cached parcel's highest logit."""
     model.eval()
-    out = []
+    scores = np.zeros(len(cache))
     with torch.inference_mode():
-        for i in range(0, len(cache), batch_size):
-            feats, _ = cache.batch(np.arange(i, min(i + batch_size, len(cache))))
-            out.append(model.head_forward(feats).flatten(1).max(1).values.numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+        for idx in cache.batches(np.arange(len(cache)), batch_size):
+            feats, _ = cache.batch(idx)
+            scores[idx] = model.head_forward(feats).flatten(1).max(1).values.numpy()
+    return scores
 
 
 def ranking(scores: np.ndarray, positive: np.ndarray) -> dict[str, float]:
@@ -176,8 +212,7 @@ def fit_head(
             disable=not progress or None,
             leave=False,
         )
-        for i in range(0, len(order), cfg.batch_size):
-            idx = np.sort(order[i : i + cfg.batch_size])
+        for idx in train.batches(order, cfg.batch_size):
             feats, cover = train.batch(idx)
             target = torch.clamp(cover * cfg.target_gain, 0.0, 1.0)
             logits = model.head_forward(feats)
@@ -257,6 +292,7 @@ __all__ = [
     "Cache",
     "ThreatMapTrainConfig",
     "build_cache",
+    "cache_samples",
     "fit_head",
     "parcel_plan",
     "ranking",
