@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "gunmatch.commands.train",
     "gunmatch.commands.evaluate",
     "gunmatch.commands.model",
+    "gunmatch.commands.adapt",
 )
 # Other installed packages add command groups through this entry-point group (the packaged
 # benchmarks add ``bench``); gunmatch itself never imports them.

@@ -1,0 +1,101 @@
+"""Station adaptation of the threat map: projections, the split, the budget, the gate."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from matcher.threatmap import load_threatmap
+from synth.xray import render_isolated, render_parcel
+from training.xray.adapt import (
+    AdaptConfig,
+    adapt_threatmap,
+    object_patch,
+    project_reference,
+    split_holdout,
+    station_samples,
+)
+
+QUICK = AdaptConfig(epochs=2, gate_parcels=6, holdout=0.5, minutes=30)
+
+
+def _cleared(n: int) -> list[np.ndarray]:
+    return [
+        render_parcel(700 + i, size=(400, 320), threat_kind=None, n_clutter=3).image
+        for i in range(n)
+    ]
+
+
+def _refs() -> list[np.ndarray]:
+    return [render_isolated(k, 5, 128).transmission for k in ("slide", "barrel")]
+
+
+def test_object_patch_crops_to_the_object():
+    t = np.ones((50, 60), np.float32)
+    t[10:20, 30:45] = 0.3
+    patch = object_patch(t)
+    assert patch.shape == (10, 15) and patch.max() < 0.98
+    with pytest.raises(ValueError, match="no object"):
+        object_patch(np.ones((5, 5), np.float32))
+
+
+@pytest.mark.parametrize("scale", [(0.08, 0.1), (0.45, 0.45)])
+def test_projection_lands_inside_with_its_mask(scale):
+    scan = _cleared(1)[0]
+    patch = object_patch(_refs()[1])
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        image, mask = project_reference(scan, patch, rng, scale)
+        assert image.shape == scan.shape and mask.shape == scan.shape and mask.any()
+        # Multiplicative: the object only darkens, and only where it lies.
+        assert np.all(image <= scan + 1e-6)
+        assert np.allclose(image[~mask], scan[~mask], atol=0.03)
+        ys, xs = np.nonzero(mask)
+        side = max(np.ptp(ys), np.ptp(xs)) + 1
+        assert side <= max(scan.shape) * scale[1] * 1.05
+
+
+def test_split_and_samples():
+    train, held = split_holdout(10, QUICK)
+    assert len(held) == 5 and sorted(train + held) == list(range(10))
+    assert split_holdout(10, QUICK) == (train, held)  # seeded
+    with pytest.raises(ValueError, match="more cleared scans"):
+        split_holdout(2, QUICK)
+    patches = [object_patch(r) for r in _refs()]
+    samples = list(station_samples(_cleared(2), patches, 2, (0.1, 0.2), 0))
+    assert [k for _, _, k in samples] == ["", "projected", "projected"] * 2
+    assert samples[0][1] is None and all(m.any() for _, m, k in samples if k)
+
+
+def test_adapt_reports_and_gates(tiny_map):
+    base = load_threatmap(tiny_map[0])
+    scans = _cleared(6)
+    res = adapt_threatmap(base, scans, _refs(), QUICK, progress=False)
+    rep = res.report
+    assert rep["held_out_scans"] == 3 and rep["training_scans"] == 3
+    assert len(res.holdout) == 3 and len(rep["history"]) == QUICK.epochs
+    for when in ("before", "after"):
+        for where in ("station", "generated"):
+            assert 0.0 <= rep[when][where]["auc"] <= 1.0
+    drop = rep["before"]["generated"]["auc"] - rep["after"]["generated"]["auc"]
+    gain = rep["after"]["station"]["auc"] - rep["before"]["station"]["auc"]
+    assert res.accepted == (drop <= QUICK.gate_margin and gain >= 0)
+    # The base map is not touched; the adapted one is a different head.
+    assert base.map_id == load_threatmap(tiny_map[0]).map_id
+    moved = [
+        k for k, v in res.model.state_dict().items()
+        if not k.startswith("trunk.") and not np.allclose(v.numpy(), base.state_dict()[k].numpy())
+    ]  # fmt: skip
+    assert moved
+    refused = adapt_threatmap(base, scans, _refs(), replace(QUICK, gate_margin=-1.0), False)
+    assert not refused.accepted and not refused.report["gate"]["accepted"]
+
+
+def test_adapt_needs_references_and_scans(tiny_map):
+    base = load_threatmap(tiny_map[0])
+    with pytest.raises(ValueError, match="threat references"):
+        adapt_threatmap(base, _cleared(4), [], QUICK, progress=False)
+    with pytest.raises(ValueError, match="more cleared scans"):
+        adapt_threatmap(base, _cleared(1), _refs(), QUICK, progress=False)
