@@ -1,11 +1,13 @@
-"""A gallery is a directory: FAISS index, SQLite metadata, images, thumbnails, manifest.
+"""A gallery is a directory: vector index, SQLite metadata, images, thumbnails, manifest.
 
 Layout::
 
     DIR/manifest.json   format, model_id, dim, default modality, counts, index generation
     DIR/gallery.sqlite  items, vectors (source of truth), change log
     DIR/index.faiss     FAISS cache of the vectors table at manifest["index_generation"]
-                        (kind and parameters from manifest["index"], see index.factory)
+                        (kind and parameters from manifest["index"], see index.factory);
+                        or, when manifest["vector_store"] names ``milvus``, a Milvus
+                        collection shared by every process (see index.backends)
     DIR/transform.npz   optional PCA/whitening applied to vectors and queries (manifest
                         ["transform"], see index.transform)
     DIR/images/         original reference images, content-addressed by sha256
@@ -27,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from index.backends import DEFAULT_BACKEND, BackendSpec, backend_class
 from index.categories import normalize_category
 from index.consistency import IndexSync, _now
-from index.factory import IndexConfig, build_index, resolve_kind
+from index.factory import IndexConfig, resolve_kind
 from index.files import atomic_write
 from index.store import EDITABLE_FIELDS, Item, Store
 from index.transform import PcaTransform, fit_pca, load_transform, save_transform
@@ -43,7 +46,6 @@ from index.types import (
     NewItem,
     best_per_item,
 )
-from index.vectors import VectorIndex
 
 MANIFEST_FORMAT = "gunmatch-gallery/1"
 # The gallery's layout: its model record, the X-ray threat map inside it, its thresholds.
@@ -55,19 +57,17 @@ CALIBRATION_FILE = "calibration.json"
 class Gallery(IndexSync):
     """Reference gallery on disk; use ``Gallery.create`` or ``Gallery.open``."""
 
-    def __init__(
-        self, root: Path, manifest: dict, store: Store, index: VectorIndex, gen: int
-    ) -> None:
+    def __init__(self, root: Path, manifest: dict, store: Store) -> None:
         self.root = root
         self.manifest = manifest
         self.store = store
-        self.index = index
-        self._index_gen = gen
         self._lock = threading.RLock()
+        self._writing = False
         self._closed = False
         self._count: tuple[int, int] | None = None  # (index generation, item count)
         self.index_config = IndexConfig.from_dict(manifest.get("index"))
         self.transform: PcaTransform | None = load_transform(root, manifest.get("transform"))
+        self.backend_spec = BackendSpec.from_manifest(manifest)
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -78,8 +78,13 @@ class Gallery(IndexSync):
         dim: int,
         modality: str = "photo",
         index_config: IndexConfig | None = None,
+        vector_store: BackendSpec | None = None,
     ) -> Gallery:
-        """Make a new, empty gallery directory (it must not already hold a gallery)."""
+        """Make a new, empty gallery directory (it must not already hold a gallery).
+
+        ``vector_store`` selects the vector backend (default: embedded FAISS, recorded as
+        nothing in the manifest so such galleries stay exactly as before).
+        """
         root = Path(root)
         if (root / "manifest.json").exists():
             raise GalleryError(f"{root} already holds a gallery")
@@ -98,11 +103,15 @@ class Gallery(IndexSync):
             "vectors": 0,
             "created_at": _now(),
         }
+        spec = vector_store or BackendSpec()
+        backend_cls = backend_class(spec.backend)  # an unknown name fails before any write
+        if spec.backend != DEFAULT_BACKEND:
+            manifest["vector_store"] = spec.to_dict()
         store = Store(root / "gallery.sqlite")
-        index = build_index(np.zeros(0, np.int64), np.zeros((0, dim), np.float32), index_config)
-        index.save(root / "index.faiss")
+        gallery = cls(root, manifest, store)
+        gallery.backend = backend_cls.create(gallery, spec)
         atomic_write(root / "manifest.json", json.dumps(manifest, indent=2).encode())
-        return cls(root, manifest, store, index, 0)
+        return gallery
 
     @classmethod
     def open(cls, root: str | Path, model_id: str | None = None) -> Gallery:
@@ -125,14 +134,14 @@ class Gallery(IndexSync):
                 f"or search with the gallery's own model (omit --model)"
             )
         store = Store(root / "gallery.sqlite")
+        gallery = cls(root, manifest, store)
         try:
-            index = VectorIndex.load(root / "index.faiss")
-            gen = int(manifest.get("index_generation", 0))
-        except (RuntimeError, OSError):
-            index, gen = VectorIndex(int(manifest["dim"])), -1
-        gallery = cls(root, manifest, store, index, gen)
-        if index.dim != gallery.index_dim:  # index file from before a transform change
-            gallery._index_gen = -1
+            gallery.backend = backend_class(gallery.backend_spec.backend).open(
+                gallery, gallery.backend_spec
+            )
+        except BaseException:
+            store.close()
+            raise
         gallery.sync()
         return gallery
 
@@ -140,9 +149,12 @@ class Gallery(IndexSync):
         """Persist the index and close the database (idempotent)."""
         if self._closed:
             return
-        self.flush()
-        self.store.close()
-        self._closed = True
+        try:
+            self.flush()
+        finally:
+            self.backend.close()
+            self.store.close()
+            self._closed = True
 
     def __enter__(self) -> Gallery:
         return self
@@ -292,6 +304,11 @@ class Gallery(IndexSync):
                 raise ItemNotFoundError(f"no such item: {item_id}")
             with self.store.transaction() as conn:
                 self.store.update_item(conn, item_id, changes)
+                if self.backend.indexes_metadata and changes:
+                    gen = self.store.bump_generation(conn)
+                    vec_ids = self.store.item_vec_ids(conn, item_id)
+                    self.store.log_changes(conn, gen, "add", vec_ids)
+            self.sync()
         item = self.store.get_item(item_id)
         if item is None:  # removed concurrently
             raise ItemNotFoundError(f"no such item: {item_id}")
@@ -330,13 +347,14 @@ class Gallery(IndexSync):
         with self._lock:
             self.sync()
             allowed = None
-            where, params = (filters or Filters()).sql()
-            if where:
-                allowed = self.store.vec_ids_where(where, params)
+            if not self.backend.pushes_filters:
+                where, params = (filters or Filters()).sql()
+                if where:
+                    allowed = self.store.vec_ids_where(where, params)
             # Variants of one item compete for slots, so ask for more and dedupe.
             variants_per_item = max(1, self.index.ntotal // max(1, self._item_count()))
-            scores, ids = self.index.search(
-                self._to_index_space(queries), k * variants_per_item, allowed
+            scores, ids = self.backend.search(
+                self._to_index_space(queries), k * variants_per_item, filters, allowed
             )
         lookup = self.store.items_for_vectors({int(i) for i in ids.ravel() if i >= 0})
         results = []
@@ -381,7 +399,12 @@ class Gallery(IndexSync):
             self._rebuild()
             self.manifest["index_generation"] = None
             self.flush()
+            if self.backend_spec.backend != DEFAULT_BACKEND:  # FAISS's flush wrote it
+                self._save_manifest()
         return self.info()
+
+    def _save_manifest(self) -> None:
+        atomic_write(self.root / "manifest.json", json.dumps(self.manifest, indent=2).encode())
 
     def item_vectors(self, item_id: str) -> np.ndarray:
         """Stored vectors of one item (original first)."""
@@ -403,4 +426,4 @@ class Gallery(IndexSync):
             "labels": self.labels(),
             "generation": self.store.generation(),
             "created_at": self.manifest.get("created_at"),
-        }
+        } | {k: self.manifest[k] for k in ("vector_store",) if k in self.manifest}

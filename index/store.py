@@ -6,8 +6,10 @@ SQLite is the source of truth. The FAISS file is a cache of the ``vectors`` tabl
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -101,6 +103,21 @@ class Store:
         self.transaction = self.db.transaction
         self.close = self.db.close
 
+    @contextmanager
+    def write_lock(self, blocking: bool = True) -> Iterator[bool]:
+        """The gallery's exclusive write lock (a file lock beside the database), across
+        processes; yields whether it is held (always True when ``blocking``)."""
+        with open(self.path.parent / ".lock", "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     # -- meta -----------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         """A value from the meta table."""
@@ -154,6 +171,19 @@ class Store:
             [(gen, i) for i in ids],
         )
         return ids
+
+    def log_changes(self, conn: sqlite3.Connection, gen: int, op: str, vec_ids: list[int]) -> None:
+        """Log changes of vectors for the index inside a transaction."""
+        conn.executemany(
+            "INSERT INTO changes(generation, op, vec_id) VALUES (?, ?, ?)",
+            [(gen, op, int(i)) for i in vec_ids],
+        )
+
+    def item_vec_ids(self, conn: sqlite3.Connection, item_id: str) -> list[int]:
+        """An item's vector ids, inside a transaction."""
+        return [
+            r[0] for r in conn.execute("SELECT vec_id FROM vectors WHERE item_id=?", (item_id,))
+        ]
 
     def delete_item(self, conn: sqlite3.Connection, item_id: str, gen: int) -> list[int]:
         """Delete an item and its vectors inside a transaction; returns removed vec_ids."""
@@ -213,6 +243,11 @@ class Store:
         sql = "SELECT COUNT(*) FROM items" + (f" WHERE {where}" if where else "")
         with self._lock:
             return int(self.conn.execute(sql, list(params)).fetchone()[0])
+
+    def count_vectors(self) -> int:
+        """Number of stored vectors (all variants)."""
+        with self._lock:
+            return int(self.conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
 
     def label_counts(self) -> dict[str, int]:
         """Item count per label, counted by SQLite (no item rows are loaded)."""

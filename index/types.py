@@ -104,6 +104,7 @@ class Filters:
     category: str | None = None
     modality: str | None = None
     threat: bool | None = None
+    label: str | None = None
 
     def sql(self) -> tuple[str, list]:
         """A WHERE fragment over the items table (alias i) and its parameters."""
@@ -117,4 +118,7 @@ class Filters:
         if self.threat is not None:
             parts.append("i.threat=?")
             params.append(int(self.threat))
+        if self.label:
+            parts.append("i.label=?")
+            params.append(self.label)
         return " AND ".join(parts), params
