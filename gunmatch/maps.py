@@ -28,6 +28,8 @@ def install_threatmap(gallery: Gallery, source: str | Path | ThreatMap) -> Threa
     reads half a map; the map it replaces is kept as ``model/threatmap.prev``.
     """
     _check_xray(gallery)
+    if not isinstance(source, ThreatMap):
+        load_threatmap(source)  # refuse what is not a map for this trunk before copying
     dest = gallery.threatmap_dir
     staging = Path(tempfile.mkdtemp(prefix=".threatmap-", dir=dest.parent))
     try:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
 from gunmatch.commands.common import (
@@ -25,11 +23,11 @@ from gunmatch.indexing import (
     read_metadata_csv,
     scan_source,
 )
-from gunmatch.reindex import reindex, swap_in
+from gunmatch.maps import install_threatmap, remove_threatmap
+from gunmatch.reindex import reindex
 from gunmatch.service import create_engine, open_engine
 from index import CATEGORY_KEYS, Filters, Gallery
 from matcher.preprocess import MODALITIES
-from matcher.threatmap import load_threatmap
 from screening.augment import AugmentConfig, clutter_items, xray_augmenter
 from screening.calibration import calibrate_screening, calibration_file
 from screening.screen import load_transmission
@@ -350,29 +348,20 @@ def cmd_calibrate_screening(args: argparse.Namespace) -> int:
 
 
 def cmd_threatmap(args: argparse.Namespace) -> int:
-    """Copy a threat map into GALLERY/model/threatmap (checked by loading it), or remove it."""
+    """Install a threat map in GALLERY/model/threatmap (checked by loading it), or remove it."""
     if (args.path is None) == (not args.remove):
         raise UsageError("give a threat map directory to install, or --remove")
     with Gallery.open(gallery_dir(args)) as g:
         if g.modality != "xray":
             raise UsageError(f"{g.root} is a {g.modality} gallery; threat maps are for X-ray")
-        dest = g.threatmap_dir
         if args.remove:
-            existed = dest.exists()
-            shutil.rmtree(dest, ignore_errors=True)
+            existed = remove_threatmap(g)
             out(f"removed the threat map of {g.root}" if existed else f"{g.root} had none")
             return 0
         try:
-            tmap = load_threatmap(args.path)
+            tmap = install_threatmap(g, args.path)
         except (FileNotFoundError, ValueError) as exc:  # not a map, or not for this trunk
             raise UsageError(f"{exc} (gunmatch train-threatmap --out DIR makes one)") from exc
-        # Copy beside the destination, then swap in, so a running service never sees half.
-        staging = Path(tempfile.mkdtemp(prefix=".threatmap-", dir=dest.parent))
-        shutil.copytree(args.path, staging, dirs_exist_ok=True)
-        if dest.exists():
-            swap_in(staging, dest)
-        else:
-            staging.rename(dest)
         auc = tmap.card.get("val", {}).get("auc")
         out(
             f"installed threat map {args.path} in {g.root}"
