@@ -58,6 +58,31 @@ class Settings(BaseSettings):
         "forward pass (0 = off; measured no gain on 2 cores, see docs/benchmarks.md)",
     )
 
+    audit_secret_file: Path = Field(
+        default_factory=lambda: Path.home() / ".config" / "gunmatch" / "audit.key",
+        description="HMAC secret(s) of the audit chain, one hex secret a line (the last signs "
+        "new rows); created 0600 on first use; must lie outside the gallery and state dirs",
+    )
+    session_ttl_s: int = Field(
+        12 * 3600, ge=60, le=30 * 86400, description="web sign-in sessions expire after this"
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="origins (scheme://host[:port]) besides the service's own that may send "
+        "cookie-authenticated writes (e.g. behind a reverse proxy)",
+    )
+    auth_fail_limit: int = Field(
+        10, ge=0, le=10_000, description="failed sign-ins/keys per client before 429 (0 = off)"
+    )
+    auth_fail_window_s: float = Field(
+        60.0, gt=0, le=86_400, description="window of auth_fail_limit; also the 429 wait"
+    )
+    mixed_modality: bool = Field(
+        False,
+        description="declare the gallery mixed: queries and references of either modality are "
+        "accepted (otherwise a modality other than the gallery's is refused with 422)",
+    )
+
     def screening_config(self) -> ScreeningConfig:
         """The service's X-ray region screening settings."""
         return ScreeningConfig(

@@ -88,9 +88,9 @@ class Gallery(IndexSync):
         root = Path(root)
         if (root / "manifest.json").exists():
             raise GalleryError(f"{root} already holds a gallery")
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for sub in ("images", "thumbs"):
-            (root / sub).mkdir(exist_ok=True)
+            (root / sub).mkdir(mode=0o700, exist_ok=True)
         manifest = {
             "format": MANIFEST_FORMAT,
             "model_id": model_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ class SqliteDB:
 
     def __init__(self, path: str | Path, schema: str, foreign_keys: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Owner-only: SQLite gives the -wal and -shm files the database file's mode.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self.lock = threading.RLock()
         self.conn = sqlite3.connect(
             self.path, check_same_thread=False, isolation_level=None, timeout=30

@@ -3,6 +3,7 @@ X-ray screening fixtures (a tiny gallery of generated references, a scan, a thre
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,16 @@ from tests.helpers import REFS, SIZE, TINY, write_image_tree, xray_png
 from training.xray.threatmap import train_threatmap
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def audit_secret(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The audit chain's secret outside every gallery: a test never writes the user's own."""
+    path = tmp_path_factory.mktemp("secrets") / "audit.key"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GUNMATCH_AUDIT_SECRET_FILE", str(path))  # also for `gunmatch serve` subprocesses
+    yield path
+    mp.undo()
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,15 @@
-"""`gunmatch keys create|list|revoke`: API keys in the service's state database."""
+"""`gunmatch keys create|list|revoke|sessions`: API keys and web sessions in the service's
+state database."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from gunmatch.commands.common import add_gallery_arg, emit_json, gallery_dir, out
 from gunmatch.settings import get_settings
-from gunmatch.state import ROLES, KeyStore, state_db_path
+from gunmatch.state import ROLES, KeyStore, SessionStore, printable, state_db_path
 
 
 def state_dir(args: argparse.Namespace) -> Path:
@@ -40,6 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_state_args(r)
     r.add_argument("name")
     r.set_defaults(func=cmd_revoke)
+    se = ks.add_parser("sessions", help="list web sign-in sessions; --revoke ID ends one")
+    add_state_args(se)
+    se.add_argument("--active", action="store_true", help="only sessions still valid")
+    se.add_argument("--revoke", type=int, metavar="ID", help="end the session with this id")
+    se.add_argument("--json", action="store_true")
+    se.set_defaults(func=cmd_sessions)
 
 
 def _store(args: argparse.Namespace) -> KeyStore:
@@ -53,7 +61,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         record, secret = store.create(args.name, args.role, replace=args.replace)
     finally:
         store.close()
-    out(f"created {record.role} key '{record.name}'; store it now, it is not shown again:")
+    name = printable(record.name)
+    out(f"created {record.role} key '{name}'; store it now, it is not shown again:")
     out(secret)
     return 0
 
@@ -72,16 +81,42 @@ def cmd_list(args: argparse.Namespace) -> int:
     for k in keys:
         state = "active" if k.active else f"revoked {k.revoked_at}"
         used = k.last_used_at or "never"
-        out(f"{k.name:<24} {k.role:<8} {k.prefix}…  created {k.created_at}  used {used}  {state}")
+        name = printable(k.name)
+        out(f"{name:<24} {k.role:<8} {k.prefix}…  created {k.created_at}  used {used}  {state}")
     return 0
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    """Revoke a key."""
+    """Revoke a key and end its web sessions."""
     store = _store(args)
+    sessions = SessionStore(state_db_path(state_dir(args)))
     try:
         k = store.revoke(args.name)
+        ended = sessions.revoke_key(k.id)
     finally:
         store.close()
-    out(f"revoked '{k.name}' ({k.role}) at {k.revoked_at}")
+        sessions.close()
+    out(f"revoked '{printable(k.name)}' ({k.role}) at {k.revoked_at}; ended {ended} sessions")
+    return 0
+
+
+def cmd_sessions(args: argparse.Namespace) -> int:
+    """List sessions, or end one."""
+    store = SessionStore(state_db_path(state_dir(args)))
+    try:
+        if args.revoke is not None:
+            s = store.revoke(args.revoke)
+            out(f"ended session {s.id} of '{printable(s.key_name)}'")
+            return 0
+        rows = store.list(active_only=args.active)
+    finally:
+        store.close()
+    for s in rows:
+        if args.json:
+            emit_json(s.to_dict())
+            continue
+        state = "active" if s.active() else ("revoked" if s.revoked_at else "expired")
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s.created_at))
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s.expires_at))
+        out(f"{s.id:>6} {printable(s.key_name):<24} created {created}  expires {expires}  {state}")
     return 0

@@ -1,13 +1,26 @@
-"""The service's own state, next to (or apart from) the gallery: API keys and the audit log.
+"""The service's own state, next to (or apart from) the gallery: API keys, sign-in sessions
+and the audit log.
 
-Both live in ``<state_dir>/state.sqlite`` (with ``index.feedback``'s table); query images kept
-for the audit trail go under ``<state_dir>/queries/``.
+All live in ``<state_dir>/state.sqlite`` (with ``index.feedback``'s table); query images kept
+for the audit trail go under ``<state_dir>/queries/``; the audit chain's secret lives outside
+both (``secret.py``).
 """
 
 from pathlib import Path
 
 from gunmatch.state.audit import AuditLog, AuditRecord, VerifyReport
-from gunmatch.state.keys import ROLES, ApiKey, KeyStore, role_allows
+from gunmatch.state.keys import (
+    ROLES,
+    ApiKey,
+    DuplicateKeyError,
+    KeyStore,
+    LastAdminError,
+    check_name,
+    printable,
+    role_allows,
+)
+from gunmatch.state.secret import AuditKeyring, AuditSecretError, load_keyring
+from gunmatch.state.sessions import Session, SessionStore
 
 STATE_DB = "state.sqlite"
 
@@ -21,10 +34,19 @@ __all__ = [
     "ROLES",
     "STATE_DB",
     "ApiKey",
+    "AuditKeyring",
     "AuditLog",
     "AuditRecord",
+    "AuditSecretError",
+    "DuplicateKeyError",
     "KeyStore",
+    "LastAdminError",
+    "Session",
+    "SessionStore",
     "VerifyReport",
+    "check_name",
+    "load_keyring",
+    "printable",
     "role_allows",
     "state_db_path",
 ]

@@ -1,15 +1,21 @@
-"""Hash-chained audit log of searches, comparisons and gallery changes.
+"""Keyed hash chain of searches, comparisons and gallery changes.
 
-Each row stores the SHA-256 of the previous row's hash plus its own canonical content, so
-editing a row breaks its own hash and deleting one breaks the next row's link. The newest
-row's id and hash are also kept in ``audit_head`` (updated in the same transaction), so
-deleting rows at the end is detected too. Query images are kept under ``queries/`` next to
-the database and purged after the retention period; rows themselves are never purged.
+Each row stores an HMAC-SHA256, under a secret kept outside the gallery (``secret.py``), of
+its canonical content and the previous row's MAC: editing a row breaks its MAC, deleting one
+breaks the next row's link, and without the secret nobody who can merely write the database
+can recompute the chain behind an edit. The newest row's id and MAC are also kept in
+``audit_head``. Deleting rows at the end and rewriting the head cannot be told from a shorter
+log by the database alone: a *checkpoint* (the head and its MAC, filed elsewhere) can, and
+``verify(checkpoint)`` checks the chain still reaches it unchanged. Rows written before the
+chain was keyed (``key_id`` '') keep their plain SHA-256 links and may only precede keyed rows.
+Query images are kept under ``queries/`` (0600) and purged after the retention period; rows
+themselves are never purged.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import time
@@ -17,10 +23,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gunmatch.state.secret import AuditKeyring
 from index.sqlite import SqliteDB
 
 GENESIS = "0" * 64
 QUERY_DIR = "queries"
+CHECKPOINT_FORMAT = "gunmatch-audit-checkpoint/1"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -45,6 +53,7 @@ CREATE TABLE IF NOT EXISTS audit_head (
     hash    TEXT NOT NULL
 );
 """
+_ADD_KEY_ID = "ALTER TABLE audit_log ADD COLUMN key_id TEXT NOT NULL DEFAULT ''"
 
 _HASHED = (
     "id",
@@ -59,6 +68,7 @@ _HASHED = (
     "results",
     "prev_hash",
 )
+_KEYED = (*_HASHED, "key_id")
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class AuditRecord:
     results: str
     prev_hash: str
     hash: str
+    key_id: str = ""
 
     def to_dict(self) -> dict:
         """JSON-ready dict with ``results`` decoded."""
@@ -99,10 +110,24 @@ class VerifyReport:
         return asdict(self)
 
 
+def _canonical(values: list) -> bytes:
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def row_hash(fields: dict[str, Any]) -> str:
-    """SHA-256 over the canonical JSON of the hashed fields (prev_hash included)."""
-    payload = json.dumps([fields[k] for k in _HASHED], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    """Unkeyed SHA-256 of a row written before the chain was keyed (prev_hash included)."""
+    return hashlib.sha256(_canonical([fields[k] for k in _HASHED])).hexdigest()
+
+
+def row_mac(fields: dict[str, Any], secret: bytes) -> str:
+    """HMAC-SHA256 of a row's canonical content (prev_hash and key_id included)."""
+    return hmac.new(secret, _canonical([fields[k] for k in _KEYED]), hashlib.sha256).hexdigest()
+
+
+def checkpoint_mac(cp: dict[str, Any], secret: bytes) -> str:
+    """The MAC a checkpoint carries, over everything else in it."""
+    values = [cp["format"], cp["last_id"], cp["hash"], cp["rows"], cp["ts"], cp["key_id"]]
+    return hmac.new(secret, _canonical(values), hashlib.sha256).hexdigest()
 
 
 def _now() -> str:
@@ -110,15 +135,22 @@ def _now() -> str:
 
 
 def _record(r) -> AuditRecord:
-    return AuditRecord(**{k: r[k] for k in (*_HASHED, "hash")})
+    return AuditRecord(**{k: r[k] for k in (*_KEYED, "hash")})
 
 
 class AuditLog:
-    """Append-only, hash-chained log in ``<state_dir>/state.sqlite``."""
+    """Append-only, HMAC-chained log in ``<state_dir>/state.sqlite``."""
 
-    def __init__(self, state_dir: str | Path, db_name: str = "state.sqlite") -> None:
+    def __init__(
+        self, state_dir: str | Path, keyring: AuditKeyring, db_name: str = "state.sqlite"
+    ) -> None:
         self.state_dir = Path(state_dir)
+        self.keyring = keyring
         self.db = SqliteDB(self.state_dir / db_name, _SCHEMA)
+        with self.db.lock:
+            cols = {r["name"] for r in self.db.conn.execute("PRAGMA table_info(audit_log)")}
+            if "key_id" not in cols:
+                self.db.conn.execute(_ADD_KEY_ID)
 
     def close(self) -> None:
         """Close the database."""
@@ -134,9 +166,11 @@ class AuditLog:
         if path.exists():
             os.utime(path)  # a repeat query restarts the retention clock
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
             os.replace(tmp, path)
         return sha, rel
 
@@ -151,14 +185,16 @@ class AuditLog:
         decision: str = "",
         results: Any = None,
     ) -> AuditRecord:
-        """Add one row, chained to the newest one, in a single transaction."""
+        """Add one row, chained to the newest one and signed, in a single transaction."""
         results_text = json.dumps(results, ensure_ascii=False, sort_keys=True)
+        key_id = self.keyring.current_id
         with self.db.transaction() as conn:
             head = conn.execute("SELECT last_id, hash FROM audit_head WHERE one=1").fetchone()
             prev = head["hash"] if head else GENESIS
             cur = conn.execute(
                 "INSERT INTO audit_log(ts, action, key_name, query_id, image_sha256, image_file,"
-                " model_id, decision, results, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,'')",
+                " model_id, decision, results, prev_hash, hash, key_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,'',?)",
                 (
                     _now(),
                     action,
@@ -170,11 +206,12 @@ class AuditLog:
                     decision,
                     results_text,
                     prev,
+                    key_id,
                 ),
             )
             new_id = int(cur.lastrowid)
             row = conn.execute("SELECT * FROM audit_log WHERE id=?", (new_id,)).fetchone()
-            digest = row_hash({k: row[k] for k in _HASHED})
+            digest = row_mac({k: row[k] for k in _KEYED}, self.keyring.current)
             conn.execute("UPDATE audit_log SET hash=? WHERE id=?", (digest, new_id))
             conn.execute(
                 "INSERT OR REPLACE INTO audit_head(one, last_id, hash) VALUES (1, ?, ?)",
@@ -240,22 +277,83 @@ class AuditLog:
         path = self.state_dir / record.image_file
         return path if path.is_file() else None
 
-    def verify(self) -> VerifyReport:
-        """Walk the chain from the start; report the first row that does not hold."""
-        prev = GENESIS
-        n = 0
-        last_id = 0
+    def checkpoint(self) -> dict[str, Any]:
+        """The newest row's id and MAC, signed: file it elsewhere, check it with ``verify``."""
+        with self.db.lock:
+            head = self.db.conn.execute("SELECT last_id, hash FROM audit_head").fetchone()
+            rows = int(self.db.conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
+        cp = {
+            "format": CHECKPOINT_FORMAT,
+            "last_id": int(head["last_id"]) if head else 0,
+            "hash": head["hash"] if head else GENESIS,
+            "rows": rows,
+            "ts": _now(),
+            "key_id": self.keyring.current_id,
+        }
+        cp["mac"] = checkpoint_mac(cp, self.keyring.current)
+        return cp
+
+    def _check_checkpoint(self, cp: dict[str, Any]) -> str:
+        """'' when the checkpoint is genuine (signed by a secret of ours), else the problem."""
+        try:
+            secret = self.keyring.get(str(cp["key_id"]))
+            if cp.get("format") != CHECKPOINT_FORMAT:
+                return "not a gunmatch audit checkpoint"
+            if secret is None:
+                return f"checkpoint signed by an unknown audit secret {cp['key_id']}"
+            if not hmac.compare_digest(checkpoint_mac(cp, secret), str(cp.get("mac", ""))):
+                return "checkpoint MAC does not match (forged or edited checkpoint)"
+        except (KeyError, TypeError):
+            return "checkpoint lacks a field"
+        return ""
+
+    def _row_problem(self, r, prev: str, keyed_seen: bool) -> str:
+        fields = {k: r[k] for k in _KEYED}
+        if r["prev_hash"] != prev:
+            return "link to previous row broken (deleted or re-chained?)"
+        if not r["key_id"]:
+            if keyed_seen:
+                return "unsigned row after signed rows (chain downgraded)"
+            return "" if row_hash(fields) == r["hash"] else "row content does not match its hash"
+        secret = self.keyring.get(r["key_id"])
+        if secret is None:
+            return f"row signed by an unknown audit secret {r['key_id']}"
+        if not hmac.compare_digest(row_mac(fields, secret), r["hash"]):
+            return "row content does not match its MAC (edited or re-chained)"
+        return ""
+
+    def verify(self, checkpoint: dict[str, Any] | None = None) -> VerifyReport:
+        """Walk the chain from the start; report the first row that does not hold.
+
+        With a ``checkpoint`` (from ``checkpoint()``), also require that its row is still
+        there with the same MAC: truncation or re-chaining behind it is detected.
+        """
+        if checkpoint is not None:
+            problem = self._check_checkpoint(checkpoint)
+            if problem:
+                return VerifyReport(False, 0, None, problem)
+        cp_id = int(checkpoint["last_id"]) if checkpoint else 0
+        prev, n, last_id, keyed_seen, cp_seen = GENESIS, 0, 0, False, cp_id == 0
         with self.db.lock:
             cursor = self.db.conn.execute("SELECT * FROM audit_log ORDER BY id")
             for r in cursor:
                 n += 1
-                fields = {k: r[k] for k in _HASHED}
-                if r["prev_hash"] != prev:
-                    return VerifyReport(False, n, r["id"], "link to previous row broken (deleted?)")
-                if row_hash(fields) != r["hash"]:
-                    return VerifyReport(False, n, r["id"], "row content does not match its hash")
+                problem = self._row_problem(r, prev, keyed_seen)
+                if problem:
+                    return VerifyReport(False, n, r["id"], problem)
+                if r["id"] == cp_id:
+                    if r["hash"] != checkpoint["hash"]:
+                        return VerifyReport(
+                            False, n, r["id"], "row differs from the checkpoint (re-chained)"
+                        )
+                    cp_seen = True
+                keyed_seen = keyed_seen or bool(r["key_id"])
                 prev, last_id = r["hash"], r["id"]
             head = self.db.conn.execute("SELECT last_id, hash FROM audit_head").fetchone()
+        if not cp_seen:
+            return VerifyReport(
+                False, n, cp_id, "the checkpoint's row is missing (log truncated behind it)"
+            )
         if head is None and n == 0:
             return VerifyReport(True, 0)
         if head is None or head["last_id"] != last_id or head["hash"] != prev:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,8 +14,11 @@ from index.sqlite import SqliteDB
 # Each role can do everything the roles before it can.
 ROLES = ("station", "analyst", "admin")
 KEY_PREFIX = "gm_"
+NAME_MAX = 100
+# Control, format (bidi overrides such as U+202E), separator, surrogate and unassigned code points.
+_UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
-_SCHEMA = """
+KEYS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     name         TEXT NOT NULL UNIQUE,
@@ -26,6 +30,14 @@ CREATE TABLE IF NOT EXISTS api_keys (
     last_used_at TEXT
 );
 """
+
+
+class DuplicateKeyError(ValueError):
+    """A key of that name already exists."""
+
+
+class LastAdminError(ValueError):
+    """Revoking this key would leave no active admin key."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,31 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def check_name(name: str) -> str:
+    """A key name, stripped: 1..100 printable characters (no control or bidi characters)."""
+    if not isinstance(name, str):
+        raise ValueError("a key name must be text")
+    name = name.strip()
+    if not name:
+        raise ValueError("a key needs a non-empty name")
+    if len(name) > NAME_MAX:
+        raise ValueError(f"a key name may have at most {NAME_MAX} characters")
+    bad = [c for c in name if unicodedata.category(c) in _UNPRINTABLE]
+    if bad:
+        raise ValueError(
+            f"a key name may hold printable characters only (found U+{ord(bad[0]):04X})"
+        )
+    return name
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: unprintable characters as escapes (\\x1b, \\u202e)."""
+    return "".join(
+        c if unicodedata.category(c) not in _UNPRINTABLE else c.encode("unicode_escape").decode()
+        for c in text
+    )
+
+
 def check_role(role: str) -> str:
     """Validate a role name."""
     if role not in ROLES:
@@ -71,7 +108,8 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _row(r) -> ApiKey:
+def key_from_row(r) -> ApiKey:
+    """An ApiKey from an ``api_keys`` row."""
     return ApiKey(
         id=r["id"],
         name=r["name"],
@@ -87,7 +125,7 @@ class KeyStore:
     """Create, list, revoke and check API keys."""
 
     def __init__(self, sqlite_path: str | Path) -> None:
-        self.db = SqliteDB(sqlite_path, _SCHEMA)
+        self.db = SqliteDB(sqlite_path, KEYS_SCHEMA)
 
     def close(self) -> None:
         """Close the database."""
@@ -98,16 +136,14 @@ class KeyStore:
 
         With ``replace`` an existing key of that name is deleted (its secret stops working).
         """
-        name = name.strip()
-        if not name:
-            raise ValueError("a key needs a non-empty name")
+        name = check_name(name)
         check_role(role)
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         with self.db.transaction() as conn:
             if replace:
                 conn.execute("DELETE FROM api_keys WHERE name=?", (name,))
             if conn.execute("SELECT 1 FROM api_keys WHERE name=?", (name,)).fetchone():
-                raise ValueError(f"a key named {name!r} already exists")
+                raise DuplicateKeyError(f"a key named {printable(name)!r} already exists")
             conn.execute(
                 "INSERT INTO api_keys(name, role, key_hash, prefix, created_at) VALUES (?,?,?,?,?)",
                 (name, role, hash_key(secret), secret[:8], _now()),
@@ -118,19 +154,32 @@ class KeyStore:
         """A key's record by name; KeyError if unknown."""
         rows = self.db.query("SELECT * FROM api_keys WHERE name=?", (name,))
         if not rows:
-            raise KeyError(f"no key named {name!r}")
-        return _row(rows[0])
+            raise KeyError(f"no key named {printable(name)!r}")
+        return key_from_row(rows[0])
 
     def list(self, include_revoked: bool = True) -> list[ApiKey]:
         """All keys, oldest first."""
         sql = "SELECT * FROM api_keys"
         if not include_revoked:
             sql += " WHERE revoked_at IS NULL"
-        return [_row(r) for r in self.db.query(sql + " ORDER BY id")]
+        return [key_from_row(r) for r in self.db.query(sql + " ORDER BY id")]
 
     def revoke(self, name: str) -> ApiKey:
-        """Revoke a key by name (idempotent); KeyError if unknown."""
+        """Revoke a key by name (idempotent); KeyError if unknown, LastAdminError for the
+        last active admin key (nobody could manage keys through the service any more)."""
         with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT role FROM api_keys WHERE name=? AND revoked_at IS NULL", (name,)
+            ).fetchone()
+            if row is not None and row["role"] == "admin":
+                admins = conn.execute(
+                    "SELECT COUNT(*) FROM api_keys WHERE role='admin' AND revoked_at IS NULL"
+                ).fetchone()[0]
+                if admins <= 1:
+                    raise LastAdminError(
+                        f"{printable(name)!r} is the last active admin key; create another "
+                        "admin key before revoking it"
+                    )
             cur = conn.execute(
                 "UPDATE api_keys SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
                 (_now(), name),
@@ -139,7 +188,7 @@ class KeyStore:
                 cur.rowcount == 0
                 and not conn.execute("SELECT 1 FROM api_keys WHERE name=?", (name,)).fetchone()
             ):
-                raise KeyError(f"no key named {name!r}")
+                raise KeyError(f"no key named {printable(name)!r}")
         return self.get(name)
 
     def authenticate(self, secret: str | None) -> ApiKey | None:
@@ -151,7 +200,7 @@ class KeyStore:
         )
         if not rows:
             return None
-        key = _row(rows[0])
+        key = key_from_row(rows[0])
         # Coarse last-use stamp: at most one write per key per minute.
         now = _now()
         if (key.last_used_at or "")[:16] != now[:16]:

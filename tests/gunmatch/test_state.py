@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -9,8 +10,20 @@ import time
 import pytest
 
 from gunmatch.cli import main
-from gunmatch.state import AuditLog, KeyStore, role_allows, state_db_path
-from gunmatch.state.audit import row_hash
+from gunmatch.state import (
+    AuditLog,
+    AuditSecretError,
+    KeyStore,
+    LastAdminError,
+    SessionStore,
+    check_name,
+    load_keyring,
+    printable,
+    role_allows,
+    state_db_path,
+)
+from gunmatch.state.audit import row_hash, row_mac
+from gunmatch.state.secret import check_outside, rotate_secret
 from index.feedback import FeedbackStore
 
 
@@ -35,7 +48,7 @@ def test_keys_are_hashed_roles_checked_and_revocable(tmp_path):
 
 
 def _log(tmp_path, n=4) -> AuditLog:
-    log = AuditLog(tmp_path)
+    log = AuditLog(tmp_path, load_keyring(os.environ["GUNMATCH_AUDIT_SECRET_FILE"]))
     for i in range(n):
         log.append("search", "k", f"q{i}", "ab" * 32, "", "m", "clear", {"i": i})
     return log
@@ -51,8 +64,8 @@ def _sql(tmp_path, stmt):
 @pytest.mark.parametrize(
     "tamper,problem",
     [
-        ("UPDATE audit_log SET decision='alert' WHERE id=2", "does not match its hash"),
-        ("UPDATE audit_log SET key_name='someone' WHERE id=3", "does not match its hash"),
+        ("UPDATE audit_log SET decision='alert' WHERE id=2", "does not match its MAC"),
+        ("UPDATE audit_log SET key_name='someone' WHERE id=3", "does not match its MAC"),
         ("DELETE FROM audit_log WHERE id=2", "link to previous row broken"),
         ("DELETE FROM audit_log WHERE id=4", "newest rows missing"),
     ],
@@ -65,18 +78,18 @@ def test_chain_detects_edits_and_deletions(tmp_path, tamper, problem):
     assert not report.ok and problem in report.problem
 
 
-def test_rehashing_an_edited_row_still_breaks_the_next_link(tmp_path):
+def test_rehashing_an_edited_row_is_caught_by_its_mac(tmp_path):
     log = _log(tmp_path)
     r = log.get(2)
     fields = {**r.to_dict(), "decision": "alert"}
     fields["results"] = r.results
     _sql(tmp_path, f"UPDATE audit_log SET decision='alert', hash='{row_hash(fields)}' WHERE id=2")
     report = log.verify()
-    assert not report.ok and report.bad_id == 3
+    assert not report.ok and report.bad_id == 2
 
 
 def test_query_images_are_kept_then_purged(tmp_path):
-    log = AuditLog(tmp_path)
+    log = _log(tmp_path, 0)
     sha, rel = log.store_image(b"image-bytes", ".png")
     rec = log.append("search", "k", "q1", sha, rel)
     assert log.image_path(rec).read_bytes() == b"image-bytes"
@@ -122,3 +135,153 @@ def test_cli_keys_and_audit(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["keys", "create", *state, "--role", "root", "--name", "x"])
     assert exc.value.code == 2
+
+
+def _rechain_from(tmp_path, first_id: int, sign) -> None:
+    """What a database writer can do: rewrite rows from ``first_id`` on, each linked to the
+    previous one and re-hashed with ``sign(fields)``, and move the head along."""
+    conn = sqlite3.connect(state_db_path(tmp_path))
+    conn.row_factory = sqlite3.Row
+    rows = conn.execute("SELECT * FROM audit_log ORDER BY id").fetchall()
+    prev = next(r["hash"] for r in rows if r["id"] == first_id - 1) if first_id > 1 else "0" * 64
+    for r in rows:
+        if r["id"] < first_id:
+            continue
+        fields = dict(r)
+        if r["id"] == first_id:
+            fields["decision"] = "alert"
+        fields["prev_hash"] = prev
+        fields["hash"] = sign(fields)
+        conn.execute(
+            "UPDATE audit_log SET decision=?, prev_hash=?, hash=? WHERE id=?",
+            (fields["decision"], prev, fields["hash"], r["id"]),
+        )
+        prev = fields["hash"]
+    conn.execute("UPDATE audit_head SET hash=? WHERE one=1", (prev,))
+    conn.commit()
+    conn.close()
+
+
+def test_forgery_edit_and_recompute_every_later_hash_is_caught(tmp_path):
+    log = _log(tmp_path)
+    _rechain_from(tmp_path, 2, row_hash)  # the plain SHA-256 chain anyone can recompute
+    report = log.verify()
+    assert not report.ok and report.bad_id == 2 and "MAC" in report.problem
+
+
+def test_forgery_truncate_and_rewrite_head_is_caught_by_a_checkpoint(tmp_path, capsys):
+    log = _log(tmp_path)
+    assert main(["audit", "checkpoint", "--gallery", str(tmp_path)]) == 0
+    cp_file = tmp_path / "checkpoint.json"
+    cp_file.write_text(capsys.readouterr().out)
+    cp = json.loads(cp_file.read_text())
+    assert cp["last_id"] == 4 and cp["rows"] == 4 and len(cp["mac"]) == 64
+    head = log.get(3).hash
+    _sql(tmp_path, "DELETE FROM audit_log WHERE id=4")
+    _sql(tmp_path, f"UPDATE audit_head SET last_id=3, hash='{head}' WHERE one=1")
+    assert log.verify().ok  # the database alone cannot tell a shorter log from a cut one
+    report = log.verify(cp)
+    assert not report.ok and "truncated" in report.problem
+    assert main(["audit", "verify", "--gallery", str(tmp_path), "--checkpoint", str(cp_file)]) == 1
+    assert "BROKEN" in capsys.readouterr().out
+
+
+def test_rechaining_with_the_secret_is_caught_behind_a_checkpoint(tmp_path):
+    log = _log(tmp_path)
+    cp = log.checkpoint()
+    log.append("search", "k", "q5", "cd" * 32, "", "m", "clear", {"i": 5})
+    assert log.verify(cp).ok  # the chain still reaches the checkpoint unchanged
+    _rechain_from(tmp_path, 2, lambda f: row_mac(f, log.keyring.current))  # a stolen secret
+    assert log.verify().ok
+    report = log.verify(cp)
+    assert not report.ok and report.bad_id == 4 and "re-chained" in report.problem
+    forged = {**cp, "hash": log.get(4).hash}
+    assert "forged" in log.verify(forged).problem
+
+
+def test_audit_secret_file_is_private_and_kept_out_of_the_gallery(tmp_path):
+    path = tmp_path / "cfg" / "audit.key"
+    ring = load_keyring(path)
+    assert path.stat().st_mode & 0o777 == 0o600 and len(ring.current) == 32
+    assert load_keyring(path).current_id == ring.current_id  # created once, then read
+    rotated = rotate_secret(path)
+    assert rotated.current_id != ring.current_id and rotated.get(ring.current_id) is not None
+    os.chmod(path, 0o644)
+    with pytest.raises(AuditSecretError, match="readable by other users"):
+        load_keyring(path)
+    with pytest.raises(AuditSecretError, match="inside"):
+        check_outside(tmp_path / "gal" / "audit.key", tmp_path / "gal")
+
+
+def test_rows_signed_before_a_rotation_still_verify(tmp_path):
+    path = tmp_path / "secret" / "audit.key"
+    log = AuditLog(tmp_path / "state", load_keyring(path))
+    log.append("search", "k", "q1")
+    log.close()
+    log = AuditLog(tmp_path / "state", rotate_secret(path))
+    log.append("search", "k", "q2")
+    a, b = log.get(1), log.get(2)
+    assert a.key_id != b.key_id and log.verify().ok
+    fresh = AuditLog(tmp_path / "state", load_keyring(tmp_path / "other.key"))
+    assert "unknown audit secret" in fresh.verify().problem
+
+
+def test_unkeyed_rows_may_only_precede_keyed_ones(tmp_path):
+    log = _log(tmp_path, 2)
+    _sql(tmp_path, "UPDATE audit_log SET key_id='' WHERE id=2")
+    r = log.get(2)
+    _sql(tmp_path, f"UPDATE audit_log SET hash='{row_hash(r.to_dict() | {'results': r.results})}'"
+                   " WHERE id=2")  # fmt: skip
+    assert "downgraded" in log.verify().problem
+
+
+@pytest.mark.parametrize(
+    "name", ["\x1b[31mred", "two\nlines", "evil\u202etxt.exe", "  ", "x" * 101]
+)
+def test_key_names_must_be_printable_and_bounded(tmp_path, name):
+    store = KeyStore(state_db_path(tmp_path))
+    with pytest.raises(ValueError):
+        store.create(name, "station")
+    with pytest.raises(ValueError):
+        check_name(name)
+
+
+def test_keys_list_escapes_names_stored_raw(tmp_path, capsys):
+    store = KeyStore(state_db_path(tmp_path))
+    store.create("fine", "station")
+    _sql(tmp_path, "UPDATE api_keys SET name='a\x1b[2Jb\u202ec' WHERE name='fine'")
+    assert main(["keys", "list", "--gallery", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\u202e" not in printed
+    assert "a\\x1b[2Jb\\u202ec" in printed and printable("ok 名") == "ok 名"
+
+
+def test_the_last_admin_key_cannot_be_revoked(tmp_path):
+    store = KeyStore(state_db_path(tmp_path))
+    store.create("root", "admin")
+    with pytest.raises(LastAdminError, match="last active admin"):
+        store.revoke("root")
+    store.create("second", "admin")
+    assert store.revoke("root").revoked_at is not None
+    with pytest.raises(LastAdminError):
+        store.revoke("second")
+
+
+def test_sessions_expire_are_revocable_and_end_with_their_key(tmp_path, monkeypatch):
+    keys = KeyStore(state_db_path(tmp_path))
+    sessions = SessionStore(state_db_path(tmp_path))
+    key, _ = keys.create("web", "analyst")
+    a, token_a = sessions.create(key, 60)
+    _, token_b = sessions.create(key, 60)
+    raw = sqlite3.connect(state_db_path(tmp_path)).execute("SELECT * FROM sessions").fetchall()
+    assert token_a not in repr(raw) and sessions.authenticate(token_a).name == "web"
+    assert sessions.revoke_token(token_a) and sessions.authenticate(token_a) is None
+    assert [s.active() for s in sessions.list()] == [False, True]
+    assert sessions.authenticate(token_b) is not None
+    keys.create("root", "admin")
+    keys.revoke("web")
+    assert sessions.authenticate(token_b) is None  # the key's revocation ends its sessions
+    _, token_c = sessions.create(keys.get("root"), 60)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 61)
+    assert sessions.authenticate(token_c) is None  # expired
