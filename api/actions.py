@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import shutil
+import os
 import time
+from dataclasses import dataclass, replace
 
 from fastapi.concurrency import run_in_threadpool
 
@@ -21,6 +22,7 @@ from gunmatch.decision import compare_verdict
 from gunmatch.references import ReferenceMeta, add_reference, image_ext, item_similarity
 from gunmatch.search import (
     SearchOptions,
+    SearchOutcome,
     audit_search,
     decode_query,
     finish_search,
@@ -35,6 +37,83 @@ from matcher.preprocess import check_modality
 FEEDBACK_DIR = "feedback"
 
 
+def query_modality(services: Services, slot: EngineSlot, modality: str | None) -> str:
+    """The modality a request works in: the gallery's, or one it names that the gallery holds.
+
+    Another modality than the gallery's is refused (422) unless the gallery is declared mixed
+    (GUNMATCH_MIXED_MODALITY): its vectors would be compared with the wrong kind of image.
+    """
+    own = slot.engine.gallery.modality
+    chosen = check_modality(modality or own)
+    if chosen != own and not services.settings.mixed_modality:
+        raise ValueError(
+            f"modality {chosen!r} does not match this {own} gallery "
+            "(declare the gallery mixed with GUNMATCH_MIXED_MODALITY=1 to allow it)"
+        )
+    return chosen
+
+
+@dataclass
+class Answer:
+    """A search that is done but not yet audited (a batch audits only what it delivers)."""
+
+    query_id: str
+    name: str
+    data: bytes
+    outcome: SearchOutcome
+    k: int
+    start: float
+
+
+async def run_search(
+    services: Services,
+    slot: EngineSlot,
+    image: io.BytesIO,
+    k: int,
+    modality: str | None,
+    filters: Filters,
+    regions: bool | None = False,
+) -> Answer:
+    """Search and decide one uploaded image (``gunmatch.search``), without auditing it yet.
+
+    The image is decoded once; its forward pass goes through the bounded embedding queue
+    (shared with other requests), the rest runs in the same queue off the event loop.
+    ``regions=None`` screens regions for X-ray queries only.
+    """
+    start = time.perf_counter()
+    engine = slot.engine
+    modality = query_modality(services, slot, modality)
+    name = getattr(image, "name", "")
+    opts = SearchOptions(k, modality, filters, regions, services.holder.screening)
+    query = await services.queue.run(decode_query, engine, name, image, modality)
+    vec = await services.queue.embed_batch(engine, lambda: query_tensor(engine, query)[None])
+    # Region screening runs the model again: through the queue; a plain search does not.
+    run = services.queue.run if opts.use_regions(query.modality) else run_in_threadpool
+    outcome = await run(finish_search, engine, query, vec[0], opts, slot.judge)
+    return Answer(new_query_id(), name, image.getvalue(), outcome, k, start)
+
+
+async def deliver(services: Services, key: ApiKey, answer: Answer) -> dict:
+    """Audit a finished search (keeping its image) and shape it as SearchOut."""
+    data, outcome = answer.data, answer.outcome
+    sha, history = await run_in_threadpool(
+        audit_search, services.audit, key.name, answer.query_id, data, image_ext(data), outcome,
+        answer.k,
+    )  # fmt: skip
+    return {
+        "query_id": answer.query_id,
+        "filename": answer.name,
+        "sha256": sha,
+        "model_id": outcome.model_id,
+        "modality": outcome.modality,
+        "elapsed_ms": round((time.perf_counter() - answer.start) * 1000.0, 2),
+        "matches": outcome.matches_dicts(),
+        "decision": outcome.decision.to_dict(),
+        "history": history,
+        "regions": outcome.regions_dicts(),
+    }
+
+
 async def search_one(
     services: Services,
     slot: EngineSlot,
@@ -45,38 +124,9 @@ async def search_one(
     filters: Filters,
     regions: bool | None = False,
 ) -> dict:
-    """Search, decide and audit one uploaded image (``gunmatch.search``); the SearchOut shape.
-
-    The image is decoded once; its forward pass goes through the bounded embedding queue
-    (shared with other requests), the rest runs in the same queue off the event loop.
-    ``regions=None`` screens regions for X-ray queries only.
-    """
-    start = time.perf_counter()
-    engine = slot.engine
-    data = image.getvalue()
-    name = getattr(image, "name", "")
-    opts = SearchOptions(k, modality, filters, regions, services.holder.screening)
-    query = await services.queue.run(decode_query, engine, name, image, modality)
-    vec = await services.queue.embed_batch(engine, lambda: query_tensor(engine, query)[None])
-    # Region screening runs the model again: through the queue; a plain search does not.
-    run = services.queue.run if opts.use_regions(query.modality) else run_in_threadpool
-    outcome = await run(finish_search, engine, query, vec[0], opts, slot.judge)
-    query_id = new_query_id()
-    sha, history = await run_in_threadpool(
-        audit_search, services.audit, key.name, query_id, data, image_ext(data), outcome, k
-    )
-    return {
-        "query_id": query_id,
-        "filename": name,
-        "sha256": sha,
-        "model_id": outcome.model_id,
-        "modality": outcome.modality,
-        "elapsed_ms": round((time.perf_counter() - start) * 1000.0, 2),
-        "matches": outcome.matches_dicts(),
-        "decision": outcome.decision.to_dict(),
-        "history": history,
-        "regions": outcome.regions_dicts(),
-    }
+    """Search, decide and audit one uploaded image; the SearchOut shape."""
+    answer = await run_search(services, slot, image, k, modality, filters, regions)
+    return await deliver(services, key, answer)
 
 
 async def compare(
@@ -90,7 +140,7 @@ async def compare(
 ) -> dict:
     """Similarity of two images, or of an image and a gallery item, with a verdict."""
     engine = slot.engine
-    modality = check_modality(modality or engine.gallery.modality)
+    modality = query_modality(services, slot, modality)
     sources = [image_a] + ([image_b] if image_b is not None else [])
     if item_id:  # fail fast (404) before spending model time
         await run_in_threadpool(engine.gallery.get, item_id)
@@ -134,6 +184,13 @@ async def compare(
     }
 
 
+def _copy_private(src, dst) -> None:
+    """Copy a kept query image, readable by the service's user only (0600)."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(src.read_bytes())
+
+
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -142,6 +199,8 @@ async def add_item(
     services: Services, slot: EngineSlot, key: ApiKey, image: io.BytesIO, meta: ReferenceMeta
 ) -> tuple[str, bool]:
     """Add one uploaded reference (audited); returns (item_id, added)."""
+    if meta.modality is not None:
+        meta = replace(meta, modality=query_modality(services, slot, meta.modality))
     data = image.getvalue()
     item_id, added = await services.queue.run(
         add_reference, slot.engine, data, meta, key.name, getattr(image, "name", "upload")
@@ -182,9 +241,9 @@ async def record_feedback(
     if src is not None:
         rel = f"{FEEDBACK_DIR}/{src.name}"
         dst = services.state_dir / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not dst.exists():
-            await run_in_threadpool(shutil.copyfile, src, dst)
+            await run_in_threadpool(_copy_private, src, dst)
     added_id = None
     if reference is not None:
         if src is None:

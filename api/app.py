@@ -12,19 +12,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import Services
 from api.embedding import EmbeddingQueue
 from api.errors import install_error_handlers
+from api.guard import RequestGuard, body_limit
+from api.headers import SecurityHeadersMiddleware
+from api.logs import install_redaction, remove_redaction
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import admin, audit, compare, feedback, gallery, health, keys, search, session, web
 from api.runtime import EngineHolder
+from api.throttle import FailedAuthThrottle
 from gunmatch.service import Engine, open_engine
 from gunmatch.settings import Settings, get_settings
-from gunmatch.state import AuditLog, KeyStore, state_db_path
+from gunmatch.state import AuditLog, KeyStore, SessionStore, load_keyring, state_db_path
+from gunmatch.state.secret import check_outside
 from index.feedback import FeedbackStore
 
 log = logging.getLogger(__name__)
@@ -56,53 +59,44 @@ class ServiceConfig:
         )
 
 
-class BodyLimitMiddleware:
-    """Refuse a request whose declared body is larger than any valid upload, before reading it."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", ()):
-                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                    detail = f"request body of {int(value)} bytes exceeds the limit of {self.limit}"
-                    await JSONResponse({"detail": detail}, 413)(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-
 def _open_services(cfg: ServiceConfig, metrics: Metrics) -> Services:
     s = cfg.settings
     state_dir = Path(cfg.state_dir or s.state_dir or cfg.gallery_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_outside(s.audit_secret_file, cfg.gallery_dir, state_dir)
+    keyring = load_keyring(s.audit_secret_file)
     screening = s.screening_config()
     holder = EngineHolder(cfg.gallery_dir, cfg.open_engine, s.calibration_file, screening)
     keys_ = KeyStore(state_db_path(state_dir))
-    audit_ = AuditLog(state_dir)
+    sessions_ = SessionStore(state_db_path(state_dir))
+    audit_ = AuditLog(state_dir, keyring)
     feedback_ = FeedbackStore(state_db_path(state_dir))
     try:
         holder.start()
     except BaseException:
-        keys_.close()
-        audit_.close()
-        feedback_.close()
+        for store in (keys_, sessions_, audit_, feedback_):
+            store.close()
         raise
     engine = holder.current.engine
     metrics.set_model(engine.embedder.model_id)
     metrics.gallery_items.set(len(engine.gallery))
-    queue = EmbeddingQueue(s.embed_workers, s.queue_size, s.microbatch_ms, s.batch_size)
-    return Services(s, state_dir, holder, keys_, audit_, feedback_, queue, metrics)
+    queue = EmbeddingQueue(
+        s.embed_workers, s.queue_size, s.microbatch_ms, s.batch_size, metrics.rejected.inc
+    )
+    throttle = FailedAuthThrottle(s.auth_fail_limit, s.auth_fail_window_s)
+    return Services(
+        s, state_dir, holder, keys_, sessions_, audit_, feedback_, queue, metrics, throttle
+    )
 
 
 async def _purge_loop(services: Services) -> None:
-    """Drop kept query images past retention, now and then hourly."""
+    """Drop kept query images past retention and long-dead sessions, now and then hourly."""
     while True:
         days = services.settings.audit_retention_days
         n = await asyncio.to_thread(services.audit.purge_images, days)
         if n:
             log.info("purged %d query images older than %d days", n, days)
+        await asyncio.to_thread(services.sessions.purge_expired)
         await asyncio.sleep(PURGE_INTERVAL_S)
 
 
@@ -147,9 +141,11 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
         app.state.services = services
         purge = asyncio.create_task(_purge_loop(services))
         hup = cfg.handle_sighup and _install_sighup(services)
+        redaction = install_redaction()
         try:
             yield
         finally:
+            remove_redaction(redaction)
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             purge.cancel()
@@ -163,6 +159,8 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
         version="0.1.0",
         description="Compare images of firearm components against a reference gallery.",
         lifespan=lifespan,
+        docs_url=None,  # served by routes/web.py from the package (no CDN)
+        redoc_url=None,
     )
     app.state.services = None
     install_error_handlers(app)
@@ -170,6 +168,9 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     s = cfg.settings
-    app.add_middleware(BodyLimitMiddleware, limit=s.max_upload_bytes * s.max_batch_images + 2**20)
+    # Outermost last: headers on every response, metrics of every request (refusals too),
+    # then the guard: key before body, every body capped while it streams in.
+    app.add_middleware(RequestGuard, limit_for=lambda method, path: body_limit(method, path, s))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

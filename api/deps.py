@@ -7,18 +7,31 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import Depends, Header, HTTPException, Request, UploadFile
+from fastapi import Depends, HTTPException, Request, Security, UploadFile
+from fastapi.security import APIKeyCookie, APIKeyHeader
 
+from api.auth import (
+    API_KEY_HEADER,
+    PRINCIPAL_SCOPE_KEY,
+    SESSION_COOKIE,
+    Principal,
+    authenticate,
+    check_csrf,
+    client_of,
+)
 from api.embedding import EmbeddingQueue
 from api.errors import UploadTooLargeError
 from api.metrics import Metrics
 from api.runtime import EngineHolder, EngineSlot
+from api.throttle import FailedAuthThrottle
 from gunmatch.settings import Settings
-from gunmatch.state import ApiKey, AuditLog, KeyStore, role_allows
+from gunmatch.state import ApiKey, AuditLog, KeyStore, SessionStore, role_allows
 from index.feedback import FeedbackStore
 from matcher.images import CorruptImageError
 
-SESSION_COOKIE = "gunmatch_key"
+# Declared in OpenAPI as the two security schemes (either one authenticates).
+KEY_SCHEME = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, scheme_name="ApiKey")
+COOKIE_SCHEME = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, scheme_name="Session")
 
 
 @dataclass
@@ -29,16 +42,19 @@ class Services:
     state_dir: Path
     holder: EngineHolder
     keys: KeyStore
+    sessions: SessionStore
     audit: AuditLog
     feedback: FeedbackStore
     queue: EmbeddingQueue
     metrics: Metrics
+    throttle: FailedAuthThrottle
 
     def close(self) -> None:
         """Release everything (lifespan shutdown)."""
         self.queue.close()
         self.holder.close()
         self.keys.close()
+        self.sessions.close()
         self.audit.close()
         self.feedback.close()
 
@@ -60,25 +76,23 @@ def engine_slot(services: Services = Depends(get_services)) -> Iterator[EngineSl
 
 
 def require(role: str) -> Callable[..., ApiKey]:
-    """A dependency admitting keys with at least ``role`` (401 without a key, 403 below it)."""
+    """A dependency admitting keys with at least ``role`` (401 without a key, 403 below it,
+    429 after too many failures, 403 for a cross-site write signed in only by cookie)."""
 
     def check(
         request: Request,
-        x_api_key: str | None = Header(None, alias="X-API-Key"),
+        api_key: str | None = Security(KEY_SCHEME),
+        token: str | None = Security(COOKIE_SCHEME),
         services: Services = Depends(get_services),
     ) -> ApiKey:
-        secret = x_api_key or request.cookies.get(SESSION_COOKIE)
-        if not secret:
-            raise HTTPException(
-                401,
-                "missing API key: send it in the X-API-Key header or sign in",
-                headers={"WWW-Authenticate": "ApiKey"},
-            )
-        key = services.keys.authenticate(secret)
-        if key is None:
-            raise HTTPException(
-                401, "invalid or revoked API key", headers={"WWW-Authenticate": "ApiKey"}
-            )
+        principal: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
+        if principal is None:  # no body, so the request guard did not look
+            principal = authenticate(
+                services.keys, services.sessions, services.throttle,
+                api_key, token, client_of(request.scope),
+            )  # fmt: skip
+        check_csrf(request.scope, request.headers, principal, services.settings.allowed_origins)
+        key = principal.key
         if not role_allows(key.role, role):
             raise HTTPException(
                 403, f"this needs the '{role}' role; key '{key.name}' has role '{key.role}'"

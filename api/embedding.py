@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import numpy as np
@@ -22,6 +23,8 @@ from matcher.images import ImageSource
 from matcher.preprocess import check_modality
 
 T = TypeVar("T")
+# The queue whose reservation the current request holds (see EmbeddingQueue.reserve).
+_HELD: ContextVar[EmbeddingQueue | None] = ContextVar("gunmatch_queue_held", default=None)
 
 
 class QueueFullError(RuntimeError):
@@ -40,9 +43,15 @@ class EmbeddingQueue:
     """
 
     def __init__(
-        self, workers: int = 1, queue_size: int = 8, microbatch_ms: float = 0.0, max_batch: int = 32
+        self,
+        workers: int = 1,
+        queue_size: int = 8,
+        microbatch_ms: float = 0.0,
+        max_batch: int = 32,
+        on_reject: Callable[[], None] | None = None,
     ) -> None:
         self.workers = workers
+        self.on_reject = on_reject
         self.capacity = workers + queue_size
         self.microbatch_ms = microbatch_ms
         self.max_batch = max_batch
@@ -53,8 +62,13 @@ class EmbeddingQueue:
 
     @contextmanager
     def _admit(self) -> Iterator[None]:
+        if _HELD.get() is self:  # admitted already, as part of a reserved sequence
+            yield
+            return
         with self._lock:
             if self._admitted >= self.capacity:
+                if self.on_reject is not None:
+                    self.on_reject()
                 raise QueueFullError()
             self._admitted += 1
         try:
@@ -76,6 +90,20 @@ class EmbeddingQueue:
                 if old is not None:
                     old[1].close()
             return self._batcher[1]
+
+    @contextmanager
+    def reserve(self) -> Iterator[None]:
+        """Admit the jobs this request runs inside the block as one: refused now, or never.
+
+        A batch reserves once and runs its images one after another on that place, so it is
+        answered whole or refused (503) before any image is searched or audited.
+        """
+        with self._admit():
+            token = _HELD.set(self)
+            try:
+                yield
+            finally:
+                _HELD.reset(token)
 
     @property
     def depth(self) -> int:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.embedding import QueueFullError
+from gunmatch.state import DuplicateKeyError, LastAdminError
 from index import GalleryError, ItemNotFoundError, ModelMismatchError
 from matcher.images import CorruptImageError, ImageTooLargeError, NotAnImageError
 
@@ -34,6 +35,8 @@ STATUS_FOR: tuple[tuple[type[BaseException], int], ...] = (
     (KeyError, 404),
     (ModelMismatchError, 409),
     (ConflictError, 409),
+    (DuplicateKeyError, 409),
+    (LastAdminError, 409),
     (QueueFullError, 503),
     (GalleryError, 500),
     (ValueError, 422),
@@ -92,7 +95,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return JSONResponse({"detail": detail}, exc.status_code, headers=exc.headers)
+        code = exc.status_code
+        if code == 400:  # a body the parser could not read (multipart, encoding): invalid input
+            code, detail = 422, f"malformed request body: {detail}"
+        return JSONResponse({"detail": detail}, code, headers=exc.headers)
 
     for cls, _code in STATUS_FOR:
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gunmatch.state import check_name
+
+# Bounds for every integer a client sends (SQLite integers are 64-bit).
+OFFSET_MAX = 2**31 - 1
+ID_MAX = 2**63 - 1
 
 
 class ErrorOut(BaseModel):
@@ -208,8 +214,13 @@ class KeyIn(BaseModel):
     """Create a key."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, description="printable, 1-100 characters")
     role: Literal["station", "analyst", "admin"]
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        return check_name(v)
 
 
 class KeyOut(BaseModel):
@@ -245,6 +256,18 @@ class SessionOut(BaseModel):
     role: str
 
 
+class SessionRecordOut(BaseModel):
+    """A web session's record (never its token); times are Unix seconds."""
+
+    id: int
+    key_id: int
+    key_name: str
+    created_at: float
+    expires_at: float
+    revoked_at: float | None = None
+    active: bool
+
+
 class AuditOut(BaseModel):
     """One audit record."""
 
@@ -260,6 +283,7 @@ class AuditOut(BaseModel):
     results: object
     prev_hash: str
     hash: str
+    key_id: str = Field("", description="id of the audit secret that signed the row")
 
 
 class AuditListOut(BaseModel):

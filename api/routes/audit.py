@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import FileResponse
 
 from api.deps import Services, get_services, require
-from api.schemas import AuditListOut, ErrorOut, VerifyOut
+from api.schemas import ID_MAX, OFFSET_MAX, AuditListOut, ErrorOut, VerifyOut
 from gunmatch.state import ApiKey
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
-ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 422)}
+ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 422, 429)}
 
 
 @router.get("", response_model=AuditListOut, responses=ERRORS)
 def list_audit(
     sha256: str | None = None,
     action: str | None = None,
-    limit: int = 50,
-    offset: int = 0,
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=OFFSET_MAX),
     _: ApiKey = Depends(require("analyst")),
     services: Services = Depends(get_services),
 ) -> dict:
     """Records newest first, optionally for one image hash or action."""
-    if not (1 <= limit <= 1000) or offset < 0:
-        raise ValueError("limit must be 1..1000 and offset >= 0")
     rows = services.audit.list(limit, offset, sha256=sha256, action=action)
     return {"total": services.audit.count(), "records": [r.to_dict() for r in rows]}
 
@@ -39,7 +37,7 @@ def verify(
 
 @router.get("/{record_id}/image", response_class=FileResponse, responses=ERRORS)
 def query_image(
-    record_id: int,
+    record_id: int = Path(ge=1, le=ID_MAX),
     _: ApiKey = Depends(require("analyst")),
     services: Services = Depends(get_services),
 ) -> FileResponse:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from api import actions
 from api.deps import Services, engine_slot, get_services, require
 from api.runtime import EngineSlot
-from api.schemas import ErrorOut, FeedbackIn, FeedbackListOut, FeedbackOut
+from api.schemas import OFFSET_MAX, ErrorOut, FeedbackIn, FeedbackListOut, FeedbackOut
 from gunmatch.references import ReferenceMeta
 from gunmatch.state import ApiKey
 from index import normalize_category
@@ -47,13 +47,11 @@ async def post_feedback(
 @router.get("", response_model=FeedbackListOut, responses=ERRORS)
 def list_feedback(
     verdict: Literal["correct", "wrong"] | None = None,
-    limit: int = 100,
-    offset: int = 0,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=OFFSET_MAX),
     _: ApiKey = Depends(require("analyst")),
     services: Services = Depends(get_services),
 ) -> dict:
     """Stored feedback, oldest first."""
-    if not (1 <= limit <= 1000) or offset < 0:
-        raise ValueError("limit must be 1..1000 and offset >= 0")
     rows = services.feedback.list(verdict=verdict, limit=limit, offset=offset)
     return {"total": services.feedback.count(), "feedback": [r.to_dict() for r in rows]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
@@ -12,6 +12,7 @@ from api import actions
 from api.deps import Services, engine_slot, get_services, read_upload, require
 from api.runtime import EngineSlot
 from api.schemas import (
+    OFFSET_MAX,
     ErrorOut,
     GalleryInfoOut,
     ItemCreatedOut,
@@ -42,14 +43,12 @@ def items(
     category: str | None = None,
     threat: bool | None = None,
     modality: Literal["photo", "xray"] | None = None,
-    limit: int = 50,
-    offset: int = 0,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0, le=OFFSET_MAX),
     _: ApiKey = Depends(require("station")),
     slot: EngineSlot = Depends(engine_slot),
 ) -> dict:
     """A page of items, oldest first."""
-    if not (1 <= limit <= 500) or offset < 0:
-        raise ValueError("limit must be 1..500 and offset >= 0")
     filters = Filters(
         category=normalize_category(category) if category else None,
         modality=modality,

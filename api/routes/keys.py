@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 
 from api.deps import Services, get_services, require
-from api.errors import ConflictError
 from api.schemas import ErrorOut, KeyCreatedOut, KeyIn, KeyOut
 from gunmatch.state import ApiKey
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
-ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 409, 422)}
+ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 409, 413, 422, 429)}
 
 
 @router.get("", response_model=list[KeyOut], responses=ERRORS)
@@ -25,20 +24,20 @@ def list_keys(
 def create_key(
     body: KeyIn, key: ApiKey = Depends(require("admin")), services: Services = Depends(get_services)
 ) -> dict:
-    """A new key; the secret is in this response only."""
-    try:
-        record, secret = services.keys.create(body.name, body.role)
-    except ValueError as exc:
-        raise ConflictError(str(exc)) from None
+    """A new key; the secret is in this response only (409 if the name is taken)."""
+    record, secret = services.keys.create(body.name, body.role)
     services.audit.append("keys.create", key.name, results={"name": record.name, "role": body.role})
     return {"key": secret, "record": record.to_dict()}
 
 
 @router.delete("/{name}", response_model=KeyOut, responses=ERRORS)
 def revoke_key(
-    name: str, key: ApiKey = Depends(require("admin")), services: Services = Depends(get_services)
+    name: str = Path(min_length=1, max_length=200),
+    key: ApiKey = Depends(require("admin")),
+    services: Services = Depends(get_services),
 ) -> dict:
-    """Revoke a key by name."""
+    """Revoke a key by name, and its web sessions (409 for the last active admin key)."""
     record = services.keys.revoke(name)
-    services.audit.append("keys.revoke", key.name, results={"name": name})
+    ended = services.sessions.revoke_key(record.id)
+    services.audit.append("keys.revoke", key.name, results={"name": name, "sessions": ended})
     return record.to_dict()

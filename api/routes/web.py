@@ -1,4 +1,5 @@
-"""The web form's pages (static files, no CDN): search at /, gallery at /gallery."""
+"""The web form's pages (static files, no CDN): search at /, gallery at /gallery, API docs at
+/docs (Swagger UI from the package)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,9 @@ def index() -> FileResponse:
 def gallery_page() -> FileResponse:
     """Analyst gallery page."""
     return FileResponse(STATIC / "gallery.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/docs")
+def api_docs() -> FileResponse:
+    """Swagger UI over /openapi.json, its assets served from the package."""
+    return FileResponse(STATIC / "swagger" / "index.html", headers={"Cache-Control": "no-cache"})

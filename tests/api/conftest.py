@@ -79,6 +79,18 @@ def client(gallery_copy: Path, keys: dict[str, str]) -> Iterator:
 
 
 @pytest.fixture(scope="module")
+def mixed_client(gallery_copy: Path, keys: dict[str, str]) -> Iterator:
+    """Like ``client``, with the gallery declared mixed (queries of either modality)."""
+    settings = get_settings(
+        threads=1, max_upload_bytes=2_000_000, max_pixels=4_000_000, max_batch_images=4,
+        queue_size=2, default_k=5, mixed_modality=True,
+    )  # fmt: skip
+    app = create_app(ServiceConfig(gallery_dir=gallery_copy, settings=settings))
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
 def live_server(gallery_copy: Path, keys: dict[str, str]) -> Iterator[dict]:
     """The service over the tiny photo gallery in uvicorn; yields url, process, keys."""
     with serve(gallery_copy) as (url, proc):

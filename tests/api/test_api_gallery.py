@@ -219,4 +219,4 @@ def test_audit_chain_detects_tampering(client, keys, gallery_copy):
     conn.commit()
     conn.close()
     report = client.get("/v1/audit/verify", headers=hdr(keys["analyst"])).json()
-    assert report["ok"] is False and "hash" in report["problem"]
+    assert report["ok"] is False and "MAC" in report["problem"]

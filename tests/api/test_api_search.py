@@ -41,7 +41,7 @@ def test_benign_query_is_not_alert_and_history_grows(client, keys):
     assert [h["query_id"] for h in second["history"]][:1] == [first["query_id"]]
 
 
-def test_filters_and_modality(client, keys):
+def test_filters_and_modality(client, mixed_client, keys):
     r = _search(client, keys["station"], png_bytes(draw("slide", 0)), category="benign")
     assert r.status_code == 200
     assert {m["category"] for m in r.json()["matches"]} == {"benign"}
@@ -50,6 +50,8 @@ def test_filters_and_modality(client, keys):
     r = _search(client, keys["station"], png_bytes(draw("spanner", 0)), threat_only="true")
     assert all(m["threat"] for m in r.json()["matches"])
     r = _search(client, keys["station"], png_bytes(draw("spanner", 0)), modality="xray")
+    assert r.status_code == 422 and "photo gallery" in r.json()["detail"]  # not declared mixed
+    r = _search(mixed_client, keys["station"], png_bytes(draw("spanner", 0)), modality="xray")
     assert r.status_code == 200 and r.json()["modality"] == "xray"
 
 
@@ -62,11 +64,12 @@ def test_accepted_formats(client, keys, fmt, kw):
     assert r.json()["matches"][0]["label"] == "barrel"
 
 
-def test_16_bit_grey_tiff(client, keys):
+def test_16_bit_grey_tiff(mixed_client, keys):
     grey = np.asarray(draw("barrel", 1).convert("L"), dtype=np.uint16) * 257
     img = Image.fromarray(grey.astype(np.uint16))
     assert img.mode.startswith("I;16")
-    r = _search(client, keys["station"], png_bytes(img, "TIFF"), name="scan.tif", modality="xray")
+    r = _search(mixed_client, keys["station"], png_bytes(img, "TIFF"), name="scan.tif",
+                modality="xray")  # fmt: skip
     assert r.status_code == 200, r.text
 
 
@@ -115,7 +118,8 @@ def test_wrong_field_names_are_422(client, keys):
     assert r.status_code == 422 and "unknown category" in r.json()["detail"]
 
 
-def test_regions_on_a_scan(client, keys):
+def test_regions_on_a_scan(mixed_client, keys):
+    client = mixed_client  # X-ray queries on the photo gallery
     scan = Image.new("L", (320, 200), 250)
     scan.paste(draw("slide", 0).convert("L"), (20, 40))
     scan.paste(draw("umbrella", 1).convert("L"), (200, 60))
