@@ -5,6 +5,8 @@
 - ``projection``: threat image projection on transmission images.
 - ``photo``: photo-like renderings for the demo gallery.
 - ``dataset``: reference sets (folder per label) and labelled parcel sets on disk.
+- ``styles``: scanner styles (looks x scene mixes) for domain randomisation; ``scene`` and
+  ``scanner`` render them (``render_parcel(..., style=...)``).
 """
 
 from synth.dataset import write_parcel_set, write_reference_set
@@ -18,12 +20,24 @@ from synth.projection import (
     random_projection,
     to_transmission,
 )
-from synth.shapes import CATEGORIES, PART_KINDS, Part, PartKind, render_part
+from synth.shapes import CATEGORIES, PART_KINDS, SCENE_KINDS, Part, PartKind, render_part
+from synth.styles import (
+    LOOKS,
+    SCENES,
+    ScannerLook,
+    ScannerStyle,
+    SceneMix,
+    StyleSampler,
+    get_style,
+    random_style,
+)
 from synth.xray import XrayImage, render_isolated, transmission
 
 __all__ = [
-    "CATEGORIES", "PART_KINDS", "Box", "Parcel", "Part", "PartKind", "XrayImage",
-    "from_transmission", "project", "pseudo_colour", "random_projection", "render_isolated",
-    "render_parcel", "render_part", "render_photo", "to_transmission", "to_uint8", "to_uint16",
-    "transmission", "write_parcel_set", "write_reference_set",
+    "CATEGORIES", "LOOKS", "PART_KINDS", "SCENES", "SCENE_KINDS", "Box", "Parcel", "Part",
+    "PartKind", "ScannerLook", "ScannerStyle", "SceneMix", "StyleSampler", "XrayImage",
+    "from_transmission", "get_style", "project", "pseudo_colour", "random_projection",
+    "random_style", "render_isolated", "render_parcel", "render_part", "render_photo",
+    "to_transmission", "to_uint8", "to_uint16", "transmission", "write_parcel_set",
+    "write_reference_set",
 ]

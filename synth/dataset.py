@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,8 @@ from PIL import Image
 from synth.detector import pseudo_colour, to_uint8, to_uint16
 from synth.parcel import render_parcel
 from synth.photo import render_photo
-from synth.shapes import PART_KINDS, THREAT_KINDS, part_kind
+from synth.shapes import PART_KINDS, THREAT_KINDS, any_kind, part_kind
+from synth.styles import ScannerStyle, get_style
 from synth.xray import render_isolated
 
 MODALITIES: tuple[str, ...] = ("xray", "xray_colour", "photo")
@@ -79,20 +80,35 @@ def _encode(parcel, fmt: str, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(pseudo_colour(parcel.image, parcel.low))
 
 
+StyleChoice = str | ScannerStyle | Callable[[np.random.Generator], ScannerStyle] | None
+
+
+def _style_for(style: StyleChoice, seed: int) -> ScannerStyle | None:
+    """A fixed style, or one drawn for this parcel by a sampler (``synth.styles.StyleSampler``)."""
+    if style is None or isinstance(style, (str, ScannerStyle)):
+        return None if style is None else get_style(style)
+    return style(np.random.default_rng([seed, 3]))
+
+
 def write_parcel_set(out_dir: str | Path, n_with: int, n_without: int, seed: int = 0,
                      kinds: Sequence[str] | None = None, *, size: tuple[int, int] = (1600, 1250),
-                     fmt: str = "gray8") -> Path:
+                     fmt: str = "gray8", style: StyleChoice = None) -> Path:
     """Write parcel scans plus ``labels.csv`` and ``labels.jsonl``; returns ``out_dir``.
 
     Positives cycle through ``kinds`` (default: all threat kinds); the order of
     positives and negatives is shuffled deterministically.  One CSV row per box
     (one row with empty box fields for a clean parcel).
+
+    ``style`` (a preset name, a ``ScannerStyle``, or a sampler called with each parcel's
+    generator) renders parcels as that scanner style; a styled parcel is written as its
+    scanner exports it (``fmt`` then applies to default-style parcels only) and its labels
+    name the style.
     """
     if fmt not in PARCEL_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {PARCEL_FORMATS}")
     if n_with < 0 or n_without < 0 or n_with + n_without == 0:
         raise ValueError("need a non-negative number of parcels, at least one in total")
-    threat_kinds = _kinds(kinds, THREAT_KINDS)
+    threat_kinds = [any_kind(k).key for k in kinds] if kinds else _kinds(kinds, THREAT_KINDS)
     plan: list[str | None] = [threat_kinds[i % len(threat_kinds)] for i in range(n_with)]
     plan += [None] * n_without
     order = np.random.default_rng(derive_seed(seed, "order")).permutation(len(plan))
@@ -102,15 +118,23 @@ def write_parcel_set(out_dir: str | Path, n_with: int, n_without: int, seed: int
     for idx, j in enumerate(order):
         kind = plan[j]
         s = derive_seed(seed, "parcel", idx)
-        parcel = render_parcel(s, size=size, threat_kind=kind)
+        chosen = _style_for(style, s)
+        parcel = render_parcel(s, size=size, threat_kind=kind, style=chosen)
         name = f"parcel_{idx:05d}.png"
-        _encode(parcel, fmt, np.random.default_rng(s + 1)).save(out / name)
-        records.append({
+        if parcel.export is not None:
+            Image.fromarray(parcel.export).save(out / name)
+        else:
+            _encode(parcel, fmt, np.random.default_rng(s + 1)).save(out / name)
+        height, width = parcel.image.shape
+        record = {
             "file": name, "threat_kind": kind or "",
-            "category": part_kind(kind).category if kind else "",
-            "width": size[0], "height": size[1], "container": parcel.container,
+            "category": any_kind(kind).category if kind else "",
+            "width": width, "height": height, "container": parcel.container,
             "boxes": [b.to_dict() for b in parcel.boxes],
-        })
+        }
+        if style is not None:
+            record["style"] = parcel.style
+        records.append(record)
     with open(out / LABELS_JSONL, "w", encoding="utf-8") as fh:
         for rec in records:
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")

@@ -11,14 +11,34 @@ for metals, darker for denser.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-_ORANGE = np.array([1.00, 0.58, 0.12], np.float32)
-_GREEN = np.array([0.30, 0.78, 0.22], np.float32)
-_BLUE = np.array([0.16, 0.38, 1.00], np.float32)
-# low/high log-ratio anchors (see materials.py): organics ~1.2, light metals ~1.5, steel ~1.85
-_R_ORGANIC, _R_INORGANIC, _R_METAL = 1.24, 1.47, 1.80
+
+@dataclass(frozen=True)
+class Palette:
+    """How a station paints a dual-energy pair: material hues, class anchors and shading.
+
+    The defaults are the generator's own station look; other scanner styles
+    (``synth.styles``) shift hues, anchors (another calibration) and shading.
+    """
+
+    organic: tuple[float, float, float] = (1.00, 0.58, 0.12)  # orange
+    inorganic: tuple[float, float, float] = (0.30, 0.78, 0.22)  # green
+    metal: tuple[float, float, float] = (0.16, 0.38, 1.00)  # blue
+    # low/high log-ratio anchors (see materials.py): organics ~1.2, light metals ~1.5, steel ~1.85
+    r_organic: float = 1.24
+    r_inorganic: float = 1.47
+    r_metal: float = 1.80
+    sat_attenuation: float = 0.25  # objects thinner than this (-log T) are pale
+    lum_floor: float = 0.08
+    lum_scale: float = 0.92
+    lum_gamma: float = 0.6
+    lum_gain: float = 1.15
+
+
+STATION_PALETTE = Palette()
 
 
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -69,8 +89,9 @@ def to_uint16(t: np.ndarray, rng: np.random.Generator | None = None, *, bits: in
     return q << np.uint16(16 - bits)
 
 
-def pseudo_colour(high: np.ndarray, low: np.ndarray) -> np.ndarray:
+def pseudo_colour(high: np.ndarray, low: np.ndarray, palette: Palette | None = None) -> np.ndarray:
     """Station-style RGB uint8 image from high- and low-energy transmissions."""
+    pal = STATION_PALETTE if palette is None else palette
     floor = np.float32(1e-30)
     high = np.clip(np.asarray(high, np.float32), floor, 1.0)
     low = np.clip(np.asarray(low, np.float32), floor, 1.0)
@@ -78,13 +99,15 @@ def pseudo_colour(high: np.ndarray, low: np.ndarray) -> np.ndarray:
         raise ValueError("high and low must be 2-D arrays of the same shape")
     ah, al = -np.log(high), -np.log(low)
     ratio = al / np.maximum(ah, 1e-4)
-    ratio = np.where(low <= floor, np.maximum(ratio, _R_METAL), ratio)  # impenetrable: metal
-    w_org = np.clip((_R_INORGANIC - ratio) / (_R_INORGANIC - _R_ORGANIC), 0.0, 1.0)
-    w_met = np.clip((ratio - _R_INORGANIC) / (_R_METAL - _R_INORGANIC), 0.0, 1.0)
+    r_org, r_inorg, r_met = pal.r_organic, pal.r_inorganic, pal.r_metal
+    ratio = np.where(low <= floor, np.maximum(ratio, r_met), ratio)  # impenetrable: metal
+    w_org = np.clip((r_inorg - ratio) / (r_inorg - r_org), 0.0, 1.0)
+    w_met = np.clip((ratio - r_inorg) / (r_met - r_inorg), 0.0, 1.0)
     w_inorg = 1.0 - w_org - w_met
-    hue = (w_org[..., None] * _ORANGE + w_inorg[..., None] * _GREEN
-           + w_met[..., None] * _BLUE)
-    sat = np.clip(ah / 0.25, 0.0, 1.0)[..., None]  # thin objects are pale
-    lum = (0.08 + 0.92 * high ** 0.6)[..., None]  # denser is darker
-    rgb = ((1.0 - sat) + sat * hue) * np.minimum(1.0, lum * 1.15)
+    hue = (w_org[..., None] * np.array(pal.organic, np.float32)
+           + w_inorg[..., None] * np.array(pal.inorganic, np.float32)
+           + w_met[..., None] * np.array(pal.metal, np.float32))
+    sat = np.clip(ah / pal.sat_attenuation, 0.0, 1.0)[..., None]  # thin objects are pale
+    lum = (pal.lum_floor + pal.lum_scale * high ** pal.lum_gamma)[..., None]  # denser is darker
+    rgb = ((1.0 - sat) + sat * hue) * np.minimum(1.0, lum * pal.lum_gain)
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)

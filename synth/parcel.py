@@ -6,20 +6,28 @@ add and transmissions multiply wherever objects overlap.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
 
-from synth.detector import pseudo_colour
+from synth.bag import (
+    CONTAINERS,
+    OBJECT_THRESHOLD,
+    draw_clothes,
+    draw_container,
+    fitting_part,
+    paste,
+    position,
+    smooth_noise,
+)
+from synth.detector import pseudo_colour, to_uint8
 from synth.materials import attenuation
 from synth.projection import Box, tight_box
-from synth.shapes import BENIGN_KINDS, Part, part_kind, render_part
+from synth.scanner import add_belt, draw_settings, export, resample_mask, resample_rows
+from synth.scene import compose
+from synth.shapes import BENIGN_KINDS, SCENE_KINDS, any_kind, part_kind, render_part
 from synth.sketch import Sketch, rasterize
-
-CONTAINERS: tuple[str, ...] = ("suitcase", "carton", "soft_bag")
-OBJECT_THRESHOLD = 0.98  # an object pixel transmits less than this on its own
+from synth.styles import SCENES, ScannerStyle, get_style
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,10 @@ class Parcel:
     mm_per_px: float
     container: str
     threat_mask: np.ndarray | None = field(default=None, repr=False)  # threat's own pixels
+    # A styled parcel's station export (uint8 grey, uint16 grey or uint8 RGB), what a
+    # scanner of that style writes; None for the default style (export ``image`` as it is).
+    export: np.ndarray | None = field(default=None, repr=False)
+    style: str = "default"
 
     @property
     def threat_kind(self) -> str | None:
@@ -43,146 +55,31 @@ class Parcel:
         """Station-style dual-energy pseudo-colour rendering, uint8 (H, W, 3)."""
         return pseudo_colour(self.image, self.low)
 
-
-def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
-    """Low-frequency noise in [0, 1] by bicubic upsampling of a coarse random grid."""
-    h, w = shape
-    ch = max(2, int(round(cells * h / max(h, w))))
-    cw = max(2, int(round(cells * w / max(h, w))))
-    coarse = Image.fromarray(rng.random((ch, cw), dtype=np.float32), mode="F")
-    return np.clip(np.asarray(coarse.resize((w, h), Image.BICUBIC)), 0.0, 1.0)
-
-
-def _container(sk: Sketch, inner: Sketch, rng: np.random.Generator, kind: str, cx: float,
-               cy: float, bw: float, bh: float) -> float:
-    """Draw the container (mm) in ``sk`` and its inside in ``inner``; return the wall width."""
-    if kind == "suitcase":
-        ww, r = rng.uniform(4, 8), rng.uniform(20, 60)
-        depth = rng.uniform(60, 140)
-        sk.box("plastic", cx, cy, bw, bh, depth, r=r)
-        sk.box("plastic", cx, cy, bw - 2 * ww, bh - 2 * ww, depth, r=r - ww, cut=True)
-        inner.box("organic", cx, cy, bw - 2 * ww, bh - 2 * ww, 1.0, r=r - ww)
-        sk.box("plastic", cx, cy, bw, bh, rng.uniform(4, 8), r=r)
-        side = rng.choice([-1, 1])
-        for dy in (-1, 1):
-            y = cy + dy * bh * rng.uniform(0.15, 0.3)
-            sk.rod("aluminium", (cx - bw / 2 + 25, y), (cx + bw / 2 - 40, y),
-                   rng.uniform(7, 11), wall=1.2, caps=False)
-        sk.box("plastic", cx + side * (bw / 2 - 20), cy, 25, bh * 0.6, 30, r=6)
-        for sx in (-1, 1):
-            for sy in ((-1, 1) if rng.random() < 0.5 else (1,)):
-                wx, wy = cx + sx * (bw / 2 - 30), cy + sy * (bh / 2 - 30)
-                sk.ellipse("plastic", wx, wy, 28, 22, 40)
-                sk.ellipse("steel", wx, wy, 4, 4, 40)
-        inset = 14.0
-        x0, y0 = cx - bw / 2 + inset, cy - bh / 2 + inset
-        x1, y1 = cx + bw / 2 - inset, cy + bh / 2 - inset
-        sk.wire("steel", [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0 + 30)], 0.9)
-        return ww
-    if kind == "carton":
-        ww = rng.uniform(4, 7)
-        depth = rng.uniform(60, 150)
-        sk.box("organic", cx, cy, bw, bh, depth, r=2)
-        sk.box("organic", cx, cy, bw - 2 * ww, bh - 2 * ww, depth, r=1, cut=True)
-        inner.box("organic", cx, cy, bw - 2 * ww, bh - 2 * ww, 1.0, r=1)
-        sk.box("organic", cx, cy, bw, bh, rng.uniform(6, 10), r=2)
-        for k in range(int(rng.integers(0, 8))):
-            sx = cx - bw / 2 + bw * (k + 0.5) / 8
-            sk.box("steel", sx, cy - bh / 2 + ww / 2, 12, 1.2, 0.7)
-        return ww
-    ww = rng.uniform(5, 10)
-    phi = np.linspace(0, 2 * math.pi, 40, endpoint=False)
-    wobble = 1 + sum(rng.uniform(0, 0.03) * np.sin(k * phi + rng.uniform(0, 6)) for k in (2, 3, 5))
-    ex, ey = np.sign(np.cos(phi)) * np.abs(np.cos(phi)) ** 0.5, np.sign(np.sin(phi)) * np.abs(
-        np.sin(phi)) ** 0.5
-    pts = np.stack([ex * wobble * bw / 2, ey * wobble * bh / 2], 1)
-    depth = rng.uniform(40, 80)
-    sk.polygon("organic", pts * 1.0 + (cx, cy), depth)
-    shrink = 1 - 2 * ww / min(bw, bh)
-    sk.polygon("organic", pts * shrink + (cx, cy), depth, cut=True)
-    inner.polygon("organic", pts * shrink + (cx, cy), 1.0)
-    sk.polygon("organic", pts + (cx, cy), rng.uniform(3, 6))
-    t = np.linspace(0, 1, 12)
-    strap = np.stack([cx - bw * 0.45 + bw * 0.9 * t,
-                      cy + bh * rng.uniform(-0.3, 0.3) + bh * 0.25 * np.sin(t * math.pi * 1.5)], 1)
-    sk.wire("organic", strap, rng.uniform(6, 12))
-    for end in (strap[0], strap[-1]):
-        sk.box("steel", end[0], end[1], 30, 22, 3, r=3)
-        sk.box("steel", end[0], end[1], 24, 16, 3, r=2, cut=True)
-    sk.wire("steel", [(cx - bw * 0.35, cy - bh * 0.42), (cx + bw * 0.35, cy - bh * 0.42)], 1.0)
-    return ww
-
-
-def _clothes(sk: Sketch, rng: np.random.Generator, cx: float, cy: float, bw: float,
-             bh: float) -> int:
-    """Folded garments as rounded organic slabs with fold ridges; returns how many."""
-    n = int(rng.integers(2, 7))
-    for _ in range(n):
-        w, h = bw * rng.uniform(0.25, 0.65), bh * rng.uniform(0.25, 0.6)
-        gx, gy = cx + rng.uniform(-0.3, 0.3) * bw, cy + rng.uniform(-0.3, 0.3) * bh
-        ang = rng.uniform(-25, 25)
-        sk.box("organic", gx, gy, w, h, rng.uniform(4, 20), angle_deg=ang,
-               r=rng.uniform(5, min(w, h) / 3))
-        a = math.radians(ang)
-        for _ in range(int(rng.integers(0, 4))):
-            off = rng.uniform(-0.4, 0.4) * h
-            dx, dy = math.cos(a) * w * 0.45, math.sin(a) * w * 0.45
-            ox, oy = -math.sin(a) * off, math.cos(a) * off
-            sk.rod("organic", (gx + ox - dx, gy + oy - dy), (gx + ox + dx, gy + oy + dy),
-                   rng.uniform(2, 6))
-    return n
-
-
-def _paste(acc: np.ndarray, patch: np.ndarray, x: int, y: int) -> tuple[slice, slice, np.ndarray]:
-    """Add ``patch`` into ``acc`` at top-left (x, y), clipped; returns the used region."""
-    h, w = acc.shape
-    ph, pw = patch.shape
-    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + pw, w), min(y + ph, h)
-    if x0 >= x1 or y0 >= y1:
-        return slice(0, 0), slice(0, 0), patch[:0, :0]
-    crop = patch[y0 - y:y1 - y, x0 - x:x1 - x]
-    acc[y0:y1, x0:x1] += crop
-    return slice(y0, y1), slice(x0, x1), crop
-
-
-def _fitting_part(rng: np.random.Generator, kind: str, pitch: float, region) -> Part:
-    """A clutter part at physical scale that fits the bag's inside (turned, else shrunk)."""
-    rw, rh = region[2] - region[0], region[3] - region[1]
-    flip = bool(rng.random() < 0.5)
-    seed = int(rng.integers(2**63))
-    aligned = rng.uniform(-10, 10) + (90.0 if rh > rw else 0.0)
-    for angle in (rng.uniform(0, 360), aligned):
-        part = render_part(kind, np.random.default_rng(seed), mm_per_px=pitch,
-                           angle_deg=float(angle), flip=flip)
-        ph, pw = part.thickness.shape
-        if ph <= rh and pw <= rw:
-            return part
-    shrink = max(ph / rh, pw / rw)
-    return render_part(kind, np.random.default_rng(seed), mm_per_px=pitch * shrink,
-                       angle_deg=float(angle), flip=flip)
-
-
-def _position(rng: np.random.Generator, shape: tuple[int, int], region, centre=None):
-    """Top-left for a patch: inside ``region`` (x0, y0, x1, y1) when it fits, else centred."""
-    ph, pw = shape
-    x0, y0, x1, y1 = region
-    if centre is not None:
-        return int(centre[0] - pw / 2), int(centre[1] - ph / 2)
-    x = int(rng.integers(x0, x1 - pw + 1)) if x1 - x0 >= pw else int((x0 + x1 - pw) / 2)
-    y = int(rng.integers(y0, y1 - ph + 1)) if y1 - y0 >= ph else int((y0 + y1 - ph) / 2)
-    return x, y
+    def station_export(self) -> np.ndarray:
+        """What the scanner writes: the styled export, else the image as 8-bit grey."""
+        return self.export if self.export is not None else to_uint8(self.image)
 
 
 def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: str | None = None,
                   n_clutter: int | None = None, *,
                   threat_scale: tuple[float, float] = (0.05, 0.25),
-                  overlap_prob: float = 0.5) -> Parcel:
+                  overlap_prob: float = 0.5,
+                  style: ScannerStyle | str | None = None) -> Parcel:
     """Render a parcel scan of ``size`` = (width, height) pixels.
 
     With ``threat_kind`` one random instance of that kind is inserted at a random
     angle, with its longer side ``threat_scale`` times the longer image side, and
     with probability ``overlap_prob`` one or two clutter items laid over it.
+
+    ``style`` (a ``synth.styles`` preset name or ``ScannerStyle``) renders the parcel as
+    another scanner would and fills it with another scene mix (``_render_styled``); None
+    or ``"default"`` is today's generator, unchanged.
     """
+    if style is not None:
+        chosen = get_style(style)
+        if not chosen.is_default:
+            return _render_styled(seed, size, threat_kind, n_clutter, chosen, threat_scale,
+                                  overlap_prob)
     w, h = (int(v) for v in size)
     if w < 64 or h < 64:
         raise ValueError("parcel size must be at least 64 x 64 pixels")
@@ -197,16 +94,16 @@ def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: 
     cxp = w / 2 + rng.uniform(-0.4, 0.4) * (w - bw_px)
     cyp = h / 2 + rng.uniform(-0.4, 0.4) * (h - bh_px)
     scene, inside, clothes = Sketch(), Sketch(), Sketch()
-    wall = _container(scene, inside, rng, container, cxp * pitch, cyp * pitch, bw_px * pitch,
+    wall = draw_container(scene, inside, rng, container, cxp * pitch, cyp * pitch, bw_px * pitch,
                       bh_px * pitch)
-    n_clothes = _clothes(clothes, rng, cxp * pitch, cyp * pitch, bw_px * pitch, bh_px * pitch)
+    n_clothes = draw_clothes(clothes, rng, cxp * pitch, cyp * pitch, bw_px * pitch, bh_px * pitch)
     frame = {"mm_per_px": pitch, "extent": (0, 0, w * pitch, h * pitch), "margin_px": 0}
     layers, _ = rasterize(scene, **frame)
     acc = {e: attenuation(layers, e) for e in ("high", "low")}
     if n_clothes:
         fabric = rasterize(clothes, **frame)[0]["organic"]
         fabric *= rasterize(inside, **frame)[0]["organic"]
-        fabric *= 0.45 + 1.1 * _smooth_noise(rng, (h, w), int(rng.integers(5, 11)))
+        fabric *= 0.45 + 1.1 * smooth_noise(rng, (h, w), int(rng.integers(5, 11)))
         for e in ("high", "low"):
             acc[e] += attenuation({"organic": fabric}, e)
     del layers
@@ -224,9 +121,9 @@ def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: 
         part = render_part(threat_kind, rng, size_px=max(side, 12),
                            angle_deg=float(rng.uniform(0, 360)), flip=bool(rng.random() < 0.5))
         att = {e: attenuation(part.layers, e) for e in ("high", "low")}
-        x, y = _position(rng, att["high"].shape, region)
-        _paste(acc["low"], att["low"], x, y)
-        sy, sx, crop = _paste(acc["high"], att["high"], x, y)
+        x, y = position(rng, att["high"].shape, region)
+        paste(acc["low"], att["low"], x, y)
+        sy, sx, crop = paste(acc["high"], att["high"], x, y)
         own = np.exp(-crop) < OBJECT_THRESHOLD
         box = tight_box(own, threat_kind, x0=sx.start, y0=sy.start)
         if box is not None:
@@ -240,13 +137,64 @@ def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: 
     centres: list = [None] * n + overlap_at
     for centre in centres:
         kind = str(rng.choice(BENIGN_KINDS))
-        part = _fitting_part(rng, kind, pitch, region)
+        part = fitting_part(rng, kind, pitch, region)
         att_h = attenuation(part.layers, "high")
-        x, y = _position(rng, att_h.shape, region, centre)
-        sy, sx, crop = _paste(acc["high"], att_h, x, y)
-        _paste(acc["low"], attenuation(part.layers, "low"), x, y)
+        x, y = position(rng, att_h.shape, region, centre)
+        sy, sx, crop = paste(acc["high"], att_h, x, y)
+        paste(acc["low"], attenuation(part.layers, "low"), x, y)
         item = tight_box(np.exp(-crop) < OBJECT_THRESHOLD, kind, x0=sx.start, y0=sy.start)
         if item is not None:
             clutter.append(item)
     return Parcel(np.exp(-acc["high"]), np.exp(-acc["low"]), boxes, clutter, pitch, container,
                   mask)
+
+
+def _scale_rows(box: Box, f: float, rows: int) -> Box:
+    y0, y1 = int(box.y * f), min(rows, int(np.ceil((box.y + box.h) * f)))
+    return Box(box.x, y0, box.w, max(1, y1 - y0), box.kind)
+
+
+def _render_styled(seed: int, size: tuple[int, int], threat_kind: str | None,
+                   n_clutter: int | None, style: ScannerStyle,
+                   threat_scale: tuple[float, float], overlap_prob: float) -> Parcel:
+    """A parcel of ``style``: its scene at its resolution and pixel pitch, belt, export.
+
+    The scene of the "classic" mix is the default one (``threat_scale`` and ``overlap_prob``
+    apply to it only); other mixes are composed at physical scale (``scene.compose``).
+    Boxes and the threat mask are in the export's pixels.
+    """
+    w, h = (int(v) for v in size)
+    if threat_kind is not None:
+        any_kind(threat_kind)
+    look_rng = np.random.default_rng([int(seed), 1])
+    settings = draw_settings(style.look, look_rng)
+    ew = max(64, int(round(w * settings.resolution)))
+    eh = max(64, int(round(h * settings.resolution)))
+    rows = max(64, int(round(eh * settings.aspect)))  # square-pixel rows before resampling
+    if style.scene == SCENES["classic"]:
+        if threat_kind in SCENE_KINDS:
+            raise ValueError(f"the classic scene holds part kinds only, not {threat_kind!r}; "
+                             "pick another scene mix for long guns")
+        p = render_parcel(seed, (ew, rows), threat_kind, n_clutter, threat_scale=threat_scale,
+                          overlap_prob=overlap_prob)
+        high, low, boxes, clutter, pitch, container, mask = (
+            p.image, p.low, p.boxes, p.clutter, p.mm_per_px, p.container, p.threat_mask)
+    else:
+        c = compose(np.random.default_rng([int(seed), 2]), (ew, rows), style.scene, threat_kind,
+                    n_clutter)
+        high, low, boxes, clutter, pitch, container, mask = (
+            c.high, c.low, c.boxes, c.clutter, c.mm_per_px, c.container, c.threat_mask)
+    if rows != eh:
+        f = eh / rows
+        high, low = resample_rows(high, eh), resample_rows(low, eh)
+        clutter = [_scale_rows(b, f, eh) for b in clutter]
+        if mask is not None:
+            mask = resample_mask(mask, eh)
+            box = tight_box(mask, threat_kind or "")
+            boxes = [box] if box is not None else []
+            mask = mask if box is not None else None
+    if style.look.belt:
+        high, low = add_belt(high, low, look_rng, pitch)
+    image = export(high, low, style.look, settings, look_rng)
+    return Parcel(high, low, boxes, clutter, pitch, container, mask, export=image,
+                  style=style.name)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synth import parts_benign as pb
+from synth import parts_clutter as pc
 from synth import parts_firearm as pf
+from synth import parts_longgun as pl
 from synth import parts_threat as pt
 from synth.sketch import Sketch, rasterize
 
@@ -108,12 +110,50 @@ THREAT_KINDS: tuple[str, ...] = tuple(k for k, v in PART_KINDS.items() if v.thre
 BENIGN_KINDS: tuple[str, ...] = tuple(k for k, v in PART_KINDS.items() if not v.threat)
 
 
+# Kinds only styled scenes draw (synth.styles): long guns and dense everyday clutter. They
+# stay out of PART_KINDS so the default generator, galleries and trainers that iterate over
+# PART_KINDS / THREAT_KINDS / BENIGN_KINDS are unchanged.
+_SCENE_KINDS = (
+    ("rifle", "whole_firearm", True, "步枪", "rifle", pl.draw_rifle),
+    ("shotgun", "whole_firearm", True, "霰弹枪", "shotgun", pl.draw_shotgun),
+    ("laptop", "benign", False, "笔记本电脑", "laptop", pc.draw_laptop),
+    ("power_bank", "benign", False, "充电宝", "power bank", pc.draw_power_bank),
+    ("cable_bundle", "benign", False, "线缆束", "cable bundle", pc.draw_cable_bundle),
+    ("charger_bundle", "benign", False, "带线充电器", "charger with cable",
+     pc.draw_charger_bundle),
+    ("headphones", "benign", False, "耳机", "headphones", pc.draw_headphones),
+    ("hair_dryer", "benign", False, "吹风机", "hair dryer", pc.draw_hair_dryer),
+    ("plastic_bottle", "benign", False, "塑料瓶", "plastic bottle", pc.draw_plastic_bottle),
+    ("shoes", "benign", False, "鞋", "pair of shoes", pc.draw_shoes),
+    ("umbrella", "benign", False, "折叠伞", "folding umbrella", pc.draw_umbrella_compact),
+    ("can", "benign", False, "罐头", "can or aerosol", pc.draw_can),
+    ("book", "benign", False, "书", "book", pc.draw_book),
+    ("hammer", "benign", False, "锤子", "hammer", pc.draw_hammer),
+    ("pliers", "benign", False, "钳子", "pliers", pc.draw_pliers),
+    ("drill", "benign", False, "电钻", "cordless drill", pc.draw_drill),
+    ("tape_measure", "benign", False, "卷尺", "tape measure", pc.draw_tape_measure),
+)
+SCENE_KINDS: dict[str, PartKind] = {
+    key: PartKind(key, cat, threat, zh, en, fn) for key, cat, threat, zh, en, fn in _SCENE_KINDS
+}
+LONG_GUN_KINDS: tuple[str, ...] = ("rifle", "shotgun")
+
+
 def part_kind(kind: str) -> PartKind:
     """Look up a kind, raising a ValueError that lists the known kinds."""
     try:
         return PART_KINDS[kind]
     except KeyError:
         raise ValueError(f"unknown part kind {kind!r}; known: {sorted(PART_KINDS)}") from None
+
+
+def any_kind(kind: str) -> PartKind:
+    """Look up a kind of PART_KINDS or SCENE_KINDS, raising a ValueError listing both."""
+    spec = PART_KINDS.get(kind) or SCENE_KINDS.get(kind)
+    if spec is None:
+        known = sorted(PART_KINDS) + sorted(SCENE_KINDS)
+        raise ValueError(f"unknown part kind {kind!r}; known: {known}")
+    return spec
 
 
 def render_part(kind: str, rng: np.random.Generator, *, size_px: int = 256,
@@ -124,7 +164,13 @@ def render_part(kind: str, rng: np.random.Generator, *, size_px: int = 256,
     The longer side of the result is ``size_px`` pixels unless ``mm_per_px`` fixes
     the physical scale; ``angle_deg`` rotates the part exactly (no resampling).
     """
-    sk = part_kind(kind).sketch(rng)
+    return render_sketch(kind, any_kind(kind).sketch(rng), size_px=size_px, mm_per_px=mm_per_px,
+                         angle_deg=angle_deg, flip=flip)
+
+
+def render_sketch(kind: str, sk: Sketch, *, size_px: int = 256, mm_per_px: float | None = None,
+                  angle_deg: float = 0.0, flip: bool = False) -> Part:
+    """Rasterise an already drawn sketch of ``kind`` (see ``render_part``)."""
     layers, px = rasterize(sk, size_px=size_px, mm_per_px=mm_per_px, angle_deg=angle_deg,
                            flip=flip)
     main = next(op.material for op in sk.ops if not op.cut)
