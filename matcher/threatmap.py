@@ -236,12 +236,21 @@ def box_scores(result: MapResult, boxes: np.ndarray) -> np.ndarray:
 # -- files ----------------------------------------------------------------------------------
 
 
-def save_threatmap(model: ThreatMap, out_dir: str | Path, card: dict | None = None) -> Path:
-    """Write the head's weights and the config; the trunk is named by its weights' SHA-256."""
+def save_threatmap(
+    model: ThreatMap, out_dir: str | Path, card: dict | None = None, half: bool = False
+) -> Path:
+    """Write the head's weights and the config; the trunk is named by its weights' SHA-256.
+
+    ``half`` stores the head in float16 (shipped maps); loading casts it back to float32.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("trunk.")}
+    state = {
+        k: v.half() if half and v.is_floating_point() else v
+        for k, v in model.state_dict().items()
+        if not k.startswith("trunk.")
+    }
     torch.save(state, buf)
     weights = buf.getvalue()
     meta = {
@@ -251,7 +260,8 @@ def save_threatmap(model: ThreatMap, out_dir: str | Path, card: dict | None = No
         "card": card if card is not None else model.card,
     }
     _atomic_write(out / WEIGHTS, weights)
-    model.map_id = hashlib.sha256(weights).hexdigest()[:16]
+    if not half:  # a rounded copy is another map: load it to use it
+        model.map_id = hashlib.sha256(weights).hexdigest()[:16]
     _atomic_write(out / META, json.dumps(meta, indent=2, ensure_ascii=False).encode())
     return out
 

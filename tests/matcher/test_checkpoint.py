@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from gunmatch.indexing import build, gallery_writer, scan_source
 from gunmatch.search import SearchOptions, load_judge, search_image
 from gunmatch.service import create_engine, open_engine
 from matcher import Embedder, build_pretrained, load_checkpoint, load_model, save_checkpoint
-from matcher.model import EmbeddingModel, ModelConfig
+from matcher.model import EmbeddingModel, ModelConfig, default_config, save_delta
 from tests.helpers import shape_image, write_image_tree
 
 
@@ -89,3 +90,36 @@ def test_fine_tuned_in_place_is_saved_with_its_weights(tmp_path):
     assert torch.equal(
         reloaded.backbone.net._conv_head.weight, model.backbone.net._conv_head.weight
     )
+
+
+def test_delta_checkpoint_keeps_only_what_changed_in_float16(tmp_path):
+    config = replace(default_config("efficientnet_lite0"), head_dim=32)
+    model = build_pretrained("efficientnet_lite0", config)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.backbone.net._blocks[-1].parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        want = model.eval()(x)
+    path = save_delta(model, tmp_path / "delta", card={"kind": "test"})
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["weights"] == "delta.pt" and meta["base"]["backbone"] == "efficientnet_lite0"
+    stored = torch.load(path / "delta.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    assert any(k.startswith("head.") for k in stored)
+    assert "backbone.net._conv_stem.weight" not in stored
+    assert (path / "delta.pt").stat().st_size < 2_000_000  # the whole model is ~14 MB in fp32
+    loaded = load_checkpoint(path)
+    assert loaded.model_id == meta["model_id"] and loaded.card == {"kind": "test"}
+    with torch.no_grad():
+        got = loaded(x)
+    assert torch.allclose(got, want, atol=2e-3)
+    # A gallery's copy of the model keeps it as a delta with the same id.
+    copy_dir = save_checkpoint(loaded, tmp_path / "gallery-model")
+    assert (copy_dir / "delta.pt").read_bytes() == (path / "delta.pt").read_bytes()
+    assert load_checkpoint(copy_dir).model_id == loaded.model_id
+    meta["base"]["weights_sha256"] = "0" * 64
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="difference from"):
+        load_checkpoint(path)

@@ -31,6 +31,7 @@ from matcher.threatmap import (
     input_shape,
     is_threatmap,
     load_threatmap,
+    save_threatmap,
 )
 from screening.calibration import calibrate_screening, screening_key
 from screening.regions import map_regions
@@ -378,3 +379,15 @@ def test_api_regions_carry_map_scores_and_screening_thresholds(engine, tiny_map,
                 else "clear"
             )
             assert r["decision"] == want
+
+
+def test_half_precision_map_is_smaller_and_close(tiny_map, tmp_path, scan):
+    full = load_threatmap(tiny_map[0])
+    save_threatmap(full, tmp_path / "half", half=True)
+    half = load_threatmap(tmp_path / "half")
+    size = lambda d: (d / "head.pt").stat().st_size  # noqa: E731
+    assert size(tmp_path / "half") < 0.7 * size(tiny_map[0])
+    assert next(half.head.parameters()).dtype == torch.float32
+    a, b = full.predict(scan[0]).logits, half.predict(scan[0]).logits
+    np.testing.assert_allclose(a, b, atol=2e-2)
+    assert half.map_id != full.map_id
