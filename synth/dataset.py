@@ -15,7 +15,7 @@ from synth.detector import pseudo_colour, to_uint8, to_uint16
 from synth.parcel import render_parcel
 from synth.photo import render_photo
 from synth.shapes import PART_KINDS, THREAT_KINDS, any_kind, part_kind
-from synth.styles import ScannerStyle, get_style
+from synth.styles import ScannerStyle, StyleSampler, get_style
 from synth.xray import render_isolated
 
 MODALITIES: tuple[str, ...] = ("xray", "xray_colour", "photo")
@@ -87,7 +87,8 @@ def _style_for(style: StyleChoice, seed: int) -> ScannerStyle | None:
     """A fixed style, or one drawn for this parcel by a sampler (``synth.styles.StyleSampler``)."""
     if style is None or isinstance(style, (str, ScannerStyle)):
         return None if style is None else get_style(style)
-    return style(np.random.default_rng([seed, 3]))
+    return style.for_seed(seed) if isinstance(style, StyleSampler) \
+        else style(np.random.default_rng([seed, 3]))
 
 
 def write_parcel_set(out_dir: str | Path, n_with: int, n_without: int, seed: int = 0,

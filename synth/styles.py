@@ -16,7 +16,7 @@ held out: ``random_style(rng, exclude={"noisy-lowres", "tools"})`` never draws t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -175,10 +175,22 @@ class StyleSampler:
 
     ``include_default`` keeps today's look and scene in the draw (so a model trained on
     a mix still sees its in-domain data); ``exclude`` names looks or scenes to hold out.
+    Plain fields, so a training config holding one stays JSON-ready.
     """
 
-    exclude: frozenset[str] = field(default_factory=frozenset)
+    exclude: tuple[str, ...] = ()
     include_default: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.exclude) - set(LOOKS) - set(SCENES)
+        if unknown:
+            raise ValueError(f"unknown style families {sorted(unknown)}; "
+                             f"looks: {sorted(LOOKS)}, scenes: {sorted(SCENES)}")
+        object.__setattr__(self, "exclude", tuple(sorted(set(self.exclude))))
+
+    def for_seed(self, seed: int) -> ScannerStyle:
+        """The style of the parcel rendered from ``seed`` (deterministic, own stream)."""
+        return self(np.random.default_rng([int(seed), 3]))
 
     def looks(self) -> list[str]:
         """Look names this sampler draws from."""
@@ -202,12 +214,7 @@ class StyleSampler:
 def random_style(rng: np.random.Generator, exclude: Iterable[str] = (), *,
                  include_default: bool = True) -> ScannerStyle:
     """A random preset look and scene, never one named in ``exclude``."""
-    names = frozenset(exclude)
-    unknown = names - set(LOOKS) - set(SCENES)
-    if unknown:
-        raise ValueError(f"unknown style families {sorted(unknown)}; "
-                         f"looks: {sorted(LOOKS)}, scenes: {sorted(SCENES)}")
-    return StyleSampler(names, include_default)(rng)
+    return StyleSampler(tuple(exclude), include_default)(rng)
 
 
 def with_look(style: ScannerStyle, **changes) -> ScannerStyle:

@@ -102,11 +102,16 @@ def test_random_style_holds_families_out():
     assert looks == set(LOOKS) - held and scenes == set(SCENES) - held
     again = [random_style(np.random.default_rng(0), exclude=held) for _ in range(3)]
     assert again[0] == drawn[0]
-    no_default = StyleSampler(frozenset(), include_default=False)
+    no_default = StyleSampler(include_default=False)
     assert all(not no_default(rng).is_default for _ in range(50))
     assert "default" not in no_default.looks() and "classic" not in no_default.scenes()
+    assert StyleSampler(("tools", "dense", "tools")).exclude == ("dense", "tools")
+    sampler = StyleSampler(("tools",))
+    assert sampler.for_seed(5) == sampler.for_seed(5)
+    with pytest.raises(ValueError, match="unknown style families"):
+        StyleSampler(("polaroid",))
     with pytest.raises(ValueError, match="nothing left"):
-        StyleSampler(frozenset(LOOKS))(rng)
+        StyleSampler(tuple(LOOKS))(rng)
 
 
 def test_scene_kinds_stay_out_of_the_default_registries():
@@ -269,7 +274,7 @@ def test_write_parcel_set_with_styles(tmp_path):
             assert b["x"] + b["w"] <= rec["width"] and b["y"] + b["h"] <= rec["height"]
         assert rec["category"] == ("whole_firearm" if rec["threat_kind"] else "")
     mixed = write_parcel_set(tmp_path / "b", 3, 3, seed=4, size=(240, 188),
-                             style=StyleSampler(frozenset({"noisy-lowres"})))
+                             style=StyleSampler(("noisy-lowres",)))
     styles = [json.loads(x)["style"]
               for x in (mixed / "labels.jsonl").read_text().splitlines()]
     assert len(set(styles)) > 1 and not any(s.startswith("noisy-lowres") for s in styles)

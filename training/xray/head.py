@@ -30,7 +30,9 @@ from screening.augment import AugmentConfig, projected_variants
 from screening.regions import ProposalConfig, iou, propose_regions
 from screening.screen import crop_boxes, crop_transmission
 from synth.shapes import PART_KINDS, THREAT_KINDS
-from synth.xray import render_isolated, render_parcel
+from synth.styles import StyleSampler
+from synth.xray import render_isolated
+from training.xray.styled import training_parcel
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ class XrayHeadConfig:
     seed: int = TRAIN_SEED
     threads: int = 2
     proposals: ProposalConfig = field(default_factory=ProposalConfig)
+    # Domain randomisation: training parcels in a style drawn for each seed, cropped from
+    # their decoded export; None renders today's parcels.
+    styles: StyleSampler | None = None
 
 
 def label_crops(
@@ -96,9 +101,9 @@ def training_crops(
     proposals = ProposalConfig(**{**asdict(cfg.proposals), "max_regions": cfg.regions})
     for i in range(cfg.parcels):
         kind = THREAT_KINDS[i % len(THREAT_KINDS)] if i % cfg.clean_every else None
-        p = render_parcel(cfg.seed + i, size=cfg.parcel_size, threat_kind=kind)
-        boxes, _ = propose_regions(p.image, proposals)
-        h, w = p.image.shape
+        p, image = training_parcel(cfg.seed + i, cfg.parcel_size, kind, cfg.styles)
+        boxes, _ = propose_regions(image, proposals)
+        h, w = image.shape
         windows = crop_boxes(boxes, w, h, 0.15, 48)
         names = label_crops(
             boxes,
@@ -106,7 +111,7 @@ def training_crops(
             [(b.as_tuple(), b.kind) for b in p.clutter],
         )
         for win, name in zip(windows, names, strict=True):
-            crops.append(crop_transmission(p.image, win, cfg.input_size))
+            crops.append(crop_transmission(image, win, cfg.input_size))
             labels.append(name)
             groups.append(i)
     tip = AugmentConfig(variants=1, seed=cfg.seed + 2_000_000)

@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from matcher.threatmap import ThreatMap, ThreatMapConfig, cell_targets, save_threatmap
 from synth.shapes import THREAT_KINDS
-from synth.xray import render_parcel
+from synth.styles import StyleSampler
+from training.xray.styled import training_parcel
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class ThreatMapTrainConfig:
     threads: int | None = None
     # Rendered parcel size (width, height); the benchmark screens 1600 x 1250 scans.
     parcel_size: tuple[int, int] = PARCEL_SIZE
+    # Domain randomisation: each parcel (training and held out) in a style drawn for its
+    # seed, trained on its decoded export; None renders today's parcels.
+    styles: StyleSampler | None = None
 
 
 @dataclass
@@ -115,13 +119,17 @@ def build_cache(
     size: tuple[int, int] = PARCEL_SIZE,
     progress: bool = True,
     desc: str = "rendering parcels",
+    styles: StyleSampler | None = None,
 ) -> Cache:
-    """Render each planned parcel, run the frozen trunk once, keep features and targets."""
+    """Render each planned parcel, run the frozen trunk once, keep features and targets.
+
+    With ``styles`` each parcel is rendered in its seed's style and seen as decoded.
+    """
 
     def parcels() -> Iterator[tuple[np.ndarray, np.ndarray | None, str]]:
         for seed, kind in plan:
-            parcel = render_parcel(seed, size=size, threat_kind=kind)
-            yield parcel.image, parcel.threat_mask, kind or ""
+            parcel, image = training_parcel(seed, size, kind, styles)
+            yield image, parcel.threat_mask, kind or ""
 
     return cache_samples(model, parcels(), len(plan), progress, desc)
 
@@ -255,7 +263,14 @@ def train_threatmap(cfg: ThreatMapTrainConfig, out_dir: str | Path, progress: bo
     clock = time.perf_counter()
     model = ThreatMap(cfg.map).to(memory_format=torch.channels_last)
     train, val = (
-        build_cache(model, parcel_plan(n, cfg.clean_every, seed0), cfg.parcel_size, progress, desc)
+        build_cache(
+            model,
+            parcel_plan(n, cfg.clean_every, seed0),
+            cfg.parcel_size,
+            progress,
+            desc,
+            cfg.styles,
+        )
         for n, seed0, desc in (
             (cfg.parcels, TRAIN_SEED, "training parcels"),
             (cfg.val_parcels, VAL_SEED, "held-out parcels"),

@@ -1,0 +1,64 @@
+"""Styled training parcels: off by default, decoded exports with aligned masks when on."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+
+import numpy as np
+
+from matcher.threatmap import ThreatMap, ThreatMapConfig
+from synth import render_parcel
+from synth.styles import StyleSampler
+from training.xray.head import XrayHeadConfig, training_crops
+from training.xray.styled import observed, training_parcel
+from training.xray.threatmap import ThreatMapTrainConfig, build_cache
+
+SIZE = (400, 320)
+# Only styled looks and scenes, so every parcel below differs from the default render.
+STYLED = StyleSampler(include_default=False)
+
+
+def test_no_sampler_is_todays_parcel():
+    parcel, image = training_parcel(70_000_001, SIZE, "slide", None)
+    plain = render_parcel(70_000_001, size=SIZE, threat_kind="slide")
+    np.testing.assert_array_equal(image, plain.image)
+    assert parcel.boxes == plain.boxes and parcel.export is None
+    assert observed(plain) is plain.image
+    assert ThreatMapTrainConfig().styles is None and XrayHeadConfig().styles is None
+
+
+def test_styled_parcel_is_seen_as_decoded():
+    for seed in range(70_000_000, 70_000_004):
+        parcel, image = training_parcel(seed, SIZE, "magazine", STYLED)
+        assert parcel.style == STYLED.for_seed(seed).name != "default"
+        assert image.shape == parcel.threat_mask.shape == parcel.image.shape
+        assert image.dtype == np.float32 and image.min() >= 0.0 and image.max() <= 1.0
+        assert not np.array_equal(image, parcel.image)  # the export, not the clean physics
+        assert np.median(image[parcel.threat_mask]) < np.median(image)
+
+
+def test_configs_with_a_sampler_stay_json_ready():
+    cfg = replace(ThreatMapTrainConfig(), styles=StyleSampler(("noisy-lowres", "tools")))
+    text = json.dumps(asdict(cfg))
+    assert '"exclude": ["noisy-lowres", "tools"]' in text
+
+
+def test_threatmap_cache_on_styled_parcels():
+    model = ThreatMap(ThreatMapConfig(long_side=192, width=8))
+    plan = [(70_000_010, "pistol"), (70_000_011, None)]
+    cache = build_cache(model, plan, SIZE, progress=False, styles=STYLED)
+    assert cache.kinds == ["pistol", ""]
+    assert cache.targets[0].max() > 0 and cache.targets[1].max() == 0
+
+
+def test_head_crops_from_styled_parcels():
+    cfg = XrayHeadConfig(parcels=2, clean_every=2, parcel_size=SIZE, isolated_per_kind=0,
+                         projected_per_kind=0, regions=12, input_size=64, styles=STYLED)
+    crops, labels = training_crops(cfg)
+    plain, _ = training_crops(replace(cfg, styles=None))
+    assert len(crops) == len(labels) > 0
+    assert all(c.shape == (64, 64) for c in crops)
+    assert len(plain) != len(crops) or any(
+        not np.array_equal(a, b) for a, b in zip(plain, crops, strict=True)
+    )
