@@ -15,9 +15,12 @@ from gunmatch.commands.common import (
 )
 from gunmatch.commands.common import runtime as runtime_args
 from gunmatch.settings import get_settings
+from gunmatch.shipped import MODELS_DIR, list_shipped
 from index import Gallery
+from matcher.threatmap import is_threatmap
 from training.promote import notify, promote, rollback
 from training.registry import Registry
+from training.ship import ship_model, ship_threatmap
 
 
 def _registry_arg(p: argparse.ArgumentParser) -> None:
@@ -33,7 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("model", help="model registry: list, show, promote, roll back")
     gs = g.add_subparsers(dest="model_command", metavar="ACTION", required=True)
 
-    p = gs.add_parser("list", help="registered models (* marks the gallery's current model)")
+    p = gs.add_parser(
+        "list",
+        help="shipped models, and registered ones (* marks the gallery's current model)",
+    )
     _registry_arg(p)
     add_gallery_arg(p, required=False)
     p.add_argument("--json", action="store_true")
@@ -76,6 +82,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_runtime_args(p)
     p.set_defaults(func=cmd_promote)
 
+    p = gs.add_parser(
+        "ship",
+        help="store a trained X-ray model or threat map as a shipped artifact under models/",
+        description="Float16, only what differs from the bundled trunk, with card.json (training "
+        "command, seeds, generator version, data hash, metrics) and golden.json.",
+    )
+    p.add_argument("src", type=Path, help="a threat map (train-threatmap) or model (train-xray)")
+    p.add_argument("--name", required=True, help="artifact name, e.g. threatmap-v1")
+    p.add_argument("--out", type=Path, default=None, help="parent directory (default: models/)")
+    p.add_argument("--command", default="", help="the command that trained SRC, for the card")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_ship)
+
     p = gs.add_parser("rollback", help="switch the gallery back to the previously promoted model")
     add_gallery_arg(p)
     _registry_arg(p)
@@ -111,7 +130,18 @@ def _current_model(args: argparse.Namespace) -> str | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """List registered models."""
+    """List the shipped models, then the registry's (when there is one)."""
+    for entry in list_shipped():
+        card = entry["card"]
+        if args.json:
+            emit_json({"shipped": True, **entry})
+            continue
+        ident = card.get("map_id") or card.get("model_id") or "-"
+        out(f"  {entry['name']:<16} shipped  {entry['kind'] or '-':<22} {ident}  {entry['path']}")
+    settings = get_settings()
+    unset = (args.registry, args.gallery, settings.gallery, settings.models_dir)
+    if all(v is None for v in unset):
+        return 0  # no registry to list
     reg = _registry(args)
     current = _current_model(args)
     for e in reg.list():
@@ -125,6 +155,23 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"{mark} {e.model_id}  {s['created_at']}  base={s['base'] or '-'}  "
             f"samples={s['samples'] or '-'}  val_top1={val}"
         )
+    return 0
+
+
+def cmd_ship(args: argparse.Namespace) -> int:
+    """Store a trained threat map or X-ray model as a shipped artifact."""
+    if not args.name or "/" in args.name or args.name.startswith("."):
+        raise UsageError("--name must be a plain directory name, e.g. threatmap-v1")
+    dest = (args.out or MODELS_DIR) / args.name
+    if is_threatmap(args.src):
+        card = ship_threatmap(args.src, dest, args.command, progress=not args.quiet)
+        what = f"threat map {card['map_id']}, held-out AUC {card['metrics']['val']['auc']:.3f}"
+    elif (args.src / "meta.json").is_file():
+        card = ship_model(args.src, dest, args.command)
+        what = f"model {card['model_id']}, {card['size_bytes'] / 1e6:.1f} MB"
+    else:
+        raise UsageError(f"{args.src} is neither a threat map nor a model directory")
+    out(f"shipped {what} to {dest} (card.json, golden.json)")
     return 0
 
 
