@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "gunmatch.commands.evaluate",
     "gunmatch.commands.model",
     "gunmatch.commands.adapt",
+    "gunmatch.commands.db",
 )
 # Other installed packages add command groups through this entry-point group (the packaged
 # benchmarks add ``bench``); gunmatch itself never imports them.

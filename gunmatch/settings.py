@@ -19,6 +19,16 @@ class Settings(BaseSettings):
     gallery: Path | None = None
     state_dir: Path | None = None
     models_dir: Path | None = Field(None, description="model registry (default GALLERY.models)")
+    database_url: str = Field(
+        "",
+        description="PostgreSQL URL for a shared gallery's items (and, later, the service "
+        "state); empty = the embedded SQLite files in the gallery directory",
+    )
+    vector_uri: str = Field(
+        "",
+        description="Milvus URI (http://host:19530) for a shared gallery's vectors; empty = "
+        "the embedded FAISS index file",
+    )
     api_key: str | None = Field(
         None, description="admin key the CLI sends when it asks a service to reload"
     )

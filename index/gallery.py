@@ -34,6 +34,8 @@ from index.categories import normalize_category
 from index.consistency import IndexSync, _now
 from index.factory import IndexConfig, resolve_kind
 from index.files import atomic_write
+from index.itemstore import DEFAULT_STORE, StoreSpec, open_item_store
+from index.pgstore import PgStore
 from index.store import EDITABLE_FIELDS, Item, Store
 from index.transform import PcaTransform, fit_pca, load_transform, save_transform
 from index.types import (
@@ -57,7 +59,7 @@ CALIBRATION_FILE = "calibration.json"
 class Gallery(IndexSync):
     """Reference gallery on disk; use ``Gallery.create`` or ``Gallery.open``."""
 
-    def __init__(self, root: Path, manifest: dict, store: Store) -> None:
+    def __init__(self, root: Path, manifest: dict, store: Store | PgStore) -> None:
         self.root = root
         self.manifest = manifest
         self.store = store
@@ -79,11 +81,13 @@ class Gallery(IndexSync):
         modality: str = "photo",
         index_config: IndexConfig | None = None,
         vector_store: BackendSpec | None = None,
+        item_store: StoreSpec | None = None,
     ) -> Gallery:
         """Make a new, empty gallery directory (it must not already hold a gallery).
 
-        ``vector_store`` selects the vector backend (default: embedded FAISS, recorded as
-        nothing in the manifest so such galleries stay exactly as before).
+        ``vector_store`` selects the vector backend and ``item_store`` where items and vectors
+        are kept (defaults: embedded FAISS and SQLite, recorded as nothing in the manifest so
+        such galleries stay exactly as before).
         """
         root = Path(root)
         if (root / "manifest.json").exists():
@@ -107,9 +111,19 @@ class Gallery(IndexSync):
         backend_cls = backend_class(spec.backend)  # an unknown name fails before any write
         if spec.backend != DEFAULT_BACKEND:
             manifest["vector_store"] = spec.to_dict()
-        store = Store(root / "gallery.sqlite")
-        gallery = cls(root, manifest, store)
-        gallery.backend = backend_cls.create(gallery, spec)
+        store_spec = item_store or StoreSpec()
+        if store_spec.backend != DEFAULT_STORE:
+            manifest["item_store"] = store_spec.to_dict()
+        store = open_item_store(store_spec, root, create=True)
+        try:
+            shared = store_spec.backend != DEFAULT_STORE
+            if shared and (store.generation() or store.count_items()):
+                raise GalleryError(f"schema {store_spec.schema} already holds a gallery")
+            gallery = cls(root, manifest, store)
+            gallery.backend = backend_cls.create(gallery, spec)
+        except BaseException:
+            store.close()
+            raise
         atomic_write(root / "manifest.json", json.dumps(manifest, indent=2).encode())
         return gallery
 
@@ -133,7 +147,7 @@ class Gallery(IndexSync):
                 f"'gunmatch gallery reindex --gallery {root} --model MODEL' "
                 f"or search with the gallery's own model (omit --model)"
             )
-        store = Store(root / "gallery.sqlite")
+        store = open_item_store(StoreSpec.from_manifest(manifest), root)
         gallery = cls(root, manifest, store)
         try:
             gallery.backend = backend_class(gallery.backend_spec.backend).open(
@@ -426,4 +440,4 @@ class Gallery(IndexSync):
             "labels": self.labels(),
             "generation": self.store.generation(),
             "created_at": self.manifest.get("created_at"),
-        } | {k: self.manifest[k] for k in ("vector_store",) if k in self.manifest}
+        } | {k: self.manifest[k] for k in ("vector_store", "item_store") if k in self.manifest}

@@ -18,6 +18,7 @@ from matcher.preprocess import grey_to_tensor, letterbox_grey
 from synth.projection import project
 from synth.xray import render_isolated, render_parcel
 from tests.helpers import REFS, SIZE, TINY, write_image_tree, xray_png
+from tests.servers import milvus_uri, postgres_url  # noqa: F401  (session fixtures)
 from training.xray.threatmap import train_threatmap
 
 torch.set_num_threads(2)

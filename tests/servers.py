@@ -1,4 +1,5 @@
-"""Real database servers for tests, started in a temporary directory and torn down after.
+"""Real database servers for tests, started in a temporary directory and torn down after;
+the session fixtures ``milvus_uri`` and ``postgres_url`` hand them to tests.
 
 Milvus: the ``milvus-lite`` command line runs a Milvus-protocol gRPC server as a separate
 process on 127.0.0.1, reached through pymilvus by ``http://127.0.0.1:PORT`` exactly as a
@@ -14,8 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 PG_BIN_DIRS = tuple(f"/usr/lib/postgresql/{v}/bin" for v in (17, 16, 15))
 
@@ -69,40 +73,25 @@ def pg_bin() -> Path | None:
     return Path(found).resolve().parent if found else None
 
 
-def start_postgres(base: Path, timeout: float = 60) -> tuple[Path, str]:
-    """initdb + pg_ctl start in ``base``, listening only on a Unix socket there.
-
-    Returns (data dir, libpq URL). Runs as the ``postgres`` user when started as root
-    (PostgreSQL refuses to run as root)."""
+def start_postgres(timeout: float = 60) -> tuple[Path, str]:
+    """initdb + pg_ctl start in a new temporary directory, listening only on a Unix socket
+    there. Returns (that directory, libpq URL). Runs as the ``postgres`` user when started as
+    root (PostgreSQL refuses to run as root)."""
     bindir = pg_bin()
     if bindir is None:
         raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
-    data, sock = base / "pgdata", base / "pgsock"
-    sock.mkdir(parents=True)
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-        shutil.chown(sock, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    opts = f"-c listen_addresses='' -k {sock} -c fsync=off -c max_connections=200"
-    subprocess.run(
+    base = Path(tempfile.mkdtemp(prefix="gunmatch-pg-"))  # short: socket paths are limited
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    as_user = _as_postgres()
+    if as_user:
+        for p in (base, sock):
+            shutil.chown(p, "postgres")
+    initdb = [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
+    _run([*as_user, *initdb, "--no-sync", "-E", "UTF8"])
+    opts = f"-c listen_addresses='' -k {sock} -c fsync=off -c max_connections=300"
+    log = str(base / "postgres.log")
+    _run(
         [
             *as_user,
             str(bindir / "pg_ctl"),
@@ -111,27 +100,32 @@ def start_postgres(base: Path, timeout: float = 60) -> tuple[Path, str]:
             "-o",
             opts,
             "-l",
-            str(base / "postgres.log"),
+            log,
             "-w",
             "-t",
             str(int(timeout)),
             "start",
-        ],
-        check=True,
-        capture_output=True,
+        ]
     )
-    return data, f"postgresql://postgres@/postgres?host={sock}"
+    return base, f"postgresql://postgres@/postgres?host={sock}"
 
 
-def stop_postgres(data: Path) -> None:
-    """pg_ctl stop (fast), as the user that started it."""
+def stop_postgres(base: Path) -> None:
+    """pg_ctl stop (fast) as the user that started it, then remove its directory."""
     bindir = pg_bin()
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run(
-        [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-        check=False,
-        capture_output=True,
-    )
+    cmd = [str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "fast", "-w", "stop"]
+    subprocess.run([*_as_postgres(), *cmd], check=False, capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _as_postgres() -> list[str]:
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def _run(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}")
 
 
 def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
@@ -143,3 +137,27 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# -- session fixtures (imported by tests/conftest.py) ----------------------------------------
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory) -> str:
+    """A milvus-lite server process on 127.0.0.1 for the whole session; its pymilvus URI."""
+    if milvus_lite_command() is None:
+        pytest.skip("milvus-lite is not installed: pip install -e '.[dev]' provides it")
+    pytest.importorskip("pymilvus", reason="pymilvus is not installed")
+    base = tmp_path_factory.mktemp("milvus")
+    proc, uri = start_milvus(base / "data")
+    yield uri
+    stop(proc)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A private PostgreSQL cluster (initdb + pg_ctl) on a Unix socket for the session."""
+    if pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed: 'make test' installs it as root (apt)")
+    pytest.importorskip("psycopg", reason="psycopg is not installed")
+    base, url = start_postgres()
+    yield url
+    stop_postgres(base)

@@ -1,4 +1,5 @@
-"""Session-wide real servers for the vector and item store backends (see tests/servers.py)."""
+"""The gallery backends the index tests run on: embedded, or Milvus + PostgreSQL on the real
+servers of tests/servers.py (session fixtures ``milvus_uri`` and ``postgres_url``)."""
 
 from __future__ import annotations
 
@@ -6,22 +7,41 @@ import uuid
 
 import pytest
 
-from tests.servers import milvus_lite_command, start_milvus, stop
-
-
-@pytest.fixture(scope="session")
-def milvus_uri(tmp_path_factory) -> str:
-    """A milvus-lite server process on 127.0.0.1 for the whole session; its pymilvus URI."""
-    if milvus_lite_command() is None:
-        pytest.skip("milvus-lite is not installed: pip install -e '.[dev]' provides it")
-    pytest.importorskip("pymilvus", reason="pymilvus is not installed")
-    base = tmp_path_factory.mktemp("milvus")
-    proc, uri = start_milvus(base / "data")
-    yield uri
-    stop(proc)
+from index.backends import BackendSpec
+from index.itemstore import StoreSpec
 
 
 @pytest.fixture()
 def collection_name() -> str:
     """A fresh Milvus collection name per test."""
     return f"t_{uuid.uuid4().hex[:12]}"
+
+
+def drop_shared(vector: BackendSpec | None, store: StoreSpec | None, url: str = "") -> None:
+    """Delete a test gallery's Milvus collection and PostgreSQL schema."""
+    if vector is not None:
+        from index.backends.milvus_backend import connect
+
+        client = connect(vector.uri)
+        if client.has_collection(vector.collection):
+            client.drop_collection(vector.collection)
+        client.close()
+    if store is not None:
+        import psycopg
+
+        with psycopg.connect(url or store.url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {store.schema} CASCADE")
+
+
+@pytest.fixture(params=["embedded", "distributed"])
+def backends(request) -> dict:
+    """Gallery.create keyword arguments: embedded FAISS + SQLite, or Milvus + PostgreSQL."""
+    if request.param == "embedded":
+        yield {}
+        return
+    name = f"g_{uuid.uuid4().hex[:12]}"
+    vector = BackendSpec("milvus", request.getfixturevalue("milvus_uri"), name)
+    url = request.getfixturevalue("postgres_url")
+    store = StoreSpec("postgresql", url, name)
+    yield {"vector_store": vector, "item_store": store}
+    drop_shared(vector, store, url)

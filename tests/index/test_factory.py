@@ -124,8 +124,9 @@ def _items(n: int, seed: int = 0) -> list[NewItem]:
     ]
 
 
-def test_gallery_switches_to_ann_past_threshold_and_deletions_survive_reopen(tmp_path):
-    g = Gallery.create(tmp_path / "g", "m", DIM, index_config=IndexConfig(flat_max=30))
+def test_gallery_switches_to_ann_past_threshold_and_deletions_survive_reopen(tmp_path, backends):
+    config = IndexConfig(flat_max=30)
+    g = Gallery.create(tmp_path / "g", "m", DIM, index_config=config, **backends)
     first = g.add(_items(20), "m").added
     g.flush()
     assert g.info()["index_type"] == "flat"

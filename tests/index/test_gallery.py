@@ -40,8 +40,8 @@ def items(n: int, seed: int | None = None, start: int = 0) -> list[NewItem]:
 
 
 @pytest.fixture()
-def gallery(tmp_path: Path) -> Gallery:
-    g = Gallery.create(tmp_path / "g", "model-a", DIM)
+def gallery(tmp_path: Path, backends) -> Gallery:
+    g = Gallery.create(tmp_path / "g", "model-a", DIM, **backends)
     yield g
     g.close()
 
@@ -164,11 +164,13 @@ WRITER = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from test_gallery import items
     from index import Gallery
-    import index.store, index.vectors
+    import index.vectors
+    from index.backends.milvus_backend import MilvusBackend
     mode, root, marker = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
     g = Gallery.open(root)
+    store_cls = type(g.store)  # SQLite or PostgreSQL
     if mode == "during-transaction":
-        original = index.store.Store.insert_vectors
+        original = store_cls.insert_vectors
         calls = []
         def slow(self, *a, **k):
             calls.append(1)
@@ -176,13 +178,17 @@ WRITER = textwrap.dedent(
                 marker.touch()
                 time.sleep(60)
             return original(self, *a, **k)
-        index.store.Store.insert_vectors = slow
-    else:  # during the index file write, after the database commit
-        original = index.vectors.VectorIndex.save
+        store_cls.insert_vectors = slow
+    elif g.backend.name == "faiss":  # during the index file write, after the database commit
         def slow(self, path):
             marker.touch()
             time.sleep(60)
         index.vectors.VectorIndex.save = slow
+    else:  # during the Milvus write, after the database commit
+        def slow(self, vec_ids):
+            marker.touch()
+            time.sleep(60)
+        MilvusBackend._apply = slow
     g.add(items(5, start=100), "model-a")
     g.flush()
     """

@@ -70,9 +70,9 @@ def test_roundtrip_and_checksum(tmp_path, vecs):
     assert load_transform(tmp_path, None) is None
 
 
-def test_gallery_learns_records_and_reapplies_the_transform(tmp_path, vecs):
+def test_gallery_learns_records_and_reapplies_the_transform(tmp_path, vecs, backends):
     base, queries = vecs
-    g = Gallery.create(tmp_path / "g", "m", DIM)
+    g = Gallery.create(tmp_path / "g", "m", DIM, **backends)
     items = [
         NewItem(vectors=v[None], label=f"l{i}", image_bytes=f"i{i}".encode())
         for i, v in enumerate(base[:300])
