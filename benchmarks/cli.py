@@ -25,6 +25,8 @@ class Suite:
     section: str
     external: bool = False
     help: str = ""
+    # An external script that takes --quick (a smoke run) gets it from `gunmatch bench --quick`.
+    quick_flag: bool = False
 
 
 SUITES: dict[str, Suite] = {
@@ -35,8 +37,15 @@ SUITES: dict[str, Suite] = {
     "http": Suite("benchmarks.http_load", "http", True, "end-to-end HTTP search latency"),
     "xray": Suite("benchmarks.xray_screening", "xray", True, "X-ray parcel screening"),
     "training": Suite("benchmarks.training", "training", True, "fine-tuning"),
+    "domain": Suite(
+        "benchmarks.xray_domain",
+        "domain",
+        True,
+        "X-ray screening on held-out scanner styles",
+        quick_flag=True,
+    ),
 }
-DEFAULT_ORDER = ("core", "embedding", "microbatch", "scale", "http", "xray", "training")
+DEFAULT_ORDER = ("core", "embedding", "microbatch", "scale", "http", "xray", "domain", "training")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,6 +82,7 @@ def run_suite(name: str, quick: bool, threads: int, out: Path | None) -> Path | 
     suite = SUITES[name]
     if suite.external:
         cmd = [sys.executable, "-m", suite.module, "--write"]
+        cmd += ["--quick"] if quick and suite.quick_flag else []
         subprocess.run(cmd, check=True)
         return DOC
     mod = _load(suite.module)

@@ -1,0 +1,76 @@
+"""The held-out-style screening benchmark: its rows, and a tiny run end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import cli as bench
+from benchmarks import xray_domain
+from benchmarks.xray_domain import parser, plan_rows, run
+from synth.styles import LOOKS, SCENES
+
+
+def test_rows_hold_families_out():
+    rows = plan_rows(["noisy-lowres", "tools"])
+    assert [r.name for r in rows] == ["default", "in-domain mix", "noisy-lowres", "tools"]
+    assert [r.held_out for r in rows] == [False, False, True, True]
+    assert rows[0].style_of(5) is None
+    for seed in range(40):
+        mixed = rows[1].style_of(seed)
+        assert not {"noisy-lowres", "tools"} & set(mixed.families)
+        look_row, scene_row = rows[2].style_of(seed), rows[3].style_of(seed)
+        assert look_row.look.name == "noisy-lowres" and look_row.scene.name != "tools"
+        assert scene_row.scene.name == "tools" and scene_row.look.name != "noisy-lowres"
+    assert rows[1].style_of(7) == rows[1].style_of(7)
+    everything = plan_rows(None)  # a model trained on today's generator: all else held out
+    assert [r.name for r in everything[1:]] == [
+        n for n in [*LOOKS, *SCENES] if n not in ("default", "classic")
+    ]
+    with pytest.raises(ValueError, match="unknown style families"):
+        plan_rows(["polaroid"])
+    with pytest.raises(ValueError, match="not all"):
+        plan_rows(list(LOOKS))
+
+
+def test_registered_as_an_external_suite_taking_quick(monkeypatch):
+    suite = bench.SUITES["domain"]
+    assert suite.module == "benchmarks.xray_domain" and suite.external and suite.quick_flag
+    calls = []
+    monkeypatch.setattr(bench.subprocess, "run", lambda cmd, check: calls.append(cmd))
+    bench.run_suite("domain", True, 2, None)
+    bench.run_suite("xray", True, 2, None)
+    assert calls[0][-2:] == ["--write", "--quick"] and calls[1][-1] == "--write"
+
+
+def test_tiny_run_screens_every_row():
+    args = parser().parse_args(
+        [
+            "--held-out",
+            "noisy-lowres",
+            "--positives",
+            "2",
+            "--negatives",
+            "2",
+            "--size",
+            "256x200",
+            "--refs-per-kind",
+            "1",
+            "--benign-refs",
+            "1",
+            "--augment",
+            "0",
+            "--crop",
+            "64",
+            "--regions",
+            "8",
+            "--threads",
+            "1",
+        ]
+    )
+    results = run(args)
+    assert [r["row"] for r in results] == ["default", "in-domain mix", "noisy-lowres"]
+    for r in results:
+        assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["hit_all"] <= 1.0
+        assert 0.0 <= r[0.01]["det"] <= r[0.05]["det"] <= 1.0
+    text = xray_domain.markdown(args, results, "cmd")
+    assert "| noisy-lowres | yes |" in text and "| default | no |" in text
