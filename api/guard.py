@@ -88,7 +88,7 @@ class RequestGuard:
             except HTTPException as exc:
                 await _refuse(exc, scope, receive, send)
                 return
-        await self._stream(scope, receive, send, limit)
+        await self._stream(scope, receive, send, limit, not _has_body(headers))
 
     async def _authenticate(self, scope: Scope, headers: Headers) -> None:
         services = getattr(scope["app"].state, "services", None)
@@ -100,22 +100,29 @@ class RequestGuard:
         )  # fmt: skip
         scope[PRINCIPAL_SCOPE_KEY] = principal
 
-    async def _stream(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    async def _stream(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, body_done: bool
+    ) -> None:
         seen = 0
         started = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, body_done
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if seen > limit:
                     raise BodyTooLargeError(limit)
             return message
 
         async def watch(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if not body_done:  # answered before the body ended: read no more of it
+                    headers = [*message.get("headers", []), (b"connection", b"close")]
+                    message = {**message, "headers": headers}
             await send(message)
 
         try:

@@ -92,6 +92,9 @@ def create_engine(
         return open_engine(gallery_dir, model, threads, batch_size)
     net = load_model(model or DEFAULT_BACKBONE)
     embedder = Embedder(net, batch_size=batch_size, threads=threads)
+    # Owner-only from the start (the gallery holds reference images and the audit state).
+    (gallery_dir / "model").mkdir(mode=0o700, parents=True, exist_ok=True)
+    gallery_dir.chmod(0o700)
     # Record the model first: its id is final once its checkpoint bytes are written.
     save_checkpoint(net, gallery_dir / "model")
     gallery = Gallery.create(gallery_dir, net.model_id, net.dim, check_modality(modality))

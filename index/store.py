@@ -7,6 +7,7 @@ SQLite is the source of truth. The FAISS file is a cache of the ``vectors`` tabl
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -107,7 +108,8 @@ class Store:
     def write_lock(self, blocking: bool = True) -> Iterator[bool]:
         """The gallery's exclusive write lock (a file lock beside the database), across
         processes; yields whether it is held (always True when ``blocking``)."""
-        with open(self.path.parent / ".lock", "a+") as fh:
+        fd = os.open(self.path.parent / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a+") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             except BlockingIOError:
@@ -305,6 +307,14 @@ class Store:
         if not rows:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([np.frombuffer(r[0], dtype=np.float32) for r in rows])
+
+    def item_vector_rows(self, item_id: str) -> list[tuple[str, np.ndarray]]:
+        """(variant, vector) of one item in insertion order (what a copy must reproduce)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT variant, vector FROM vectors WHERE item_id=? ORDER BY vec_id", (item_id,)
+            ).fetchall()
+        return [(r[0], np.frombuffer(r[1], dtype=np.float32)) for r in rows]
 
     def changes_since(self, generation: int) -> list[tuple[int, str, int]]:
         """Logged (generation, op, vec_id) rows newer than ``generation``, in order."""

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,13 +70,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(gallery: Path) -> Iterator[tuple[str, object]]:
+def serve(gallery: Path, log_level: str = "warning") -> Iterator[tuple[str, object]]:
     """`gunmatch serve GALLERY` in a real uvicorn process on a free port: (url, process)."""
     port = _free_port()
     env = {**os.environ, "GUNMATCH_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunmatch.cli", "serve", "--gallery", str(gallery),
-         "--port", str(port), "--log-level", "warning"],
+         "--port", str(port), "--log-level", log_level],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -100,3 +101,66 @@ def serve(gallery: Path) -> Iterator[tuple[str, object]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def endless_body(
+    url: str,
+    path: str,
+    headers: dict[str, str],
+    prefix: bytes = b"",
+    cap: int = 96_000_000,
+    seconds: float = 20.0,
+) -> dict:
+    """POST a chunked body that never ends (raw socket) and watch what the server does.
+
+    Returns ``status`` (the answer's status code, None if none came), ``sent_before_answer``
+    (body bytes the client had pushed when the answer arrived) and ``closed`` (the server
+    closed the connection after answering). The body starts with ``prefix`` (e.g. a multipart
+    part header), then zeros; the client stops at ``cap`` bytes or ``seconds``.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Transfer-Encoding: chunked"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+    if prefix:
+        sock.sendall(b"%x\r\n" % len(prefix) + prefix + b"\r\n")
+    chunk = b"%x\r\n" % 65536 + b"\0" * 65536 + b"\r\n"
+    state = {"sent": 0, "stop": False}
+
+    def pump() -> None:
+        deadline = time.monotonic() + seconds
+        while not state["stop"] and state["sent"] < cap and time.monotonic() < deadline:
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                return
+            state["sent"] += 65536
+
+    sender = threading.Thread(target=pump, daemon=True)
+    sender.start()
+    out = {"status": None, "sent_before_answer": None, "closed": False}
+    data = b""
+    deadline = time.monotonic() + seconds + 5
+    sock.settimeout(0.5)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                got = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:  # reset by the server after its answer
+                out["closed"] = out["status"] is not None
+                break
+            if not got:
+                out["closed"] = out["status"] is not None
+                break
+            data += got
+            if out["status"] is None and b"\r\n" in data:
+                out["status"] = int(data.split(b" ", 2)[1])
+                out["sent_before_answer"] = state["sent"]
+    finally:
+        state["stop"] = True
+        sender.join(timeout=10)
+        sock.close()
+    return out
