@@ -8,10 +8,12 @@ a schema that is behind, so replicas of two versions never race to change one.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from index import pg_schema
+from index.backends import BackendSpec
 from index.itemstore import StoreSpec
 from index.postgres import PgDB, check_identifier
 
@@ -70,3 +72,21 @@ def upgrade(url: str, schemas: list[str] | None = None) -> list[SchemaStatus]:
             return done
     finally:
         db.close()
+
+
+def new_shared_name() -> str:
+    """A fresh name for a gallery's PostgreSQL schema and Milvus collection."""
+    return f"gallery_{uuid.uuid4().hex[:12]}"
+
+
+def shared_specs(database_url: str = "", vector_uri: str = "", name: str | None = None) -> dict:
+    """``Gallery.create`` keyword arguments for a shared gallery: its items in a PostgreSQL
+    schema when ``database_url`` is set, its vectors in a Milvus collection when ``vector_uri``
+    is (one name for both); empty settings leave the embedded defaults."""
+    name = check_identifier(name or new_shared_name())
+    specs: dict = {}
+    if database_url:
+        specs["item_store"] = StoreSpec("postgresql", database_url, name)
+    if vector_uri:
+        specs["vector_store"] = BackendSpec("milvus", vector_uri, name)
+    return specs

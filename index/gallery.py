@@ -288,6 +288,35 @@ class Gallery(IndexSync):
             height=it.height,
         )
 
+    def restore(self, records: Sequence[tuple[Item, np.ndarray, list[str]]]) -> None:
+        """Write items exactly as given (ids, dates, files already in place) with their
+        vectors and variant names, atomically: a copied gallery's rows (``index.transfer``)."""
+        for item, vectors, variants in records:
+            v = np.asarray(vectors, dtype=np.float32)
+            if v.ndim != 2 or v.shape[1] != self.dim or len(variants) != len(v):
+                raise ValueError(f"{item.item_id}: vectors {v.shape} / variants do not fit")
+        with self._write_lock():
+            with self.store.transaction() as conn:
+                gen = self.store.bump_generation(conn)
+                for item, vectors, variants in records:
+                    self.store.insert_item(conn, item)
+                    vecs = np.asarray(vectors, dtype=np.float32)
+                    self.store.insert_vectors(conn, item.item_id, vecs, list(variants), gen)
+            self.sync()
+
+    def adopt_transform(self, record: dict) -> None:
+        """Use the transform file a copied gallery brought along (``transform.npz`` already in
+        this directory, recorded by ``record``); the empty index is rebuilt in its space."""
+        with self._write_lock():
+            if self.store.count_items():
+                raise GalleryError("a transform can only be adopted by an empty gallery")
+            self.transform = load_transform(self.root, record)
+            self.manifest["transform"] = record
+            self._rebuild()
+            self.manifest["index_generation"] = None
+            self.flush()
+            self._save_manifest()
+
     def remove(self, item_ids: Sequence[str]) -> list[str]:
         """Remove items; returns the ids that existed and were removed."""
         removed = []

@@ -244,6 +244,13 @@ class PgStore:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([np.frombuffer(r[0], dtype=np.float32) for r in rows])
 
+    def item_vector_rows(self, item_id: str) -> list[tuple[str, np.ndarray]]:
+        """(variant, vector) of one item in insertion order (what a copy must reproduce)."""
+        rows = self.db.query(
+            "SELECT variant, vector FROM vectors WHERE item_id=%s ORDER BY vec_id", (item_id,)
+        )
+        return [(r[0], np.frombuffer(r[1], dtype=np.float32)) for r in rows]
+
     def changes_since(self, generation: int) -> list[tuple[int, str, int]]:
         """Logged (generation, op, vec_id) rows newer than ``generation``, in order."""
         rows = self.db.query(

@@ -139,6 +139,22 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
             proc.wait()
 
 
+def drop_shared(vector, store, url: str = "") -> None:
+    """Delete a test gallery's Milvus collection and PostgreSQL schema."""
+    if vector is not None:
+        from index.backends.milvus_backend import connect
+
+        client = connect(vector.uri)
+        if client.has_collection(vector.collection):
+            client.drop_collection(vector.collection)
+        client.close()
+    if store is not None:
+        import psycopg
+
+        with psycopg.connect(url or store.url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {store.schema} CASCADE")
+
+
 # -- session fixtures (imported by tests/conftest.py) ----------------------------------------
 @pytest.fixture(scope="session")
 def milvus_uri(tmp_path_factory) -> str:

@@ -16,6 +16,7 @@ from gunmatch.commands.common import (
     runtime,
     screening_config,
 )
+from gunmatch.commands.transfer import register_actions as register_transfer
 from gunmatch.indexing import (
     SourceRecord,
     build,
@@ -134,6 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true")
     add_runtime_args(p)
     p.set_defaults(func=cmd_reindex)
+    register_transfer(gs)  # import / export between backends
 
 
 def _metadata_args(p: argparse.ArgumentParser) -> None:

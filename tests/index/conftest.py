@@ -9,28 +9,13 @@ import pytest
 
 from index.backends import BackendSpec
 from index.itemstore import StoreSpec
+from tests.servers import drop_shared
 
 
 @pytest.fixture()
 def collection_name() -> str:
     """A fresh Milvus collection name per test."""
     return f"t_{uuid.uuid4().hex[:12]}"
-
-
-def drop_shared(vector: BackendSpec | None, store: StoreSpec | None, url: str = "") -> None:
-    """Delete a test gallery's Milvus collection and PostgreSQL schema."""
-    if vector is not None:
-        from index.backends.milvus_backend import connect
-
-        client = connect(vector.uri)
-        if client.has_collection(vector.collection):
-            client.drop_collection(vector.collection)
-        client.close()
-    if store is not None:
-        import psycopg
-
-        with psycopg.connect(url or store.url, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {store.schema} CASCADE")
 
 
 @pytest.fixture(params=["embedded", "distributed"])
