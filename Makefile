@@ -8,7 +8,7 @@ DEMO_DIR ?= demo-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint bench browser clean
+.PHONY: demo test lint bench browser postgres clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,15 @@ browser:
 	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; \
 	  else echo "chromium not installed and no root: the browser test will be skipped"; fi; }
 
-test: $(STAMP) browser
+# PostgreSQL (initdb/pg_ctl) for the shared-gallery tests, which start a private cluster on a
+# Unix socket (Debian package; root or sudo). Milvus runs from the milvus-lite dev dependency.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "postgresql not installed and no root: the PostgreSQL tests will be skipped"; fi; }
+
+test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

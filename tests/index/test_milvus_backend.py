@@ -166,6 +166,7 @@ def test_deletes_and_updates_are_real(tmp_path, milvus_uri, collection_name):
     close_and_drop(faiss_g, milvus_g)
 
 
+@pytest.mark.slow
 def test_hnsw_recall_against_exact(tmp_path, milvus_uri, collection_name):
     n, k = 3000, 10
     gen = ClusteredVectors(VectorSpec(dim=DIM, latent=12, clusters=200, seed=3))
