@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from gunmatch.database import shared_specs
+from gunmatch.settings import get_settings
 from index import Gallery, GalleryError, ModelMismatchError
 from matcher import Embedder, load_checkpoint, load_model, save_checkpoint
 from matcher.images import is_image_path
@@ -86,7 +88,11 @@ def create_engine(
     threads: int | None = None,
     batch_size: int = 32,
 ) -> Engine:
-    """Open a gallery, or create it (recording its model) when the directory holds none."""
+    """Open a gallery, or create it (recording its model) when the directory holds none.
+
+    A new gallery keeps its items on PostgreSQL when GUNMATCH_DATABASE_URL is set and its
+    vectors on Milvus when GUNMATCH_VECTOR_URI is (else the embedded SQLite and FAISS files).
+    """
     gallery_dir = Path(gallery_dir)
     if (gallery_dir / "manifest.json").exists():
         return open_engine(gallery_dir, model, threads, batch_size)
@@ -97,7 +103,9 @@ def create_engine(
     gallery_dir.chmod(0o700)
     # Record the model first: its id is final once its checkpoint bytes are written.
     save_checkpoint(net, gallery_dir / "model")
-    gallery = Gallery.create(gallery_dir, net.model_id, net.dim, check_modality(modality))
+    settings = get_settings()
+    shared = shared_specs(settings.database_url, settings.vector_uri)
+    gallery = Gallery.create(gallery_dir, net.model_id, net.dim, check_modality(modality), **shared)
     return Engine(gallery, embedder)
 
 

@@ -125,8 +125,11 @@ class MilvusBackend(VectorBackend):
     def ntotal(self) -> int:
         gen = self._gen
         if self._count is None or self._count[0] != gen or gen < 0:
-            stats = self.client.get_collection_stats(self.collection)
-            self._count = (gen, int(stats["row_count"]))
+            # count(*) is exact; collection statistics may still count deleted rows.
+            rows = self.client.query(
+                self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong"
+            )
+            self._count = (gen, int(rows[0]["count(*)"]))
         return self._count[1]
 
     @property
