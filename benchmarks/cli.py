@@ -44,6 +44,14 @@ SUITES: dict[str, Suite] = {
         "X-ray screening on held-out scanner styles",
         quick_flag=True,
     ),
+    # Not in DEFAULT_ORDER: ten minutes of live traffic, run on its own (`gunmatch bench soak`).
+    "soak": Suite(
+        "benchmarks.soak",
+        "soak",
+        True,
+        "10 minutes of mixed search/add/delete traffic at 4 clients",
+        quick_flag=True,
+    ),
 }
 DEFAULT_ORDER = ("core", "embedding", "microbatch", "scale", "http", "xray", "domain", "training")
 
