@@ -79,13 +79,14 @@ def adapt_gallery(
     review_rate: float = 0.05,
     threads: int | None = None,
     progress: bool = True,
+    runtime: str = "torch",
     opener: Callable[[Path], Engine] | None = None,
 ) -> dict:
     """Adapt, gate, install and recalibrate; returns the report (also written to the gallery)."""
     cfg = cfg or AdaptConfig()
     screening = screening or ScreeningConfig()
     gallery_dir = Path(gallery_dir)
-    open_ = opener or (lambda d: open_engine(d, threads=threads))
+    open_ = opener or (lambda d: open_engine(d, threads=threads, runtime=runtime))
     started = time.perf_counter()
     engine = open_(gallery_dir)
     try:

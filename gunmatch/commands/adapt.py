@@ -15,6 +15,7 @@ from gunmatch.commands.common import (
     out,
     runtime,
     screening_config,
+    serving_runtime,
 )
 from gunmatch.service import expand_paths
 from training.xray.adapt import AdaptConfig
@@ -89,6 +90,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         args.review_rate,
         threads=runtime(args)["threads"],
         progress=not args.quiet,
+        runtime=serving_runtime(args)["runtime"],
     )
     if args.json:
         emit_json(report)

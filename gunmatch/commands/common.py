@@ -42,6 +42,12 @@ def runtime(args: argparse.Namespace) -> dict:
     return {"threads": s.threads, "batch_size": s.batch_size}
 
 
+def serving_runtime(args: argparse.Namespace) -> dict:
+    """``runtime`` plus the service's inference path (GUNMATCH_RUNTIME, ONNX Runtime by
+    default), so a search from the command line runs exactly as the service's."""
+    return {**runtime(args), "runtime": get_settings().runtime}
+
+
 def emit_json(obj: object) -> None:
     """One JSON object per line on stdout."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")

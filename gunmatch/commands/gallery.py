@@ -15,6 +15,7 @@ from gunmatch.commands.common import (
     out,
     runtime,
     screening_config,
+    serving_runtime,
 )
 from gunmatch.commands.transfer import register_actions as register_transfer
 from gunmatch.indexing import (
@@ -306,7 +307,7 @@ def cmd_add_clutter(args: argparse.Namespace) -> int:
     if args.per_scan < 1:
         raise UsageError("--per-scan must be at least 1")
     _check_scans(args.scans)
-    engine = open_engine(gallery_dir(args), **runtime(args))
+    engine = open_engine(gallery_dir(args), **serving_runtime(args))
     failed: list[str] = []
     added, skipped = 0, 0
     try:
@@ -327,7 +328,7 @@ def cmd_calibrate_screening(args: argparse.Namespace) -> int:
     if not 0 < args.false_alarm <= args.review_rate < 1:
         raise UsageError("need 0 < --false-alarm <= --review-rate < 1")
     _check_scans(args.scans)
-    engine = open_engine(gallery_dir(args), **runtime(args))
+    engine = open_engine(gallery_dir(args), **serving_runtime(args))
     failed: list[str] = []
     try:
         scans = (t for _, t in _transmissions(engine, args.scans, failed))

@@ -12,8 +12,8 @@ from gunmatch.commands.common import (
     emit_json,
     gallery_dir,
     out,
-    runtime,
     screening_config,
+    serving_runtime,
 )
 from gunmatch.search import SearchOptions, SearchOutcome, load_judge, search_image
 from gunmatch.service import expand_paths, open_engine
@@ -58,7 +58,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     paths = expand_paths(args.paths)
     if not paths:
         raise UsageError("no images found in the given paths")
-    engine = open_engine(gallery_dir(args), args.model, **runtime(args))
+    engine = open_engine(gallery_dir(args), args.model, **serving_runtime(args))
     failures = 0
     try:
         judge = load_judge(engine, opts.screening)
