@@ -9,9 +9,10 @@ from api.schemas import ErrorOut, ReloadOut
 from gunmatch.state import ApiKey
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
+ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 413, 429, 503)}
 
 
-@router.post("/reload", response_model=ReloadOut, responses={401: {"model": ErrorOut}})
+@router.post("/reload", response_model=ReloadOut, responses=ERRORS)
 async def reload(
     key: ApiKey = Depends(require("admin")), services: Services = Depends(get_services)
 ) -> dict:

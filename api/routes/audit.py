@@ -10,7 +10,7 @@ from api.schemas import ID_MAX, OFFSET_MAX, AuditListOut, ErrorOut, VerifyOut
 from gunmatch.state import ApiKey
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
-ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 422, 429)}
+ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 413, 422, 429, 503)}
 
 
 @router.get("", response_model=AuditListOut, responses=ERRORS)

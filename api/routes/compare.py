@@ -13,7 +13,7 @@ from api.schemas import CompareOut, ErrorOut
 from gunmatch.state import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["compare"])
-ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 413, 415, 422, 503)}
+ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 413, 415, 422, 429, 503)}
 
 
 @router.post("/compare", response_model=CompareOut, responses=ERRORS)

@@ -15,7 +15,7 @@ from gunmatch.state import ApiKey
 from index import normalize_category
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
-ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 409, 422, 503)}
+ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 409, 413, 422, 429, 503)}
 
 
 @router.post("", response_model=FeedbackOut, status_code=201, responses=ERRORS)

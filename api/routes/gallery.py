@@ -25,7 +25,7 @@ from gunmatch.state import ApiKey
 from index import CATEGORIES, Filters, ItemNotFoundError, normalize_category
 
 router = APIRouter(prefix="/v1/gallery", tags=["gallery"])
-ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 409, 413, 415, 422, 503)}
+ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 409, 413, 415, 422, 429, 503)}
 
 
 @router.get("", response_model=GalleryInfoOut, responses=ERRORS)

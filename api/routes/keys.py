@@ -9,7 +9,7 @@ from api.schemas import ErrorOut, KeyCreatedOut, KeyIn, KeyOut
 from gunmatch.state import ApiKey
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
-ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 409, 413, 422, 429)}
+ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 409, 413, 422, 429, 503)}
 
 
 @router.get("", response_model=list[KeyOut], responses=ERRORS)

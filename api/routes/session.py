@@ -13,7 +13,7 @@ from api.schemas import ID_MAX, ErrorOut, SessionIn, SessionOut, SessionRecordOu
 from gunmatch.state import ApiKey
 
 router = APIRouter(tags=["session"])
-ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 413, 422, 429)}
+ERRORS = {c: {"model": ErrorOut} for c in (401, 403, 404, 413, 422, 429, 503)}
 
 
 @router.post("/v1/session", response_model=SessionOut, responses=ERRORS)

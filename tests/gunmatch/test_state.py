@@ -285,3 +285,22 @@ def test_sessions_expire_are_revocable_and_end_with_their_key(tmp_path, monkeypa
     real = time.time
     monkeypatch.setattr(time, "time", lambda: real() + 61)
     assert sessions.authenticate(token_c) is None  # expired
+
+
+def test_cli_sessions_and_secret_rotation(tmp_path, capsys, monkeypatch):
+    keys = KeyStore(state_db_path(tmp_path))
+    key, _ = keys.create("web desk", "station")
+    session, _ = SessionStore(state_db_path(tmp_path)).create(key, 60)
+    state = ["--gallery", str(tmp_path)]
+    assert main(["keys", "sessions", *state]) == 0
+    assert "web desk" in capsys.readouterr().out
+    assert main(["keys", "sessions", *state, "--revoke", str(session.id)]) == 0
+    capsys.readouterr()
+    assert main(["keys", "sessions", *state, "--active"]) == 0
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("GUNMATCH_AUDIT_SECRET_FILE", str(tmp_path.parent / "rot" / "audit.key"))
+    assert main(["audit", "checkpoint", *state]) == 0  # creates the secret on first use
+    first = json.loads(capsys.readouterr().out)["key_id"]
+    assert main(["audit", "rotate-secret"]) == 0
+    assert main(["audit", "checkpoint", *state]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["key_id"] != first
