@@ -180,13 +180,27 @@ class StyleSampler:
 
     exclude: tuple[str, ...] = ()
     include_default: bool = True
+    # Share of threat parcels outside the classic scene whose threat becomes a whole long
+    # gun (``threat_for``); 0 keeps every planned kind.
+    long_guns: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = set(self.exclude) - set(LOOKS) - set(SCENES)
         if unknown:
             raise ValueError(f"unknown style families {sorted(unknown)}; "
                              f"looks: {sorted(LOOKS)}, scenes: {sorted(SCENES)}")
+        if not 0.0 <= self.long_guns <= 1.0:
+            raise ValueError("long_guns must be a share in [0, 1]")
         object.__setattr__(self, "exclude", tuple(sorted(set(self.exclude))))
+
+    def threat_for(self, seed: int, kind: str | None, style: ScannerStyle) -> str | None:
+        """The threat of the parcel of ``seed``: the planned kind, or a long gun (see above)."""
+        if kind is None or self.long_guns <= 0 or style.scene.name == "classic":
+            return kind
+        rng = np.random.default_rng([int(seed), 5])
+        if rng.random() >= self.long_guns:
+            return kind
+        return LONG_GUN_KINDS[int(rng.integers(len(LONG_GUN_KINDS)))]
 
     def for_seed(self, seed: int) -> ScannerStyle:
         """The style of the parcel rendered from ``seed`` (deterministic, own stream)."""

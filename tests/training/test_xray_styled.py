@@ -53,8 +53,16 @@ def test_threatmap_cache_on_styled_parcels():
 
 
 def test_head_crops_from_styled_parcels():
-    cfg = XrayHeadConfig(parcels=2, clean_every=2, parcel_size=SIZE, isolated_per_kind=0,
-                         projected_per_kind=0, regions=12, input_size=64, styles=STYLED)
+    cfg = XrayHeadConfig(
+        parcels=2,
+        clean_every=2,
+        parcel_size=SIZE,
+        isolated_per_kind=0,
+        projected_per_kind=0,
+        regions=12,
+        input_size=64,
+        styles=STYLED,
+    )
     crops, labels = training_crops(cfg)
     plain, _ = training_crops(replace(cfg, styles=None))
     assert len(crops) == len(labels) > 0
@@ -62,3 +70,15 @@ def test_head_crops_from_styled_parcels():
     assert len(plain) != len(crops) or any(
         not np.array_equal(a, b) for a, b in zip(plain, crops, strict=True)
     )
+
+
+def test_sampler_can_swap_in_long_guns():
+    sampler = StyleSampler(("default", "classic"), long_guns=1.0)
+    parcel, image = training_parcel(70_000_020, SIZE, "spring", sampler)
+    assert parcel.boxes[0].kind in ("rifle", "shotgun")
+    assert image.shape == parcel.threat_mask.shape
+    keep = StyleSampler(long_guns=0.0)
+    assert keep.threat_for(1, "spring", keep.for_seed(1)) == "spring"
+    classic = StyleSampler(("electronics", "household", "tools", "dense"), long_guns=1.0)
+    assert classic.threat_for(1, "spring", classic.for_seed(1)) == "spring"
+    assert sampler.threat_for(1, None, sampler.for_seed(1)) is None

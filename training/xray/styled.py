@@ -27,11 +27,17 @@ def observed(parcel: Parcel) -> np.ndarray:
 def training_parcel(
     seed: int, size: tuple[int, int], threat_kind: str | None, styles: StyleSampler | None
 ) -> tuple[Parcel, np.ndarray]:
-    """The parcel of ``seed`` (in the sampler's style for that seed) and its decoded scan."""
+    """The parcel of ``seed`` (in the sampler's style for that seed) and its decoded scan.
+
+    The sampler may swap a planned threat for a whole long gun (``StyleSampler.long_guns``);
+    the parcel's box names the kind it holds.
+    """
     if styles is None:
         parcel = render_parcel(seed, size=size, threat_kind=threat_kind)
         return parcel, parcel.image
-    parcel = render_parcel(seed, size=size, threat_kind=threat_kind, style=styles.for_seed(seed))
+    style = styles.for_seed(seed)
+    kind = styles.threat_for(seed, threat_kind, style)
+    parcel = render_parcel(seed, size=size, threat_kind=kind, style=style)
     return parcel, observed(parcel)
 
 
