@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gunmatch.commands.common import UsageError, emit_json, out
 from matcher.preprocess import MODALITIES
+from synth.styles import StyleSampler
 from training.fit import FitConfig
 from training.registry import Registry
 from training.train import TrainConfig, train
@@ -68,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--register", type=Path, help="also add the model to this registry dir")
     x.add_argument("--quiet", action="store_true", help="no progress bars")
     x.add_argument("--json", action="store_true", help="print the report as JSON")
+    _style_flags(x)
     x.set_defaults(func=cmd_train_xray)
 
     m = sub.add_parser(
@@ -84,7 +86,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--threads", type=int, default=None, help="CPU threads")
     m.add_argument("--quiet", action="store_true", help="no progress bars")
     m.add_argument("--json", action="store_true", help="print the card as JSON")
+    _style_flags(m)
     m.set_defaults(func=cmd_train_threatmap)
+
+
+def _style_flags(p: argparse.ArgumentParser) -> None:
+    """Domain randomisation flags of the generated-data trainers (synth.styles)."""
+    p.add_argument(
+        "--styles",
+        action="store_true",
+        help="render each generated parcel in a scanner style drawn for it (looks x scenes)",
+    )
+    p.add_argument(
+        "--hold-out",
+        nargs="+",
+        metavar="FAMILY",
+        help="with --styles: looks or scenes never drawn (leave-one-style-out)",
+    )
+    p.add_argument(
+        "--long-guns",
+        type=float,
+        default=None,
+        help="with --styles: share of threat parcels (outside the classic scene) holding a "
+        "whole rifle or shotgun",
+    )
+
+
+def style_sampler(args: argparse.Namespace) -> StyleSampler | None:
+    """The trainers' style sampler from the flags (None without --styles)."""
+    if not args.styles:
+        if args.hold_out or args.long_guns is not None:
+            raise UsageError("--hold-out and --long-guns need --styles")
+        return None
+    try:
+        return StyleSampler(tuple(args.hold_out or ()), long_guns=args.long_guns or 0.0)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -178,7 +215,7 @@ def _finetune_config(args: argparse.Namespace) -> XrayFinetuneConfig:
         for k in ("parcels", "threads", "input_size")
         if getattr(args, k) is not None
     }
-    cfg = replace(cfg, crops=replace(cfg.crops, **crops))
+    cfg = replace(cfg, crops=replace(cfg.crops, **crops, styles=style_sampler(args)))
     if args.epochs is not None:
         cfg = replace(cfg, fit=replace(cfg.fit, epochs=args.epochs))
     if args.freeze_blocks is not None:
@@ -196,7 +233,7 @@ def _train_xray_lda(args: argparse.Namespace) -> dict:
         for k in ("parcels", "threads", "input_size", "dims")
         if getattr(args, k) is not None
     }
-    return train_xray_head(XrayHeadConfig(**changes), args.out)
+    return train_xray_head(XrayHeadConfig(**changes, styles=style_sampler(args)), args.out)
 
 
 def cmd_train_threatmap(args: argparse.Namespace) -> int:
@@ -215,6 +252,7 @@ def cmd_train_threatmap(args: argparse.Namespace) -> int:
         if not 64 <= args.long_side <= 4096:
             raise UsageError("--long-side must be between 64 and 4096")
         changes["map"] = replace(cfg.map, long_side=args.long_side)
+    changes["styles"] = style_sampler(args)
     card = train_threatmap(replace(cfg, **changes), args.out, progress=not args.quiet)
     if args.json:
         emit_json(card)

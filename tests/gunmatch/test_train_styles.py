@@ -1,0 +1,65 @@
+"""Domain randomisation flags of `gunmatch train-threatmap` / `train-xray`."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from gunmatch.cli import main
+from gunmatch.commands import train as train_cmd
+from gunmatch.commands.common import UsageError
+from synth.styles import StyleSampler
+
+
+def _ns(**kw) -> argparse.Namespace:
+    return argparse.Namespace(**{"styles": False, "hold_out": None, "long_guns": None, **kw})
+
+
+def test_style_sampler_from_flags():
+    assert train_cmd.style_sampler(_ns()) is None
+    got = train_cmd.style_sampler(
+        _ns(styles=True, hold_out=["tools", "noisy-lowres"], long_guns=0.25)
+    )
+    assert got == StyleSampler(("noisy-lowres", "tools"), long_guns=0.25)
+    with pytest.raises(UsageError, match="need --styles"):
+        train_cmd.style_sampler(_ns(hold_out=["tools"]))
+    with pytest.raises(UsageError, match="unknown style families"):
+        train_cmd.style_sampler(_ns(styles=True, hold_out=["polaroid"]))
+    with pytest.raises(UsageError, match="share"):
+        train_cmd.style_sampler(_ns(styles=True, long_guns=2.0))
+
+
+def test_train_threatmap_passes_the_sampler(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_train(cfg, out, progress=True):
+        seen.append(cfg)
+        return {
+            "parcels": 1,
+            "total_s": 0.0,
+            "best_epoch": 1,
+            "val": {"auc": 1.0, "det_max_clean": 1.0, "det_5": 1.0},
+        }
+
+    monkeypatch.setattr(train_cmd, "train_threatmap", fake_train)
+    assert main(["train-threatmap", "--out", str(tmp_path), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train-threatmap",
+                "--out",
+                str(tmp_path),
+                "--quiet",
+                "--styles",
+                "--hold-out",
+                "dense",
+            ]
+        )
+        == 0
+    )
+    assert seen[0].styles is None
+    assert seen[1].styles == StyleSampler(("dense",))
+    with pytest.raises(SystemExit) as exc:
+        main(["train-threatmap", "--out", str(tmp_path), "--hold-out", "dense"])
+    assert exc.value.code == 2
