@@ -52,6 +52,12 @@ SUITES: dict[str, Suite] = {
         "10 minutes of mixed search/add/delete traffic at 4 clients",
         quick_flag=True,
     ),
+    # Not in DEFAULT_ORDER: starts PostgreSQL and Milvus and loads 100k references twice.
+    "distributed": Suite(
+        "benchmarks.distributed",
+        "distributed",
+        help="Milvus + PostgreSQL vs embedded FAISS, one replica vs two, 10k and 100k",
+    ),
 }
 DEFAULT_ORDER = ("core", "embedding", "microbatch", "scale", "http", "xray", "domain", "training")
 

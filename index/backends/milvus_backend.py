@@ -29,6 +29,10 @@ from index.types import Filters, GalleryError
 
 VECTOR_GENERATION = "vector_generation"
 BATCH = 1000
+# Rows written by this process since Milvus last sealed its growing segment: past this many a
+# bulk write is flushed, so searches hit indexed segments instead of scanning a large growing
+# one (milvus-lite searches a 10k-row unflushed segment ~30x slower than a flushed one).
+FLUSH_ROWS = 1000
 
 
 def connect(uri: str):
@@ -70,6 +74,7 @@ class MilvusBackend(VectorBackend):
         self._kind = kind
         self._gen = -1
         self._count: tuple[int, int] | None = None  # (generation, row count)
+        self._unsealed = 0  # rows written here since the last Milvus flush
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -171,7 +176,15 @@ class MilvusBackend(VectorBackend):
             return
         touched = list(dict.fromkeys(v for _, _, v in store.changes_since(shared)))
         self._apply(touched)
+        self._unsealed += len(touched)
+        if self._unsealed >= FLUSH_ROWS:
+            self._seal()
         self._record(db_gen)
+
+    def _seal(self) -> None:
+        """Flush Milvus's growing segment into a sealed, indexed one."""
+        self.client.flush(self.collection)
+        self._unsealed = 0
 
     def _apply(self, vec_ids: list[int]) -> None:
         """Make Milvus hold exactly the store's current rows for these vec_ids."""
@@ -225,11 +238,14 @@ class MilvusBackend(VectorBackend):
         self._create_collection(n)
         for ids, vecs in store.vectors():
             self._upsert(ids, vecs)
+        self._seal()
         self.host.manifest["index_type"] = self._kind
         self._record(db_gen)
 
     def flush(self) -> None:
         self.sync()
+        if self._unsealed:
+            self._seal()
         want = resolve_kind(self.host.index_config, self.ntotal)
         if want != self._kind:
             with self.host.store.write_lock(blocking=False) as held:
