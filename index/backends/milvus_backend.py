@@ -152,7 +152,7 @@ class MilvusBackend(VectorBackend):
     def sync(self) -> None:
         store = self.host.store
         db_gen = store.generation()
-        if self._shared_generation() >= db_gen:
+        if self._shared_generation() == db_gen:
             self._gen = db_gen
             return
         if getattr(self.host, "_writing", False):
@@ -168,10 +168,12 @@ class MilvusBackend(VectorBackend):
         store = self.host.store
         db_gen = store.generation()
         shared = self._shared_generation()
-        if shared >= db_gen:
+        if shared == db_gen:
             self._gen = db_gen
             return
-        if shared < int(store.get_meta("pruned_upto", "0") or 0):
+        # Ahead of the store: the database was restored from an older backup; or the log that
+        # would bring Milvus forward is gone. Either way only a full re-index is right.
+        if shared > db_gen or shared < int(store.get_meta("pruned_upto", "0") or 0):
             self.rebuild()
             return
         touched = list(dict.fromkeys(v for _, _, v in store.changes_since(shared)))

@@ -252,3 +252,22 @@ def test_existing_collection_is_refused(tmp_path, milvus_uri, collection_name):
             milvus_gallery(tmp_path / "b", milvus_uri, collection_name)
     finally:
         close_and_drop(g)
+
+
+def test_milvus_ahead_of_a_restored_store_is_reindexed(tmp_path, milvus_uri, collection_name):
+    g = milvus_gallery(tmp_path / "g", milvus_uri, collection_name)
+    vecs = unit_rows(6, seed=12)
+    g.add(make_items(vecs), "model-a")
+    # As if the database came back from a backup older than the collection: Milvus says it
+    # is at a later generation, and holds a row the store does not know.
+    g.backend.client.delete(collection_name, ids=[g.store.vec_ids_where("1=1")[0].item()])
+    with g.store.transaction() as conn:
+        g.store.set_meta(conn, VECTOR_GENERATION, str(g.store.generation() + 5))
+    g.close()
+    again = Gallery.open(tmp_path / "g")
+    try:
+        assert int(again.store.get_meta(VECTOR_GENERATION)) == again.store.generation()
+        assert again.index.ntotal == 6  # re-indexed from the store: the deleted row is back
+        assert again.search(vecs[0], 1)[0][0].item.source == "src/0.png"
+    finally:
+        close_and_drop(again)
