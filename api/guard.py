@@ -1,7 +1,8 @@
 """Request guard (pure ASGI, outermost): key first, then a streamed cap on every body.
 
-A request that carries a body must show a valid key or session before a byte of it is read
-(sign-in, whose body is the key, is the one exception); a refused request is answered with
+A request that carries a body must show a valid key or session (and, signed in by cookie
+only, come from the service's own origin) before a byte of it is read (sign-in, whose body is
+the key, is the one exception); a refused request is answered with
 ``Connection: close`` so the server reads nothing more of it. Every body, declared or chunked,
 is counted as it streams in and cut off at its route's limit with 413.
 """
@@ -20,6 +21,7 @@ from api.auth import (
     API_KEY_HEADER,
     PRINCIPAL_SCOPE_KEY,
     authenticate,
+    check_csrf,
     client_of,
     session_token,
 )
@@ -98,6 +100,7 @@ class RequestGuard:
             authenticate, services.keys, services.sessions, services.throttle,
             headers.get(API_KEY_HEADER), session_token(headers), client_of(scope),
         )  # fmt: skip
+        check_csrf(scope, headers, principal, services.settings.allowed_origins)
         scope[PRINCIPAL_SCOPE_KEY] = principal
 
     async def _stream(
