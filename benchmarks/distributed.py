@@ -36,6 +36,7 @@ from index.itemstore import StoreSpec
 log = logging.getLogger(__name__)
 
 K = 10
+WORK_PARENT = "/var/tmp"
 CATEGORIES = ("barrel", "slide", "frame", "magazine")
 
 
@@ -60,10 +61,10 @@ class Load:
 
 
 @contextmanager
-def shared_servers():
-    """A private PostgreSQL cluster and a milvus-lite server for the run."""
-    pg_base, pg_url = start_postgres()
-    work = Path(tempfile.mkdtemp(prefix="gunmatch-bench-milvus-"))
+def shared_servers(parent: Path):
+    """A private PostgreSQL cluster and a milvus-lite server for the run, under ``parent``."""
+    pg_base, pg_url = start_postgres(parent=str(parent))
+    work = Path(tempfile.mkdtemp(prefix="gunmatch-bench-milvus-", dir=parent))
     proc, uri = start_milvus(work / "data")
     try:
         yield pg_url, uri
@@ -86,6 +87,27 @@ def make_items(vectors: np.ndarray, tag: str) -> list[NewItem]:
         )
         for i, v in enumerate(vectors)
     ]
+
+
+def storage_bytes(root: Path, shared: dict) -> int:
+    """Bytes the gallery's item store (and, embedded, its index file) takes on disk: the
+    SQLite database and FAISS file, or every table of the PostgreSQL schema with its indexes
+    and TOAST (the vectors)."""
+    store = shared.get("item_store")
+    if store is None:
+        names = ("gallery.sqlite", "gallery.sqlite-wal", "index.faiss", "index.faiss.meta.json")
+        return sum((root / n).stat().st_size for n in names if (root / n).exists())
+    import psycopg
+
+    with psycopg.connect(store.url, autocommit=True) as conn:
+        conn.execute("VACUUM")
+        row = conn.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r'",
+            (store.schema,),
+        ).fetchone()
+    return int(row[0] or 0)
 
 
 def build(root: Path, base: np.ndarray, shared: dict, batch: int = 2000) -> float:
@@ -161,9 +183,10 @@ def _p(samples: list[float], q: float) -> float:
 
 
 def measure(sizes: tuple[int, ...], dim: int, n_queries: int, n_adds: int, work: Path) -> dict:
-    """Every (size, backend, replicas) cell: {(n, backend, replicas): (Load, bulk rate)}."""
+    """Every (size, backend, replicas) cell: {(n, backend, replicas): (Load, bulk rate,
+    stored bytes per reference)}."""
     cells = {}
-    with shared_servers() as (pg_url, milvus_uri):
+    with shared_servers(work) as (pg_url, milvus_uri):
         for n in sizes:
             gen = ClusteredVectors(VectorSpec(dim=dim, clusters=max(100, n // 50), seed=11))
             base, queries = gen.gallery(n), gen.queries(n_queries)
@@ -179,18 +202,19 @@ def measure(sizes: tuple[int, ...], dim: int, n_queries: int, n_adds: int, work:
                 root = work / name
                 log.info("n=%d %s: loading", n, backend)
                 rate = build(root, base, shared)
+                per_ref = storage_bytes(root, shared) / n
                 for i, replicas in enumerate((1, 2)):
                     adds = fresh[(2 * i) * n_adds : (2 * i + 2) * n_adds][: n_adds * replicas]
                     log.info("n=%d %s: %d replica(s)", n, backend, replicas)
                     load = run_replicas(root, queries, adds, replicas, f"{name}-{replicas}")
-                    cells[(n, backend, replicas)] = (load, rate)
+                    cells[(n, backend, replicas)] = (load, rate, per_ref)
     return cells
 
 
 def report(cells: dict, sizes, dim: int, n_queries: int, n_adds: int, command: str) -> str:
     """The markdown section: measured cells, then the ratios the issue asks for."""
     rows = []
-    for (n, backend, replicas), (load, rate) in sorted(cells.items()):
+    for (n, backend, replicas), (load, rate, per_ref) in sorted(cells.items()):
         label = "FAISS + SQLite (embedded)" if backend == "faiss" else "Milvus + PostgreSQL"
         rows.append(
             [
@@ -203,6 +227,7 @@ def report(cells: dict, sizes, dim: int, n_queries: int, n_adds: int, command: s
                 f"{load.adds_per_s:.1f}",
                 f"{_p(load.add_ms, 50):.1f}",
                 f"{rate:,.0f}",
+                f"{per_ref / 1024:.1f}",
             ]
         )
     ratio_rows = []
@@ -230,7 +255,10 @@ def report(cells: dict, sizes, dim: int, n_queries: int, n_adds: int, command: s
             "count; each replica is a separate process with the gallery open, requests back to "
             "back. Milvus is the milvus-lite server (pure Python) on this same machine, "
             "PostgreSQL a local cluster on a Unix socket, so the shared figures include their "
-            "CPU on the same two cores and no network.",
+            "CPU on the same two cores and no network. Store KB/ref: on-disk bytes per "
+            "reference of the item store after loading (SQLite + the FAISS file; or the "
+            "PostgreSQL schema's tables with indexes and TOAST, after VACUUM), Milvus not "
+            "included.",
             "",
             table(
                 [
@@ -243,6 +271,7 @@ def report(cells: dict, sizes, dim: int, n_queries: int, n_adds: int, command: s
                     "adds/s (all)",
                     "add p50 ms",
                     "bulk load refs/s",
+                    "store KB/ref",
                 ],
                 rows,
             ),
@@ -270,7 +299,9 @@ def run(quick: bool = False, threads: int = 2, command: str = "") -> str:
     sizes = (2_000, 10_000) if quick else (10_000, 100_000)
     dim = 256 if quick else 1280
     n_queries, n_adds = (100, 20) if quick else (300, 50)
-    work = Path(tempfile.mkdtemp(prefix="gunmatch-bench-dist-"))
+    # Not /tmp: an hour-long run must not lose its servers' files to a tmp cleaner.
+    work = Path(tempfile.mkdtemp(prefix="gunmatch-bench-dist-", dir=WORK_PARENT))
+    work.chmod(0o755)  # the postgres user (when run as root) must reach its cluster
     try:
         cells = measure(sizes, dim, n_queries, n_adds, work)
     finally:

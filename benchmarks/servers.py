@@ -88,14 +88,15 @@ def pg_bin() -> Path | None:
     return Path(found).resolve().parent if found else None
 
 
-def start_postgres(timeout: float = 60) -> tuple[Path, str]:
-    """initdb + pg_ctl start in a new temporary directory, listening only on a Unix socket
-    there. Returns (that directory, libpq URL). Runs as the ``postgres`` user when started as
-    root (PostgreSQL refuses to run as root)."""
+def start_postgres(timeout: float = 60, parent: str | None = None) -> tuple[Path, str]:
+    """initdb + pg_ctl start in a new temporary directory (under ``parent``, default the
+    system's), listening only on a Unix socket there. Returns (that directory, libpq URL).
+    Runs as the ``postgres`` user when started as root (PostgreSQL refuses to run as root)."""
     bindir = pg_bin()
     if bindir is None:
         raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
-    base = Path(tempfile.mkdtemp(prefix="gunmatch-pg-"))  # short: socket paths are limited
+    # Short: socket paths are limited. ``parent`` must be traversable by the postgres user.
+    base = Path(tempfile.mkdtemp(prefix="gunmatch-pg-", dir=parent))
     data, sock = base / "data", base / "sock"
     sock.mkdir()
     as_user = _as_postgres()

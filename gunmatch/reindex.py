@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from index import Gallery
+from index import Gallery, GalleryError
 from index.files import swap_in
 from matcher import Embedder, load_model
 from training.shadow import build_shadow
@@ -19,9 +19,15 @@ def reindex(
 ) -> dict:
     """Re-embed every item of ``gallery_dir`` with ``model`` and switch the gallery over."""
     gallery_dir = Path(gallery_dir)
-    embedder = Embedder(load_model(model), batch_size=batch_size, threads=threads)
     shadow_dir = gallery_dir.with_name(f".{gallery_dir.name}.reindex")
     with Gallery.open(gallery_dir) as source:
+        if source.is_shared:  # the shadow would be embedded and replace the shared gallery
+            raise GalleryError(
+                f"{gallery_dir} is a shared gallery (PostgreSQL/Milvus); re-indexing it in place "
+                "is not supported yet: 'gunmatch gallery export' it, reindex the embedded copy, "
+                "then 'gunmatch gallery import' that"
+            )
+        embedder = Embedder(load_model(model), batch_size=batch_size, threads=threads)
         shadow = build_shadow(source, embedder, shadow_dir, progress)
         count = len(shadow)
         shadow.close()

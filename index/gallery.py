@@ -183,6 +183,11 @@ class Gallery(IndexSync):
         return self.manifest["model_id"]
 
     @property
+    def is_shared(self) -> bool:
+        """Whether items or vectors live in a shared engine (PostgreSQL, Milvus)."""
+        return "item_store" in self.manifest or "vector_store" in self.manifest
+
+    @property
     def index_dim(self) -> int:
         """Dimension of the indexed vectors (after the optional transform)."""
         return self.transform.d_out if self.transform else self.dim

@@ -45,6 +45,11 @@ def test_build_search_and_export_a_shared_gallery(
         code, out = run(capsys, "db", "status")  # the URL from GUNMATCH_DATABASE_URL
         assert code == 0 and f"{name}: gallery version 1 of 1" in out
 
+        # In-place re-indexing would swap in an embedded shadow: refused until part B.
+        code = main(["gallery", "reindex", "--gallery", str(gal), "--model", "x"])
+        assert code != 0 and "shared gallery" in capsys.readouterr().err
+        assert json.loads((gal / "manifest.json").read_text()) == manifest
+
         monkeypatch.delenv("GUNMATCH_DATABASE_URL")
         monkeypatch.delenv("GUNMATCH_VECTOR_URI")
         back = tmp_path / "back"
