@@ -31,11 +31,13 @@ from benchmarks.synthvec import ClusteredVectors, VectorSpec
 from benchmarks.timing import table
 from index import Gallery, NewItem
 from index.backends import BackendSpec
+from index.factory import IndexConfig
 from index.itemstore import StoreSpec
 
 log = logging.getLogger(__name__)
 
 K = 10
+EXACT = IndexConfig(kind="flat")
 WORK_PARENT = "/var/tmp"
 CATEGORIES = ("barrel", "slide", "frame", "magazine")
 
@@ -112,7 +114,9 @@ def storage_bytes(root: Path, shared: dict) -> int:
 
 def build(root: Path, base: np.ndarray, shared: dict, batch: int = 2000) -> float:
     """Create and fill one gallery; returns the bulk load rate (references per second)."""
-    g = Gallery.create(root, "bench-model", base.shape[1], **shared)
+    # Exact search throughout: with ``auto`` the adds would carry 100k past the exact-search
+    # threshold and the next phase would search an HNSW index instead.
+    g = Gallery.create(root, "bench-model", base.shape[1], index_config=EXACT, **shared)
     t0 = time.perf_counter()
     try:
         for start in range(0, len(base), batch):
@@ -124,7 +128,8 @@ def build(root: Path, base: np.ndarray, shared: dict, batch: int = 2000) -> floa
 
 
 def _replica(root: str, queries: np.ndarray, adds: np.ndarray, tag: str, barrier, out) -> None:
-    """One replica process: open the gallery, search back to back, then add one by one."""
+    """One replica process: open the gallery, search back to back, then add one by one
+    (either may be empty)."""
     import faiss
 
     faiss.omp_set_num_threads(1)  # one request at a time per replica, as a service worker
@@ -138,14 +143,14 @@ def _replica(root: str, queries: np.ndarray, adds: np.ndarray, tag: str, barrier
             t = time.perf_counter()
             g.search(q, K)
             search_ms.append((time.perf_counter() - t) * 1000)
-        search_end = time.perf_counter()
+        search_end = time.perf_counter() if len(queries) else t0
         barrier.wait()
         add_ms, t1 = [], time.perf_counter()
         for it in make_items(adds, tag):
             t = time.perf_counter()
             g.add([it], "bench-model")
             add_ms.append((time.perf_counter() - t) * 1000)
-        add_end = time.perf_counter()
+        add_end = time.perf_counter() if len(adds) else t1
     finally:
         g.close()
     out.put((search_ms, t0, search_end, add_ms, t1, add_end))
@@ -203,10 +208,20 @@ def measure(sizes: tuple[int, ...], dim: int, n_queries: int, n_adds: int, work:
                 log.info("n=%d %s: loading", n, backend)
                 rate = build(root, base, shared)
                 per_ref = storage_bytes(root, shared) / n
+                # All searches first, on the gallery as loaded; then the adds.
+                searched = {}
+                for replicas in (1, 2):
+                    log.info("n=%d %s: searches, %d replica(s)", n, backend, replicas)
+                    none = fresh[:0]
+                    searched[replicas] = run_replicas(root, queries, none, replicas, "s")
                 for i, replicas in enumerate((1, 2)):
                     adds = fresh[(2 * i) * n_adds : (2 * i + 2) * n_adds][: n_adds * replicas]
-                    log.info("n=%d %s: %d replica(s)", n, backend, replicas)
-                    load = run_replicas(root, queries, adds, replicas, f"{name}-{replicas}")
+                    log.info("n=%d %s: adds, %d replica(s)", n, backend, replicas)
+                    added = run_replicas(root, queries[:0], adds, replicas, f"{name}-{replicas}")
+                    s_load = searched[replicas]
+                    load = Load(
+                        s_load.search_ms, s_load.search_wall_s, added.add_ms, added.add_wall_s
+                    )
                     cells[(n, backend, replicas)] = (load, rate, per_ref)
     return cells
 
@@ -250,9 +265,10 @@ def report(cells: dict, sizes, dim: int, n_queries: int, n_adds: int, command: s
             "## Shared gallery: Milvus + PostgreSQL vs embedded FAISS + SQLite",
             "",
             f"`{command}` on {machine()}, commit {git_rev()}. Synthetic clustered {dim}-d "
-            f"vectors, default index settings (exact search at these sizes), k={K}, no filter; "
-            f"{n_queries} single-query searches then {n_adds} single-reference adds per replica "
-            "count; each replica is a separate process with the gallery open, requests back to "
+            f"vectors, exact search (flat index) on both backends, k={K}, no filter; "
+            f"{n_queries} single-query searches (split over the replicas, all searches before "
+            f"any add), then {n_adds} single-reference adds per replica; each replica is a "
+            "separate process with the gallery open, requests back to "
             "back. Milvus is the milvus-lite server (pure Python) on this same machine, "
             "PostgreSQL a local cluster on a Unix socket, so the shared figures include their "
             "CPU on the same two cores and no network. Store KB/ref: on-disk bytes per "
