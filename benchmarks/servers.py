@@ -70,8 +70,10 @@ def _answers(port: int, uri: str) -> bool:
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
+    from index.backends.milvus_backend import GRPC_OPTIONS
+
     try:
-        client = MilvusClient(uri=uri, timeout=5)
+        client = MilvusClient(uri=uri, timeout=5, grpc_options=GRPC_OPTIONS)
         client.list_collections()
         client.close()
         return True

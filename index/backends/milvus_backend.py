@@ -28,6 +28,10 @@ from index.factory import resolve_kind
 from index.types import Filters, GalleryError
 
 VECTOR_GENERATION = "vector_generation"
+# Keepalive pings only while calls are in flight and at most every 5 minutes: gRPC servers
+# left at their defaults (milvus-lite's) answer a client pinging an idle channel every 10 s
+# (pymilvus's default) with GOAWAY "too_many_pings", failing the next call on that channel.
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": 0}
 BATCH = 1000
 # Rows written by this process since Milvus last sealed its growing segment: past this many a
 # bulk write is flushed, so searches hit indexed segments instead of scanning a large growing
@@ -43,7 +47,7 @@ def connect(uri: str):
         raise GalleryError(
             "the milvus vector backend needs pymilvus: pip install 'gunmatch[distributed]'"
         ) from e
-    return MilvusClient(uri=uri)
+    return MilvusClient(uri=uri, grpc_options=GRPC_OPTIONS)
 
 
 def _schema(client, dim: int):
