@@ -2,6 +2,9 @@
 
 Everything is made by the project's own generator (synth), so the demo needs no
 downloaded data. ``build_demo`` is idempotent: re-running reuses what is already there.
+The gallery gets the shipped X-ray model and threat map where present; its screening
+thresholds are measured on generated parcels holding no threat, and the showcase query is a
+parcel holding a slide the gallery has not seen.
 """
 
 from __future__ import annotations
@@ -13,13 +16,19 @@ from PIL import Image
 
 from gunmatch.indexing import build, gallery_writer, read_metadata_csv, scan_source
 from gunmatch.search import SearchOptions, load_judge, search_image
-from gunmatch.service import create_engine
-from synth import PART_KINDS, render_isolated, to_uint8, write_reference_set
+from gunmatch.service import create_engine, open_engine
+from gunmatch.settings import get_settings
+from screening.calibration import calibrate_screening
+from screening.screen import ScreeningConfig
+from synth import PART_KINDS, render_isolated, render_parcel, to_uint8, write_reference_set
 from training.evaluate import evaluate
 from training.report import write_calibration
 
 DEMO_SEED = 2026
 QUERY_KIND = "slide"
+PARCEL_SIZE = (1200, 940)
+CLEARED_SEED = 97_000_000  # the demo's generated "cleared scans"
+CLEARED_PARCELS = 40
 
 
 def write_metadata(refs: Path, csv_path: Path) -> Path:
@@ -62,14 +71,35 @@ def calibrate(engine, root: Path, per_kind: int = 3) -> Path:
     )
 
 
+def write_parcel_query(
+    out: Path, kind: str = QUERY_KIND, seed: int = DEMO_SEED + 999
+) -> tuple[Path, list[int]]:
+    """A cluttered parcel holding a ``kind`` the gallery has not seen: path and its true box."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    parcel = render_parcel(seed, size=PARCEL_SIZE, threat_kind=kind)
+    Image.fromarray(to_uint8(parcel.image)).save(out)
+    return out, [int(v) for v in parcel.boxes[0].as_tuple()]
+
+
+def calibrate_parcels(engine, screening: ScreeningConfig, n: int = CLEARED_PARCELS) -> dict:
+    """Screening thresholds from generated parcels holding no threat (the demo's "cleared
+    scans"): alert on at most 1 in 40, review on at most 1 in 10."""
+    scans = (
+        render_parcel(CLEARED_SEED + i, size=PARCEL_SIZE, threat_kind=None).image
+        for i in range(n)
+    )
+    return calibrate_screening(engine, scans, screening, 0.025, 0.1)
+
+
 def build_demo(root: Path, per_kind: int = 6, threads: int | None = 2) -> dict:
-    """Generate references, build ``root/gallery`` and search one unseen query."""
+    """Generate references, build ``root/gallery``, calibrate, and search the showcase parcel."""
     root = Path(root)
     refs = root / "references"
     if not refs.is_dir() or not any(refs.rglob("*.png")):
         write_reference_set(refs, per_kind=per_kind, modality="xray", seed=DEMO_SEED)
     meta = write_metadata(refs, root / "references.csv")
     records = scan_source(refs, "xray", read_metadata_csv(meta))
+    settings = get_settings(threads=threads)
     engine = create_engine(root / "gallery", modality="xray", threads=threads)
     try:
         build(
@@ -79,18 +109,31 @@ def build_demo(root: Path, per_kind: int = 6, threads: int | None = 2) -> dict:
             known_shas=engine.gallery.store.known_shas(),
         )
         calibration = calibrate(engine, root)
-        query = write_query(root / "queries" / f"{QUERY_KIND}_unseen.png")
-        opts = SearchOptions(k=5, regions=False)
-        res = search_image(engine, str(query), query, opts, load_judge(engine, opts.screening))
+        engine.gallery.flush()
+    finally:
+        engine.close()
+    # Searches run as the service runs them: its inference path and screening settings.
+    engine = open_engine(root / "gallery", threads=threads, runtime=settings.runtime)
+    try:
+        screening = settings.screening_config()
+        cleared = calibrate_parcels(engine, screening)
+        write_query(root / "queries" / f"{QUERY_KIND}_unseen.png")
+        query, box = write_parcel_query(root / "queries" / f"{QUERY_KIND}_in_parcel.png")
+        opts = SearchOptions(k=5, screening=screening)
+        res = search_image(engine, str(query), query, opts, load_judge(engine, screening))
         return {
             "gallery": str(root / "gallery"),
             "items": len(engine.gallery),
             "model_id": engine.embedder.model_id,
+            "threatmap": engine.threatmap.map_id if engine.threatmap else None,
             "query": str(query),
             "query_kind": QUERY_KIND,
+            "query_box": box,
             "calibration": str(calibration),
+            "screening_thresholds": [cleared["alert_threshold"], cleared["review_threshold"]],
             "matches": res.matches_dicts(),
             "decision": res.decision.decision,
+            "regions": res.regions_dicts() or [],
         }
     finally:
         engine.close()

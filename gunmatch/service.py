@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gunmatch.database import shared_specs
+from gunmatch.maps import install_threatmap
 from gunmatch.settings import get_settings
+from gunmatch.shipped import default_threatmap, default_xray_model
 from index import Gallery, GalleryError, ModelMismatchError
 from matcher import Embedder, load_checkpoint, load_model, save_checkpoint
 from matcher.images import is_image_path
@@ -87,15 +89,22 @@ def create_engine(
     modality: str = "photo",
     threads: int | None = None,
     batch_size: int = 32,
+    shipped: bool = True,
 ) -> Engine:
     """Open a gallery, or create it (recording its model) when the directory holds none.
 
     A new gallery keeps its items on PostgreSQL when GUNMATCH_DATABASE_URL is set and its
     vectors on Milvus when GUNMATCH_VECTOR_URI is (else the embedded SQLite and FAISS files).
+    A new X-ray gallery gets the project's shipped X-ray model (unless ``model`` names
+    another) and threat map, where this install has them (``shipped=False``: neither).
     """
     gallery_dir = Path(gallery_dir)
     if (gallery_dir / "manifest.json").exists():
         return open_engine(gallery_dir, model, threads, batch_size)
+    modality = check_modality(modality)
+    xray_defaults = shipped and modality == "xray"
+    if model is None and xray_defaults:
+        model = default_xray_model()
     net = load_model(model or DEFAULT_BACKBONE)
     embedder = Embedder(net, batch_size=batch_size, threads=threads)
     # Owner-only from the start (the gallery holds reference images and the audit state).
@@ -105,8 +114,11 @@ def create_engine(
     save_checkpoint(net, gallery_dir / "model")
     settings = get_settings()
     shared = shared_specs(settings.database_url, settings.vector_uri)
-    gallery = Gallery.create(gallery_dir, net.model_id, net.dim, check_modality(modality), **shared)
-    return Engine(gallery, embedder)
+    gallery = Gallery.create(gallery_dir, net.model_id, net.dim, modality, **shared)
+    shipped_map = default_threatmap() if xray_defaults else None
+    if shipped_map is not None:
+        install_threatmap(gallery, shipped_map)
+    return Engine(gallery, embedder, open_threatmap(gallery, threads))
 
 
 def expand_paths(paths: list[str | Path]) -> list[Path]:

@@ -22,8 +22,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     info = build_demo(args.dir, per_kind=args.per_kind)
     out(f"demo gallery: {info['gallery']} ({info['items']} items, model {info['model_id']})")
     out(f"decision thresholds calibrated on unseen generated scans: {info['calibration']}")
-    out(f"query {info['query']} (a {info['query_kind']} the gallery has not seen):")
+    out(
+        f"query {info['query']} (a parcel holding a {info['query_kind']} the gallery has not "
+        f"seen, at {info['query_box']}): {info['decision'].upper()}"
+    )
     for m in info["matches"]:
         flag = " THREAT" if m["threat"] else ""
         out(f"  {m['rank']:>2}. {m['score']:.3f}  {m['label']:<14} {m['category']}{flag}")
+    for r in info["regions"][:3]:
+        out(f"  region {r['box']}: {r['decision']}")
     return 0

@@ -50,7 +50,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--metadata", type=Path, help="CSV: file,category,make_model,calibre,threat,notes"
     )
     p.add_argument("--threat-labels", default="", help="comma-separated labels that are threats")
-    p.add_argument("--model", help="backbone name or trained model directory (new galleries)")
+    p.add_argument(
+        "--model",
+        help="backbone name or trained model directory (new galleries; X-ray default: the "
+        "shipped models/xray-v1 where present, else efficientnet_lite0)",
+    )
+    p.add_argument(
+        "--no-shipped",
+        action="store_true",
+        help="X-ray: neither the shipped X-ray model nor the shipped threat map",
+    )
     p.add_argument("--added-by", default="cli")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _augment_arg(p)
@@ -183,7 +192,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.metadata} does not exist")
     metadata = read_metadata_csv(args.metadata) if args.metadata else None
     records = scan_source(args.src, args.modality, metadata, args.threat_labels.split(","))
-    engine = create_engine(gallery_dir(args), args.model, args.modality, **runtime(args))
+    engine = create_engine(
+        gallery_dir(args), args.model, args.modality, **runtime(args), shipped=not args.no_shipped
+    )
     try:
         report = build(
             records,
