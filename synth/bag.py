@@ -11,8 +11,10 @@ import math
 import numpy as np
 from PIL import Image
 
+from synth.materials import attenuation
+from synth.projection import Box
 from synth.shapes import Part, render_part
-from synth.sketch import Sketch
+from synth.sketch import Sketch, rasterize
 
 CONTAINERS: tuple[str, ...] = ("suitcase", "carton", "soft_bag")
 OBJECT_THRESHOLD = 0.98  # an object pixel transmits less than this on its own
@@ -105,6 +107,40 @@ def draw_clothes(sk: Sketch, rng: np.random.Generator, cx: float, cy: float, bw:
             sk.rod("organic", (gx + ox - dx, gy + oy - dy), (gx + ox + dx, gy + oy + dy),
                    rng.uniform(2, 6))
     return n
+
+
+def bag_background(rng: np.random.Generator, container: str, cxp: float, cyp: float,
+                   bw_px: float, bh_px: float, pitch: float, w: int, h: int,
+                   clothes_prob: float | None = None):
+    """A container (and clothes inside) rendered to per-energy attenuation.
+
+    Returns ``(acc, region, clutter)``: {"high", "low"} attenuation maps, the inner region
+    (x0, y0, x1, y1) in pixels, and the container's and clothes' boxes. ``clothes_prob``
+    None always packs clothes; otherwise one draw decides (after the container is drawn).
+    """
+    scene, inside, clothes = Sketch(), Sketch(), Sketch()
+    wall = draw_container(scene, inside, rng, container, cxp * pitch, cyp * pitch,
+                          bw_px * pitch, bh_px * pitch)
+    pack = clothes_prob is None or rng.random() < clothes_prob
+    n_clothes = draw_clothes(clothes, rng, cxp * pitch, cyp * pitch, bw_px * pitch,
+                             bh_px * pitch) if pack else 0
+    frame = {"mm_per_px": pitch, "extent": (0, 0, w * pitch, h * pitch), "margin_px": 0}
+    layers, _ = rasterize(scene, **frame)
+    acc = {e: attenuation(layers, e) for e in ("high", "low")}
+    if n_clothes:
+        fabric = rasterize(clothes, **frame)[0]["organic"]
+        fabric *= rasterize(inside, **frame)[0]["organic"]
+        fabric *= 0.45 + 1.1 * smooth_noise(rng, (h, w), int(rng.integers(5, 11)))
+        for e in ("high", "low"):
+            acc[e] += attenuation({"organic": fabric}, e)
+    del layers
+    inner = int(wall / pitch) + 2
+    region = (int(cxp - bw_px / 2) + inner, int(cyp - bh_px / 2) + inner,
+              int(cxp + bw_px / 2) - inner, int(cyp + bh_px / 2) - inner)
+    clutter = [Box(int(cxp - bw_px / 2), int(cyp - bh_px / 2), int(bw_px), int(bh_px), container),
+               *[Box(region[0], region[1], region[2] - region[0], region[3] - region[1],
+                     "clothes")] * (n_clothes > 0)]
+    return acc, region, clutter
 
 
 def paste(acc: np.ndarray, patch: np.ndarray, x: int, y: int) -> tuple[slice, slice, np.ndarray]:

@@ -13,12 +13,10 @@ import numpy as np
 from synth.bag import (
     CONTAINERS,
     OBJECT_THRESHOLD,
-    draw_clothes,
-    draw_container,
+    bag_background,
     fitting_part,
     paste,
     position,
-    smooth_noise,
 )
 from synth.detector import pseudo_colour, to_uint8
 from synth.materials import attenuation
@@ -26,7 +24,6 @@ from synth.projection import Box, tight_box
 from synth.scanner import add_belt, draw_settings, export, resample_mask, resample_rows
 from synth.scene import compose
 from synth.shapes import BENIGN_KINDS, SCENE_KINDS, any_kind, part_kind, render_part
-from synth.sketch import Sketch, rasterize
 from synth.styles import SCENES, ScannerStyle, get_style
 
 
@@ -93,26 +90,7 @@ def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: 
     pitch = rng.uniform(480, 720) / bw_px
     cxp = w / 2 + rng.uniform(-0.4, 0.4) * (w - bw_px)
     cyp = h / 2 + rng.uniform(-0.4, 0.4) * (h - bh_px)
-    scene, inside, clothes = Sketch(), Sketch(), Sketch()
-    wall = draw_container(scene, inside, rng, container, cxp * pitch, cyp * pitch, bw_px * pitch,
-                      bh_px * pitch)
-    n_clothes = draw_clothes(clothes, rng, cxp * pitch, cyp * pitch, bw_px * pitch, bh_px * pitch)
-    frame = {"mm_per_px": pitch, "extent": (0, 0, w * pitch, h * pitch), "margin_px": 0}
-    layers, _ = rasterize(scene, **frame)
-    acc = {e: attenuation(layers, e) for e in ("high", "low")}
-    if n_clothes:
-        fabric = rasterize(clothes, **frame)[0]["organic"]
-        fabric *= rasterize(inside, **frame)[0]["organic"]
-        fabric *= 0.45 + 1.1 * smooth_noise(rng, (h, w), int(rng.integers(5, 11)))
-        for e in ("high", "low"):
-            acc[e] += attenuation({"organic": fabric}, e)
-    del layers
-    inner = int(wall / pitch) + 2
-    region = (int(cxp - bw_px / 2) + inner, int(cyp - bh_px / 2) + inner,
-              int(cxp + bw_px / 2) - inner, int(cyp + bh_px / 2) - inner)
-    clutter = [Box(int(cxp - bw_px / 2), int(cyp - bh_px / 2), int(bw_px), int(bh_px), container),
-               *[Box(region[0], region[1], region[2] - region[0], region[3] - region[1],
-                     "clothes")] * (n_clothes > 0)]
+    acc, region, clutter = bag_background(rng, container, cxp, cyp, bw_px, bh_px, pitch, w, h)
     boxes: list[Box] = []
     mask = None
     overlap_at: list[tuple[float, float]] = []
