@@ -18,6 +18,7 @@ tests/. Imports are read with ``ast`` from the source, so a function-local impor
 from __future__ import annotations
 
 import ast
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,3 +179,34 @@ def test_gunmatch_holds_under_a_quarter_of_the_code():
 
     total = sum(lines(pkg) for pkg in PACKAGES)
     assert lines("gunmatch") / total < 0.25
+
+
+# Tracked files stay small: code and docs under 256 KB each; the vendored Swagger UI bundle
+# (offline API docs) is the one exception; shipped models (models/<name>/, float16, what
+# differs from the bundled trunk) may hold up to 8 MB a file and 24 MB in all.
+FILE_LIMIT = 256 * 1024
+MODEL_FILE_LIMIT = 8 * 1024 * 1024
+MODELS_LIMIT = 24 * 1024 * 1024
+VENDORED = {"api/static/swagger/swagger-ui-bundle.js"}
+
+
+def tracked_files() -> list[Path]:
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=False)
+    if out.returncode != 0:
+        pytest.skip("not a git checkout: the size check reads the tracked files")
+    return [Path(p) for p in out.stdout.decode().split("\0") if p and (ROOT / p).is_file()]
+
+
+def test_tracked_files_are_small_and_models_fit_their_budget():
+    files = tracked_files()
+    too_big, models_total = [], 0
+    for rel in files:
+        size = (ROOT / rel).stat().st_size
+        if rel.parts[0] == "models":
+            models_total += size
+            if size > MODEL_FILE_LIMIT:
+                too_big.append((str(rel), size))
+        elif size > FILE_LIMIT and str(rel) not in VENDORED:
+            too_big.append((str(rel), size))
+    assert too_big == []
+    assert models_total <= MODELS_LIMIT
