@@ -31,9 +31,10 @@ class ProposalConfig:
     min_component_frac: float = 0.0004
     # Stricter contrast levels (multiples of local_contrast) that split touching objects.
     split_levels: tuple[float, ...] = (2.0, 4.0)
-    # Window longer sides as fractions of the longer image side (parts span about 5-25% of
-    # it); stride is half a window along each axis.
-    window_fracs: tuple[float, ...] = (0.08, 0.14, 0.22)
+    # Window longer sides as fractions of the longer image side: parts span about 5-25% of
+    # it, a whole handgun in a bag 25-50%, a long gun more; stride is half a window along
+    # each axis.
+    window_fracs: tuple[float, ...] = (0.08, 0.14, 0.22, 0.35, 0.5)
     # Window shapes: longer over shorter side, each laid both ways (thin barrels, pins).
     window_aspects: tuple[float, ...] = (1.0, 2.5)
     # Only this many best-scoring candidates go through non-maximum suppression.
@@ -54,6 +55,11 @@ class ProposalConfig:
     max_regions: int = 48
     # Also propose the whole image (a whole-scan match is then one of the regions).
     include_full: bool = True
+    # Gun-scale boxes (longer side at least this fraction of the scan's) score low by the
+    # area power, so the best few are kept whatever their rank: a whole gun gets a box of
+    # its own instead of being cut into part-sized pieces.
+    large_frac: float = 0.25
+    large_quota: int = 4
 
 
 # -- box maths ------------------------------------------------------------------------------
@@ -365,6 +371,23 @@ def fit_to_mask(boxes: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def keep_large(boxes: np.ndarray, limit: int, large_side: float, quota: int) -> np.ndarray:
+    """Indices of the first ``limit`` boxes, with the best ``quota`` large ones among them.
+
+    Boxes are best first. Large ones (longer side >= ``large_side``) beyond the limit take
+    the places of the weakest small ones; the order stays by rank.
+    """
+    n = len(boxes)
+    if n <= limit:
+        return np.arange(n)
+    large = np.flatnonzero(np.maximum(boxes[:, 2], boxes[:, 3]) >= large_side)[:quota]
+    promoted = large[large >= limit]
+    small = np.setdiff1d(np.arange(limit), large, assume_unique=True)
+    kept = np.concatenate([small[: limit - len(large[large < limit]) - len(promoted)],
+                           large[large < limit], promoted])  # fmt: skip
+    return np.sort(kept)
+
+
 def propose_regions(
     transmission: np.ndarray, cfg: ProposalConfig | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -407,7 +430,8 @@ def propose_regions(
         scores = np.zeros(0)
     boxes = clip_boxes(pad_boxes(boxes * factor, 0.0, min_pad=factor / 2), width, height)
     limit = cfg.max_regions - (1 if cfg.include_full else 0)
-    boxes, scores = boxes[: max(limit, 0)], scores[: max(limit, 0)]
+    keep = keep_large(boxes, max(limit, 0), cfg.large_frac * max(height, width), cfg.large_quota)
+    boxes, scores = boxes[keep], scores[keep]
     if cfg.include_full:
         full_score = float(integral[-1, -1] / max(att.size, 1) ** cfg.area_power)
         boxes = np.concatenate([[[0.0, 0.0, float(width), float(height)]], boxes])

@@ -12,6 +12,7 @@ from screening.regions import (
     connected_components,
     fit_to_mask,
     iou,
+    keep_large,
     local_contrast,
     merge_groups,
     nms,
@@ -165,3 +166,33 @@ def test_proposals_on_generated_parcel():
         gt = np.array([parcel.boxes[0].as_tuple()], float)
         hits.append(iou(boxes, gt)[:, 0].max())
     assert max(hits) >= 0.3, hits
+
+
+def test_keep_large_makes_room_for_the_best_large_boxes():
+    small = [[0, 0, 10, 10]] * 6
+    large = [[0, 0, 60, 40], [0, 0, 40, 70], [0, 0, 80, 80]]
+    boxes = np.array(small[:2] + [large[0]] + small[2:] + large[1:], float)  # ranks 2, 7, 8
+    np.testing.assert_array_equal(keep_large(boxes, 5, 50, quota=2), [0, 1, 2, 3, 7])
+    np.testing.assert_array_equal(keep_large(boxes, 5, 50, quota=0), [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(keep_large(boxes, 20, 50, quota=2), np.arange(9))
+
+
+def test_proposals_box_a_whole_gun_at_bag_scale():
+    """A handgun or revolver spanning 25-45% of a cluttered scan is boxed, better with the
+    gun-scale windows than with part-sized ones alone (IoU >= 0.5 against its box)."""
+    synth = pytest.importorskip("synth.xray")
+    styles = ("default+dense", "grey-highres+dense", "dual-energy-orange+household",
+              "noisy-lowres+tools")  # fmt: skip
+    parts_only = ProposalConfig(window_fracs=(0.08, 0.14, 0.22), large_quota=0)
+    hits, hits_parts = [], []
+    for seed in range(20):
+        kind = ("pistol", "revolver")[seed % 2]
+        parcel = synth.render_parcel(5000 + seed, size=(800, 625), threat_kind=kind,
+                                     threat_scale=(0.25, 0.45), style=styles[seed % 4])  # fmt: skip
+        gt = np.array([parcel.boxes[0].as_tuple()], float)
+        for cfg, out in ((ProposalConfig(), hits), (parts_only, hits_parts)):
+            boxes, _ = propose_regions(parcel.image, cfg)
+            out.append(iou(boxes[1:], gt)[:, 0].max())  # not the whole scan
+    assert min(hits) >= 0.3, hits
+    rate, rate_parts = np.mean(np.array(hits) >= 0.5), np.mean(np.array(hits_parts) >= 0.5)
+    assert rate >= 0.7 and rate > rate_parts, (rate, rate_parts)
