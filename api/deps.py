@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Depends, HTTPException, Request, Security, UploadFile
@@ -24,6 +24,7 @@ from api.errors import UploadTooLargeError
 from api.metrics import Metrics
 from api.runtime import EngineHolder, EngineSlot
 from api.throttle import FailedAuthThrottle
+from gunmatch.adapt import AdaptJob
 from gunmatch.settings import Settings
 from gunmatch.state import ApiKey, AuditLog, KeyStore, SessionStore, role_allows
 from index.feedback import FeedbackStore
@@ -48,9 +49,11 @@ class Services:
     queue: EmbeddingQueue
     metrics: Metrics
     throttle: FailedAuthThrottle
+    adapt: AdaptJob = field(default_factory=AdaptJob)
 
     def close(self) -> None:
-        """Release everything (lifespan shutdown)."""
+        """Release everything (lifespan shutdown). A running adaptation is not waited for:
+        it installs its map atomically or not at all."""
         self.queue.close()
         self.holder.close()
         self.keys.close()

@@ -60,7 +60,7 @@ class EngineHolder:
     ) -> None:
         """``screening``: the service's region screening settings."""
         self.gallery_dir = Path(gallery_dir)
-        self._opener = opener
+        self.opener = opener
         self._calibration_file = calibration_file
         self.screening = screening or ScreeningConfig()
         self._lock = threading.Lock()
@@ -69,7 +69,7 @@ class EngineHolder:
         self.reloads = 0
 
     def _open_slot(self) -> EngineSlot:
-        engine = self._opener(self.gallery_dir)
+        engine = self.opener(self.gallery_dir)
         path = calibration_path(self.gallery_dir, self._calibration_file)
         cal = load_calibration(path, engine.embedder.model_id)
         return EngineSlot(engine, load_judge(engine, self.screening, cal))

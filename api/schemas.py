@@ -318,3 +318,28 @@ class ReloadOut(BaseModel):
     items: int
     reloads: int
     calibrated: bool
+
+
+class AdaptIn(BaseModel):
+    """Adapt the threat map to this station's scanner on the scans the service declared clear."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    minutes: float = Field(15.0, ge=1.0, le=120.0, description="time budget")
+    max_scans: int = Field(200, ge=4, le=5000, description="newest cleared scans to use")
+    gate_margin: float = Field(
+        0.02, ge=0.0, le=0.2, description="largest drop of the generated-parcel AUC accepted"
+    )
+
+
+class AdaptStatusOut(BaseModel):
+    """The adaptation job: running (with its phase), done (installed), refused or failed."""
+
+    state: Literal["idle", "running", "done", "refused", "failed"]
+    phase: str
+    started: float | None = None
+    budget_s: float
+    scans: int
+    elapsed_s: float
+    error: str
+    report: dict | None = None

@@ -3,6 +3,7 @@ X-ray screening fixtures (a tiny gallery of generated references, a scan, a thre
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from gunmatch.maps import install_threatmap
 from gunmatch.service import Engine
 from index import Gallery, NewItem
 from matcher import Embedder, build_pretrained, load_model, save_checkpoint
@@ -106,3 +108,14 @@ def tiny_map(tmp_path_factory):
     out = tmp_path_factory.mktemp("tmap") / "map"
     card = train_threatmap(TINY, out, progress=False)
     return out, card
+
+
+@pytest.fixture()
+def mapped_gallery(engine, tiny_map, tmp_path) -> Path:
+    """A copy of the tiny X-ray gallery with the tiny threat map installed."""
+    engine.gallery.flush()
+    root = tmp_path / "gallery"
+    shutil.copytree(engine.gallery.root, root, ignore=shutil.ignore_patterns("*.lock", ".lock"))
+    with Gallery.open(root) as g:
+        install_threatmap(g, tiny_map[0])
+    return root

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 from matcher.threatmap import ThreatMapConfig
 from screening.regions import ProposalConfig
 from screening.screen import ScreeningConfig
+from synth.xray import render_parcel
 from training.xray.threatmap import ThreatMapTrainConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -90,3 +91,12 @@ TINY = ThreatMapTrainConfig(
     parcel_size=(400, 320),
     threads=1,
 )
+
+
+def cleared_pngs(n: int, seed: int = 800) -> list[tuple[str, bytes]]:
+    """``n`` small generated parcels without a threat, as (name, 8-bit PNG) pairs."""
+    out = []
+    for i in range(n):
+        t = render_parcel(seed + i, size=(400, 320), threat_kind=None, n_clutter=3).image
+        out.append((f"cleared_{i}.png", xray_png(t)))
+    return out

@@ -1,6 +1,7 @@
 // Shared by both pages: API calls (session cookie), sign-in box, category names.
 let CATEGORIES = {};
 let SESSION = null;
+let INFO = null;  // GET /v1/gallery, once signed in
 
 async function api(path, opts = {}) {
   const res = await fetch(path, { credentials: "same-origin", ...opts });
@@ -41,6 +42,7 @@ function showError(box, err) {
 async function loadCategories() {
   try {
     const info = await api("/v1/gallery");
+    INFO = info;
     CATEGORIES = Object.fromEntries(info.categories.map((c) => [c.key, c]));
     return info;
   } catch { return null; }

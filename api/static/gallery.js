@@ -73,6 +73,43 @@ document.getElementById("add-form").addEventListener("submit", async (ev) => {
   } catch (e) { showError(document.getElementById("error"), e); }
 });
 
+// Admins: adapt the threat map to this scanner on the scans the service declared clear.
+let adaptTimer = null;
+
+function adaptText(st) {
+  const secs = (v) => `${Math.round(v)} s`;
+  if (st.state === "running") return `${t("adaptRunning")} ${t("adaptPhase_" + st.phase)} · ${st.scans} ${t("adaptScansUsed")} · ${secs(st.elapsed_s)} / ${secs(st.budget_s)}`;
+  if (st.state === "failed") return t("adaptFailed") + st.error;
+  if (!st.report) return "";
+  const r = st.report, before = r.before.station.auc, after = r.after.station.auc;
+  return `${t(st.state === "done" ? "adaptDone" : "adaptRefused")} ${before.toFixed(3)} → ${after.toFixed(3)}`;
+}
+
+async function pollAdapt() {
+  clearTimeout(adaptTimer);
+  let st;
+  try { st = await api("/v1/admin/adapt"); } catch (e) { showError(document.getElementById("error"), e); return; }
+  const bar = document.getElementById("adapt-progress");
+  bar.hidden = st.state !== "running";
+  if (st.budget_s) bar.value = Math.min(st.elapsed_s / st.budget_s, 1);
+  document.getElementById("adapt-btn").disabled = st.state === "running";
+  const box = document.getElementById("adapt-status");
+  box.textContent = adaptText(st);
+  box.className = st.state === "failed" || st.state === "refused" ? "error" : "";
+  if (st.state === "running") adaptTimer = setTimeout(pollAdapt, 2000);
+}
+
+document.getElementById("adapt-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = new FormData(ev.target);
+  const body = { minutes: Number(form.get("minutes")), max_scans: Number(form.get("max_scans")) };
+  try {
+    await api("/v1/admin/adapt", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    pollAdapt();
+  } catch (e) { showError(document.getElementById("error"), e); }
+});
+
 function refresh() {
   document.querySelectorAll(".category-select").forEach((s) => categoryOptions(s, "other"));
   loadItems();
@@ -84,4 +121,8 @@ initSession((session) => {
   if (session.role === "station") { document.getElementById("need-analyst").hidden = false; return; }
   document.getElementById("app").hidden = false;
   refresh();
+  if (session.role === "admin" && INFO && INFO.modality === "xray") {
+    document.getElementById("adapt").hidden = false;
+    pollAdapt();
+  }
 });

@@ -14,6 +14,13 @@ const MESSAGES = {
     verdict: "判断", time: "时间", keyName: "密钥", items: "条参考", image: "图片", query: "检索编号",
     errorPrefix: "错误：", needAnalyst: "此页面需要分析员权限", yes: "是", no: "否", auto: "默认（参考库类型）",
     mapScore: "部件概率",
+    adaptTitle: "扫描仪自适应",
+    adaptHelp: "用本服务判为放行的 X 光扫描（分析员未反馈过的）微调威胁热图，使其适应本站扫描仪；生成包裹基准下降超过限度时拒绝，原热图保留。运行期间检索会变慢。",
+    adaptMinutes: "时间预算（分钟）", adaptScans: "最多使用的放行扫描", adaptStart: "开始自适应",
+    adaptRunning: "正在自适应：", adaptScansUsed: "张扫描", adaptPhase_starting: "准备",
+    adaptPhase_reading: "读取扫描", adaptPhase_adapting: "训练热图", adaptPhase_calibrating: "重新校准阈值",
+    adaptDone: "已安装新热图并重新校准。留出扫描 AUC", adaptRefused: "未通过门槛，保留原热图。留出扫描 AUC",
+    adaptFailed: "自适应失败：",
   },
   en: {
     title: "Firearm part matching", lang: "中文", signin: "Sign in", signout: "Sign out", key: "API key",
@@ -32,6 +39,14 @@ const MESSAGES = {
     verdict: "Verdict", time: "Time", keyName: "Key", items: "references", image: "Image",
     query: "Query", errorPrefix: "Error: ", needAnalyst: "This page needs the analyst role",
     yes: "yes", no: "no", auto: "Default (gallery type)", mapScore: "part probability",
+    adaptTitle: "Adapt to this scanner",
+    adaptHelp: "Fine-tunes the threat map on the X-ray scans this service declared clear (and no analyst gave feedback on), so it fits this station's scanner. Refused, keeping the current map, if the generated-parcel benchmark drops past the margin. Searches are slower while it runs.",
+    adaptMinutes: "Time budget (minutes)", adaptScans: "Most cleared scans to use", adaptStart: "Start adapting",
+    adaptRunning: "Adapting:", adaptScansUsed: "scans", adaptPhase_starting: "starting",
+    adaptPhase_reading: "reading scans", adaptPhase_adapting: "training the map",
+    adaptPhase_calibrating: "measuring thresholds again",
+    adaptDone: "Installed the adapted map and new thresholds. Held-out scans' AUC",
+    adaptRefused: "Refused by the gate; the map is unchanged. Held-out scans' AUC", adaptFailed: "Adaptation failed: ",
   },
 };
 

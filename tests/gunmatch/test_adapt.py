@@ -2,57 +2,36 @@
 
 from __future__ import annotations
 
-import io
 import json
-import shutil
+import threading
 from dataclasses import replace
 
 import pytest
-from PIL import Image
 
-from gunmatch.adapt import REPORT_FILE, adapt_gallery
+from gunmatch.adapt import REPORT_FILE, AdaptJob, adapt_gallery, cleared_scans
 from gunmatch.cli import main
-from gunmatch.maps import PREVIOUS, install_threatmap
+from gunmatch.maps import PREVIOUS
+from gunmatch.search import new_query_id
 from gunmatch.service import open_engine
-from index import Gallery
+from gunmatch.state import AuditLog, load_keyring, state_db_path
+from index.feedback import FeedbackStore
 from matcher.threatmap import load_threatmap
 from screening.calibration import SCREENING_CALIBRATION_FILE
-from synth.xray import render_parcel
-from tests.helpers import SCREEN_CFG
+from tests.helpers import SCREEN_CFG, cleared_pngs
 from training.xray.adapt import AdaptConfig
 
 QUICK = AdaptConfig(epochs=2, gate_parcels=6, holdout=0.5, minutes=30)
-
-
-@pytest.fixture()
-def gallery(engine, tiny_map, tmp_path):
-    """A copy of the tiny X-ray gallery with the tiny threat map installed."""
-    engine.gallery.flush()
-    root = tmp_path / "gallery"
-    shutil.copytree(engine.gallery.root, root, ignore=shutil.ignore_patterns("*.lock", ".lock"))
-    with Gallery.open(root) as g:
-        install_threatmap(g, tiny_map[0])
-    return root
-
-
-def _scans(n: int) -> list[tuple[str, bytes]]:
-    out = []
-    for i in range(n):
-        t = render_parcel(800 + i, size=(400, 320), threat_kind=None, n_clutter=3).image
-        buf = io.BytesIO()
-        Image.fromarray((t * 255 + 0.5).astype("uint8"), "L").save(buf, "PNG")
-        out.append((f"cleared_{i}.png", buf.getvalue()))
-    return out
 
 
 def _open(d):
     return open_engine(d, threads=1)
 
 
-def test_accepted_adaptation_installs_the_map_and_measures_thresholds(gallery):
+def test_accepted_adaptation_installs_the_map_and_measures_thresholds(mapped_gallery):
+    gallery = mapped_gallery
     before = load_threatmap(gallery / "model" / "threatmap").map_id
     cfg = replace(QUICK, gate_margin=1.0, require_gain=False)  # accept whatever it learns
-    report = adapt_gallery(gallery, _scans(6), cfg, SCREEN_CFG, 0.25, 0.5, progress=False,
+    report = adapt_gallery(gallery, cleared_pngs(6), cfg, SCREEN_CFG, 0.25, 0.5, progress=False,
                            opener=_open)  # fmt: skip
     assert report["gate"]["accepted"] and report["base"] == "gallery"
     tmap = load_threatmap(gallery / "model" / "threatmap")
@@ -65,20 +44,22 @@ def test_accepted_adaptation_installs_the_map_and_measures_thresholds(gallery):
     assert json.loads((gallery / REPORT_FILE).read_text())["installed_map_id"] == tmap.map_id
 
 
-def test_refused_adaptation_changes_nothing(gallery):
+def test_refused_adaptation_changes_nothing(mapped_gallery):
+    gallery = mapped_gallery
     before = load_threatmap(gallery / "model" / "threatmap").map_id
     cfg = replace(QUICK, gate_margin=-1.0)  # no map can pass
-    report = adapt_gallery(gallery, _scans(5), cfg, SCREEN_CFG, progress=False, opener=_open)
+    report = adapt_gallery(gallery, cleared_pngs(5), cfg, SCREEN_CFG, progress=False, opener=_open)
     assert not report["gate"]["accepted"] and "installed_map_id" not in report
     assert load_threatmap(gallery / "model" / "threatmap").map_id == before
     assert not (gallery / SCREENING_CALIBRATION_FILE).exists()
     assert (gallery / REPORT_FILE).is_file()
 
 
-def test_cli_adapt(gallery, tmp_path, capsys):
+def test_cli_adapt(mapped_gallery, tmp_path, capsys):
+    gallery = mapped_gallery
     scans = tmp_path / "cleared"
     scans.mkdir()
-    for name, data in _scans(4):
+    for name, data in cleared_pngs(4):
         (scans / name).write_bytes(data)
     (scans / "broken.png").write_bytes(b"not an image")
     code = main(["adapt", str(scans), "--gallery", str(gallery), "--epochs", "1",
@@ -89,10 +70,60 @@ def test_cli_adapt(gallery, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra", [["--holdout", "1.5"], ["--false-alarm", "0.2"], []])
-def test_cli_adapt_refuses_bad_input(gallery, tmp_path, extra):
+def test_cli_adapt_refuses_bad_input(mapped_gallery, tmp_path, extra):
+    gallery = mapped_gallery
     # Bad numbers, and (without extra flags) a folder holding no images: usage errors.
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(SystemExit) as exc:
         main(["adapt", str(empty), "--gallery", str(gallery), *extra])
     assert exc.value.code == 2
+
+
+def _searched(audit, name, data, decision="clear", modality="xray"):
+    """An audited search of ``data``, as the service writes it."""
+    sha, rel = audit.store_image(data, ".png")
+    return audit.append("search", "station", new_query_id(), sha, rel, "m", decision,
+                        {"filename": name, "modality": modality})  # fmt: skip
+
+
+def test_cleared_scans_are_the_newest_clear_xray_searches_nobody_questioned(tmp_path, audit_secret):
+    audit = AuditLog(tmp_path, load_keyring(audit_secret))
+    feedback = FeedbackStore(state_db_path(tmp_path))
+    scans = cleared_pngs(4)
+    kept = [_searched(audit, n, d) for n, d in scans[:3]]
+    _searched(audit, "alert.png", scans[3][1], decision="alert")
+    _searched(audit, "photo.png", scans[3][1], modality="photo")
+    questioned = _searched(audit, "q.png", scans[3][1])
+    feedback.add("analyst", questioned.query_id, "", "", "x", "wrong")
+    got = cleared_scans(audit, feedback, limit=10)
+    assert [name for name, _ in got] == [f"audit/{r.id}" for r in reversed(kept)]
+    assert got[0][1].read_bytes() == scans[2][1]
+    assert len(cleared_scans(audit, feedback, limit=2)) == 2
+    audit.close()
+    feedback.close()
+
+
+def test_adapt_job_runs_one_at_a_time_and_reports_phase_and_failure():
+    job, go = AdaptJob(), threading.Event()
+
+    def run(on_phase):
+        on_phase("adapting")
+        go.wait(10)
+        return {"gate": {"accepted": False}}
+
+    assert job.start(run, scans=5, budget_s=60).state == "running"
+    with pytest.raises(RuntimeError):
+        job.start(run, scans=5, budget_s=60)
+    assert job.status.phase == "adapting"
+    go.set()
+    job.join(10)
+    assert job.status.state == "refused" and job.status.report == {"gate": {"accepted": False}}
+
+    def broken(on_phase):
+        raise ValueError("need at least 4 readable cleared scans")
+
+    job.start(broken, scans=1, budget_s=60)
+    job.join(10)
+    st = job.status.to_dict()
+    assert st["state"] == "failed" and "readable" in st["error"] and st["elapsed_s"] >= 0
