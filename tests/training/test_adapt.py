@@ -12,8 +12,8 @@ from synth.xray import render_isolated, render_parcel
 from training.xray.adapt import (
     AdaptConfig,
     adapt_threatmap,
-    object_patch,
     project_reference,
+    reference_patches,
     split_holdout,
     station_samples,
 )
@@ -32,19 +32,19 @@ def _refs() -> list[np.ndarray]:
     return [render_isolated(k, 5, 128).transmission for k in ("slide", "barrel")]
 
 
-def test_object_patch_crops_to_the_object():
+def test_reference_patches_crop_to_the_object_and_refuse_an_empty_one():
     t = np.ones((50, 60), np.float32)
     t[10:20, 30:45] = 0.3
-    patch = object_patch(t)
+    (patch,) = reference_patches([t])
     assert patch.shape == (10, 15) and patch.max() < 0.98
     with pytest.raises(ValueError, match="no object"):
-        object_patch(np.ones((5, 5), np.float32))
+        reference_patches([t, np.ones((5, 5), np.float32)])
 
 
 @pytest.mark.parametrize("scale", [(0.08, 0.1), (0.45, 0.45)])
 def test_projection_lands_inside_with_its_mask(scale):
     scan = _cleared(1)[0]
-    patch = object_patch(_refs()[1])
+    patch = reference_patches(_refs())[1]
     rng = np.random.default_rng(3)
     for _ in range(5):
         image, mask = project_reference(scan, patch, rng, scale)
@@ -63,7 +63,7 @@ def test_split_and_samples():
     assert split_holdout(10, QUICK) == (train, held)  # seeded
     with pytest.raises(ValueError, match="more cleared scans"):
         split_holdout(2, QUICK)
-    patches = [object_patch(r) for r in _refs()]
+    patches = reference_patches(_refs())
     samples = list(station_samples(_cleared(2), patches, 2, (0.1, 0.2), 0))
     assert [k for _, _, k in samples] == ["", "projected", "projected"] * 2
     assert samples[0][1] is None and all(m.any() for _, m, k in samples if k)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from matcher.threatmap import ThreatMap
+from screening.augment import object_patch
 from synth.projection import transform_object
 from training.xray.threatmap import (
     VAL_SEED,
@@ -78,13 +79,14 @@ class AdaptResult:
     holdout: list[int]
 
 
-def object_patch(t: np.ndarray, threshold: float = OBJECT_THRESHOLD) -> np.ndarray:
-    """An isolated reference cropped to its object (pixels darker than ``threshold``)."""
-    a = np.asarray(t, dtype=np.float32)
-    ys, xs = np.nonzero(a < threshold)
-    if not len(ys):
-        raise ValueError("the reference holds no object darker than the belt")
-    return a[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+def reference_patches(references: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each isolated reference cropped to its object; one with no object is an error (its
+    projections would be positives with empty boxes)."""
+    patches = [object_patch(np.asarray(r, dtype=np.float32), OBJECT_THRESHOLD) for r in references]
+    for i, patch in enumerate(patches):
+        if patch.min() >= OBJECT_THRESHOLD:
+            raise ValueError(f"reference {i} holds no object darker than the belt")
+    return patches
 
 
 def project_reference(
@@ -167,7 +169,7 @@ def adapt_threatmap(
         raise ValueError("need 0 < holdout < 1, projections >= 1 and epochs >= 1")
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    patches = [object_patch(r) for r in references]
+    patches = reference_patches(references)
     train_idx, held_idx = split_holdout(len(scans), cfg)
     model = copy.deepcopy(base).to(memory_format=torch.channels_last)
     model._session = None  # the copy trains in torch; ONNX Runtime is for serving
@@ -247,7 +249,7 @@ __all__ = [
     "AdaptConfig",
     "AdaptResult",
     "adapt_threatmap",
-    "object_patch",
+    "reference_patches",
     "project_reference",
     "split_holdout",
     "station_samples",
