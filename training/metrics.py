@@ -40,31 +40,44 @@ def recall_at_k(sim: np.ndarray, q_labels: Sequence[str], g_labels: Sequence[str
     return float(_hits(sim, q_labels, g_labels, k).any(axis=1).mean())
 
 
-def map_at_k(
+def average_precision(
     sim: np.ndarray, q_labels: Sequence[str], g_labels: Sequence[str], k: int = 10
-) -> float:
-    """Mean average precision over the top k; AP is normalised by min(k, #relevant)."""
-    if len(q_labels) == 0:
-        return float("nan")
+) -> np.ndarray:
+    """Each query's average precision over the top k, normalised by min(k, #relevant)."""
     hits = _hits(sim, q_labels, g_labels, k).astype(np.float64)
     counts = defaultdict(int)
     for lab in g_labels:
         counts[lab] += 1
     n_rel = np.array([min(k, counts.get(lab, 0)) for lab in q_labels], dtype=np.float64)
     precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
-    ap = np.where(n_rel > 0, (precision * hits).sum(axis=1) / np.maximum(n_rel, 1), 0.0)
-    return float(ap.mean())
+    return np.where(n_rel > 0, (precision * hits).sum(axis=1) / np.maximum(n_rel, 1), 0.0)
+
+
+def map_at_k(
+    sim: np.ndarray, q_labels: Sequence[str], g_labels: Sequence[str], k: int = 10
+) -> float:
+    """Mean average precision over the top k; AP is normalised by min(k, #relevant)."""
+    if len(q_labels) == 0:
+        return float("nan")
+    return float(average_precision(sim, q_labels, g_labels, k).mean())
 
 
 def per_label_accuracy(
     sim: np.ndarray, q_labels: Sequence[str], g_labels: Sequence[str]
 ) -> dict[str, dict]:
-    """Top-1 accuracy and query count for each query label."""
-    correct = _hits(sim, q_labels, g_labels, 1)[:, 0]
+    """For each query label: top-1 accuracy, recall@5, mAP@10 and the query count."""
+    hits = _hits(sim, q_labels, g_labels, 5)
+    ap = average_precision(sim, q_labels, g_labels, 10)
+    q = np.asarray(q_labels, dtype=object)
     out: dict[str, dict] = {}
     for lab in sorted(set(q_labels)):
-        idx = [i for i, q in enumerate(q_labels) if q == lab]
-        out[lab] = {"accuracy": float(correct[idx].mean()), "queries": len(idx)}
+        idx = np.flatnonzero(q == lab)
+        out[lab] = {
+            "accuracy": float(hits[idx, 0].mean()),
+            "recall@5": float(hits[idx].any(axis=1).mean()),
+            "map@10": float(ap[idx].mean()),
+            "queries": len(idx),
+        }
     return out
 
 

@@ -126,9 +126,13 @@ def markdown_report(m: dict, plots: bool = True) -> str:
         f"| top-1 accuracy | {m['top1']:.4f} |",
         *(f"| {k} | {m[k]:.4f} |" for k in ("recall@1", "recall@5", "recall@10", "map@10")),
         "",
-        "| label | queries | top-1 |",
-        "|---|---|---|",
-        *(f"| {lab} | {v['queries']} | {v['accuracy']:.3f} |" for lab, v in m["per_label"].items()),
+        "| label | queries | top-1 | recall@5 | mAP@10 |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {lab} | {v['queries']} | {v['accuracy']:.3f} | {v['recall@5']:.3f} "
+            f"| {v['map@10']:.3f} |"
+            for lab, v in m["per_label"].items()
+        ),
     ]
     t = m.get("threat")
     if t:

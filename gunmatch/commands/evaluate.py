@@ -83,7 +83,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"mAP@10 {m['map@10']:.4f}"
     )
     for lab, v in m["per_label"].items():
-        out(f"  {lab:<20} top-1 {v['accuracy']:.3f} ({v['queries']} queries)")
+        out(
+            f"  {lab:<20} top-1 {v['accuracy']:.3f}  recall@5 {v['recall@5']:.3f}  "
+            f"mAP@10 {v['map@10']:.3f} ({v['queries']} queries)"
+        )
     if "threat" in m:
         t = m["threat"]
         out(

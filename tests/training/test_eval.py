@@ -36,9 +36,10 @@ def test_retrieval_metrics_known_answers():
     assert m["recall@1"] == 0.5
     assert m["recall@5"] == 1.0
     assert m["map@10"] == pytest.approx((1 + 0.5 + 1 + (0.5 + 2 / 3) / 2) / 4)
+    a_map, b_map = (1 + (0.5 + 2 / 3) / 2) / 2, (0.5 + 1) / 2
     assert m["per_label"] == {
-        "a": {"accuracy": 0.5, "queries": 2},
-        "b": {"accuracy": 0.5, "queries": 2},
+        "a": {"accuracy": 0.5, "recall@5": 1.0, "map@10": pytest.approx(a_map), "queries": 2},
+        "b": {"accuracy": 0.5, "recall@5": 1.0, "map@10": pytest.approx(b_map), "queries": 2},
     }
     assert m["confusion"] == {"labels": ["a", "b"], "matrix": [[1, 1], [1, 1]]}
 
