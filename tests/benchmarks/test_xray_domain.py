@@ -74,3 +74,17 @@ def test_tiny_run_screens_every_row():
         assert 0.0 <= r[0.01]["det"] <= r[0.05]["det"] <= 1.0
     text = xray_domain.markdown(args, results, "cmd")
     assert "| noisy-lowres | yes |" in text and "| default | no |" in text
+
+
+def test_tiny_guns_run_scores_the_whole_image_too():
+    args = parser().parse_args(
+        ["--guns", "--whole-image", "--held-out", "dense", "--positives", "2", "--negatives",
+         "2", "--size", "320x250", "--refs-per-kind", "1", "--benign-refs", "1", "--augment",
+         "0", "--crop", "64", "--regions", "8", "--threads", "1"]
+    )  # fmt: skip
+    results = run(args)
+    for r in results:
+        w = r["whole"]
+        assert 0.0 <= w["auc"] <= 1.0 and 0.0 <= w[0.01]["det"] <= w[0.05]["det"] <= 1.0
+    text = xray_domain.markdown(args, results, "cmd")
+    assert "whole handguns in bags" in text and "whole image: det." in text
