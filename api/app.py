@@ -22,13 +22,12 @@ from api.headers import SecurityHeadersMiddleware
 from api.logs import install_redaction, remove_redaction
 from api.metrics import Metrics, MetricsMiddleware
 from api.routes import admin, audit, compare, feedback, gallery, health, keys, search, session, web
-from api.runtime import EngineHolder
+from api.runtime import EngineHolder, watch_reloads
 from api.throttle import FailedAuthThrottle
 from gunmatch.service import Engine, open_engine
 from gunmatch.settings import Settings, get_settings
-from gunmatch.state import AuditLog, KeyStore, SessionStore, load_keyring, state_db_path
+from gunmatch.state import load_keyring, open_state
 from gunmatch.state.secret import check_outside
-from index.feedback import FeedbackStore
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -67,15 +66,15 @@ def _open_services(cfg: ServiceConfig, metrics: Metrics) -> Services:
     keyring = load_keyring(s.audit_secret_file)
     screening = s.screening_config()
     holder = EngineHolder(cfg.gallery_dir, cfg.open_engine, s.calibration_file, screening)
-    keys_ = KeyStore(state_db_path(state_dir))
-    sessions_ = SessionStore(state_db_path(state_dir))
-    audit_ = AuditLog(state_dir, keyring)
-    feedback_ = FeedbackStore(state_db_path(state_dir))
+    state = open_state(cfg.gallery_dir, state_dir, keyring)  # a shared gallery's: PostgreSQL
     try:
+        stores = (state.keys, state.sessions, state.audit, state.feedback)
+        # Read before the engine opens: a reload announced meanwhile is not missed.
+        holder.seen_generation = state.reload_generation()
+        holder.announce = state.request_reload if state.location.shared else None
         holder.start()
     except BaseException:
-        for store in (keys_, sessions_, audit_, feedback_):
-            store.close()
+        state.close()
         raise
     engine = holder.current.engine
     metrics.set_model(engine.embedder.model_id)
@@ -84,9 +83,7 @@ def _open_services(cfg: ServiceConfig, metrics: Metrics) -> Services:
         s.embed_workers, s.queue_size, s.microbatch_ms, s.batch_size, metrics.rejected.inc
     )
     throttle = FailedAuthThrottle(s.auth_fail_limit, s.auth_fail_window_s)
-    return Services(
-        s, state_dir, holder, keys_, sessions_, audit_, feedback_, queue, metrics, throttle
-    )
+    return Services(s, state_dir, holder, *stores, queue, metrics, throttle, state=state)
 
 
 async def _purge_loop(services: Services) -> None:
@@ -124,11 +121,17 @@ def _after_reload(services: Services) -> Callable[[asyncio.Task], None]:
         if exc is not None:
             log.error("reload failed, still serving the previous model: %s", exc)
             return
-        engine = task.result().engine
-        services.metrics.set_model(engine.embedder.model_id)
-        services.metrics.gallery_items.set(len(engine.gallery))
+        _reloaded(services)(task.result())
 
     return done
+
+
+def _reloaded(services: Services) -> Callable:
+    def update(slot) -> None:
+        services.metrics.set_model(slot.engine.embedder.model_id)
+        services.metrics.gallery_items.set(len(slot.engine.gallery))
+
+    return update
 
 
 def create_app(cfg: ServiceConfig) -> FastAPI:
@@ -140,6 +143,10 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
         services = await asyncio.to_thread(_open_services, cfg, metrics)
         app.state.services = services
         purge = asyncio.create_task(_purge_loop(services))
+        watch = asyncio.create_task(
+            watch_reloads(services.holder, services.state.reload_generation,
+                          services.settings.reload_poll_s, _reloaded(services))
+        ) if services.state.location.shared else None  # fmt: skip
         hup = cfg.handle_sighup and _install_sighup(services)
         redaction = install_redaction()
         try:
@@ -148,9 +155,11 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
             remove_redaction(redaction)
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            purge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purge
+            for task in (purge, watch):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             app.state.services = None
             await asyncio.to_thread(services.close)
 

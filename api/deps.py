@@ -26,7 +26,7 @@ from api.runtime import EngineHolder, EngineSlot
 from api.throttle import FailedAuthThrottle
 from gunmatch.adapt import AdaptJob
 from gunmatch.settings import Settings
-from gunmatch.state import ApiKey, AuditLog, KeyStore, SessionStore, role_allows
+from gunmatch.state import ApiKey, AuditLog, KeyStore, ServiceState, SessionStore, role_allows
 from index.feedback import FeedbackStore
 from matcher.images import CorruptImageError
 
@@ -50,16 +50,18 @@ class Services:
     metrics: Metrics
     throttle: FailedAuthThrottle
     adapt: AdaptJob = field(default_factory=AdaptJob)
+    state: ServiceState | None = None  # opened the four stores above; closes them
 
     def close(self) -> None:
         """Release everything (lifespan shutdown). A running adaptation is not waited for:
         it installs its map atomically or not at all."""
         self.queue.close()
         self.holder.close()
-        self.keys.close()
-        self.sessions.close()
-        self.audit.close()
-        self.feedback.close()
+        if self.state is not None:
+            self.state.close()
+            return
+        for store in (self.keys, self.sessions, self.audit, self.feedback):
+            store.close()
 
 
 def get_services(request: Request) -> Services:

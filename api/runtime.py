@@ -1,4 +1,9 @@
-"""The engine the service is using, swapped on reload while requests in flight keep theirs."""
+"""The engine the service is using, swapped on reload while requests in flight keep theirs.
+
+Replicas of a shared gallery watch a reload generation in its database (``watch_reloads``):
+a reload of any one of them (admin route, SIGHUP, adaptation, ``gunmatch model reload``)
+bumps it, and every other replica reloads within one poll interval.
+"""
 
 from __future__ import annotations
 
@@ -67,6 +72,10 @@ class EngineHolder:
         self._reload_lock = asyncio.Lock()
         self._slot: EngineSlot | None = None
         self.reloads = 0
+        # A shared gallery's reload generation: ``announce`` bumps it (returns the new
+        # value), ``seen_generation`` is the one this process has loaded.
+        self.announce: Callable[[], int | None] | None = None
+        self.seen_generation: int | None = None
 
     def _open_slot(self) -> EngineSlot:
         engine = self.opener(self.gallery_dir)
@@ -102,8 +111,18 @@ class EngineHolder:
         finally:
             slot.release()
 
-    async def reload(self) -> EngineSlot:
-        """Open the gallery's (possibly new) model off the loop, then swap it in."""
+    async def reload(self, announce: bool = True) -> EngineSlot:
+        """Open the gallery's (possibly new) model off the loop, then swap it in; with
+        ``announce``, tell the other replicas of a shared gallery to do the same."""
+        slot = await self._reload()
+        if announce and self.announce is not None:
+            try:
+                self.seen_generation = await asyncio.to_thread(self.announce)
+            except Exception as exc:  # reloaded here; the others keep their engine
+                log.error("reloaded, but could not tell the other replicas: %s", exc)
+        return slot
+
+    async def _reload(self) -> EngineSlot:
         async with self._reload_lock:
             new = await asyncio.to_thread(self._open_slot)
             with self._lock:
@@ -125,3 +144,28 @@ class EngineHolder:
             slot, self._slot = self._slot, None
         if slot is not None:
             slot.engine.close()
+
+
+async def watch_reloads(
+    holder: EngineHolder,
+    read_generation: Callable[[], int | None],
+    interval_s: float,
+    on_reload: Callable[[EngineSlot], None],
+) -> None:
+    """Reload whenever the shared reload generation moves past the one ``holder`` loaded
+    (checked every ``interval_s``); a failed check or reload keeps the engine in use."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            gen = await asyncio.to_thread(read_generation)
+        except Exception as exc:  # the database may be failing over; try again next tick
+            log.warning("cannot read the reload generation: %s", exc)
+            continue
+        if gen is None or gen == holder.seen_generation:
+            continue
+        holder.seen_generation = gen
+        log.warning("reload generation %s: another replica reloaded, reloading too", gen)
+        try:
+            on_reload(await holder.reload(announce=False))
+        except Exception as exc:
+            log.error("reload failed, still serving the previous model: %s", exc)

@@ -1,8 +1,9 @@
 """The shared PostgreSQL database: which schemas it holds and bringing them up to date.
 
-``gunmatch db upgrade`` applies every pending migration (each gallery schema's, see
-``index.pg_schema``); a process never migrates on its own when it opens a gallery, it refuses
-a schema that is behind, so replicas of two versions never race to change one.
+``gunmatch db upgrade`` applies every pending migration (each gallery schema's components:
+``gallery``, see ``index.pg_schema``, and ``state``, see ``gunmatch.state.pg_schema``); a
+process never migrates on its own when it opens a gallery or its state, it refuses a schema
+that is behind, so replicas of two versions never race to change one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gunmatch.state import pg_schema as state_schema
 from index import pg_schema
 from index.backends import BackendSpec
 from index.itemstore import StoreSpec
@@ -43,33 +45,61 @@ def _db(url: str) -> PgDB:
     return PgDB(url, "public", min_size=1, max_size=1)
 
 
+# Every component a gallery schema holds, in the order they are brought up to date.
+COMPONENTS = (pg_schema, state_schema)
+
+
+def _names(conn, schemas: list[str] | None) -> list[str]:
+    if schemas is not None:
+        return [check_identifier(s) for s in schemas]
+    found = set(pg_schema.gallery_schemas(conn)) | set(state_schema.state_schemas(conn))
+    return sorted(found)
+
+
 def status(url: str, schemas: list[str] | None = None) -> list[SchemaStatus]:
-    """Versions of the gallery schemas in the database (or of the named ones)."""
+    """Versions of every component of the gallery schemas in the database (or named ones)."""
     db = _db(url)
     try:
         with db.connection() as conn:
-            names = schemas if schemas is not None else pg_schema.gallery_schemas(conn)
             rows = []
-            for s in names:
-                version = pg_schema.version(conn, check_identifier(s))
-                rows.append(SchemaStatus(s, pg_schema.COMPONENT, version, pg_schema.LATEST, []))
+            for s in _names(conn, schemas):
+                for comp in COMPONENTS:
+                    version = comp.version(conn, s)
+                    rows.append(SchemaStatus(s, comp.COMPONENT, version, comp.LATEST, []))
             return rows
     finally:
         db.close()
 
 
 def upgrade(url: str, schemas: list[str] | None = None) -> list[SchemaStatus]:
-    """Apply pending migrations to every gallery schema in the database (or the named ones)."""
+    """Apply pending migrations of every component to every gallery schema in the database
+    (or the named ones): a gallery schema made before the service state moved into
+    PostgreSQL gets its state tables here."""
     db = _db(url)
     try:
         with db.connection() as conn:
-            names = schemas if schemas is not None else pg_schema.gallery_schemas(conn)
             done = []
-            for s in names:
-                before = pg_schema.version(conn, check_identifier(s))
-                applied = pg_schema.upgrade(conn, s)
-                done.append(SchemaStatus(s, pg_schema.COMPONENT, before, pg_schema.LATEST, applied))
+            for s in _names(conn, schemas):
+                for comp in COMPONENTS:
+                    before = comp.version(conn, s)
+                    applied = comp.upgrade(conn, s)
+                    done.append(SchemaStatus(s, comp.COMPONENT, before, comp.LATEST, applied))
             return done
+    finally:
+        db.close()
+
+
+def create_shared_state(gallery_dir: Path) -> list[int]:
+    """Create the service state tables of a gallery just made shared (build, import): a new
+    gallery starts complete, as ``gunmatch db upgrade`` would leave it. Nothing for a gallery
+    kept in embedded files; returns the migration versions applied."""
+    spec = gallery_store_spec(gallery_dir)
+    if spec.backend != "postgresql":
+        return []
+    db = _db(spec.url)
+    try:
+        with db.connection() as conn:
+            return state_schema.upgrade(conn, spec.schema)
     finally:
         db.close()
 

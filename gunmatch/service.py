@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from gunmatch.database import shared_specs
+from gunmatch.database import create_shared_state, shared_specs
 from gunmatch.maps import install_threatmap
 from gunmatch.settings import get_settings
 from gunmatch.shipped import default_threatmap, default_xray_model
@@ -115,6 +115,7 @@ def create_engine(
     settings = get_settings()
     shared = shared_specs(settings.database_url, settings.vector_uri)
     gallery = Gallery.create(gallery_dir, net.model_id, net.dim, modality, **shared)
+    create_shared_state(gallery_dir)  # a shared gallery's keys, audit chain, feedback
     shipped_map = default_threatmap() if xray_defaults else None
     if shipped_map is not None:
         install_threatmap(gallery, shipped_map)

@@ -21,8 +21,9 @@ class Settings(BaseSettings):
     models_dir: Path | None = Field(None, description="model registry (default GALLERY.models)")
     database_url: str = Field(
         "",
-        description="PostgreSQL URL for a shared gallery's items (and, later, the service "
-        "state); empty = the embedded SQLite files in the gallery directory",
+        description="PostgreSQL URL for a new shared gallery's items and service state (keys, "
+        "sessions, audit chain, feedback); empty = the embedded SQLite files in the gallery "
+        "directory",
     )
     vector_uri: str = Field(
         "",
@@ -72,6 +73,13 @@ class Settings(BaseSettings):
         default_factory=lambda: Path.home() / ".config" / "gunmatch" / "audit.key",
         description="HMAC secret(s) of the audit chain, one hex secret a line (the last signs "
         "new rows); created 0600 on first use; must lie outside the gallery and state dirs",
+    )
+    reload_poll_s: float = Field(
+        1.0,
+        ge=0.05,
+        le=2.0,
+        description="how often a replica of a shared gallery checks the reload generation "
+        "in its database (a reload of any replica reloads every one)",
     )
     session_ttl_s: int = Field(
         12 * 3600, ge=60, le=30 * 86400, description="web sign-in sessions expire after this"

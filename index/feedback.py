@@ -9,7 +9,9 @@ Public API (small on purpose; the training code reads it)::
     rows: list[Feedback] = store.list(verdict=None, since=None, limit=None, offset=0)
     store.get(fb.id); store.count(); store.close()
 
-Where the service keeps it: the SQLite file ``<state_dir>/state.sqlite`` (``state_dir`` is the
+A shared gallery keeps the same table in its PostgreSQL schema (``FeedbackStore(db)`` with an
+open ``index.postgres.PortablePgDB``; the table comes from the service state's migrations).
+Otherwise the service keeps it in the SQLite file ``<state_dir>/state.sqlite`` (``state_dir`` is the
 gallery directory unless ``gunmatch serve --state DIR``), table ``feedback``. ``query_image``
 is a path relative to ``state_dir``; the service copies the query there (``feedback/``) so the
 audit log's retention purge never removes an image that feedback refers to.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from index.sqlite import SqliteDB
 
@@ -70,14 +73,20 @@ _COLUMNS = tuple(f.name for f in fields(Feedback))
 
 
 class FeedbackStore:
-    """Thread-safe feedback table in a SQLite file (shared with other state tables)."""
+    """Thread-safe feedback table in a SQLite file (shared with other state tables), or in
+    an open shared database with the same interface."""
 
-    def __init__(self, sqlite_path: str | Path) -> None:
-        self.path = Path(sqlite_path)
-        self._db = SqliteDB(self.path, _SCHEMA)
-        self._conn = self._db.conn
-        self._lock = self._db.lock
-        self.close = self._db.close
+    def __init__(self, db: str | Path | Any) -> None:
+        if hasattr(db, "dialect"):
+            self.path, self._db, self._owned = None, db, False
+        else:
+            self.path = Path(db)
+            self._db, self._owned = SqliteDB(self.path, _SCHEMA), True
+
+    def close(self) -> None:
+        """Close the database (when this store opened it)."""
+        if self._owned:
+            self._db.close()
 
     def add(
         self,
@@ -94,8 +103,9 @@ class FeedbackStore:
         if verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        with self._lock:
-            cur = self._conn.execute(
+        with self._db.transaction() as conn:
+            new_id = self._db.insert_id(
+                conn,
                 "INSERT INTO feedback(created_at, key_name, query_id, query_sha256, query_image,"
                 " item_id, verdict, correct_label, added_item_id) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
@@ -110,7 +120,6 @@ class FeedbackStore:
                     added_item_id or None,
                 ),
             )
-            new_id = int(cur.lastrowid)
         found = self.get(new_id)
         if found is None:  # pragma: no cover - the row was just inserted
             raise RuntimeError("feedback row vanished after insert")
@@ -118,9 +127,8 @@ class FeedbackStore:
 
     def get(self, feedback_id: int) -> Feedback | None:
         """One row by id."""
-        with self._lock:
-            row = self._conn.execute("SELECT * FROM feedback WHERE id=?", (feedback_id,)).fetchone()
-        return Feedback(**{c: row[c] for c in _COLUMNS}) if row else None
+        rows = self._db.query("SELECT * FROM feedback WHERE id=?", (feedback_id,))
+        return Feedback(**{c: rows[0][c] for c in _COLUMNS}) if rows else None
 
     def list(
         self,
@@ -144,11 +152,9 @@ class FeedbackStore:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args += [limit, offset]
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
+        rows = self._db.query(sql, args)
         return [Feedback(**{c: r[c] for c in _COLUMNS}) for r in rows]
 
     def count(self) -> int:
         """Number of rows."""
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+        return int(self._db.query("SELECT COUNT(*) FROM feedback")[0][0])

@@ -168,3 +168,83 @@ def schemas_with(conn, component: str) -> list[str]:
         if n:
             found.append(schema)
     return found
+
+
+class PgRow(tuple):
+    """A row readable by position or by column name, as ``sqlite3.Row`` is."""
+
+    _index: dict[str, int]
+
+    def __new__(cls, values: Sequence, index: dict[str, int]) -> PgRow:
+        row = super().__new__(cls, values)
+        row._index = index
+        return row
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        """Column names, in order."""
+        return list(self._index)
+
+
+def _pg_row(cursor):
+    names = [c.name for c in cursor.description or ()]
+    index = {n: i for i, n in enumerate(names)}
+    return lambda values: PgRow(values, index)
+
+
+class _PortableConn:
+    """A psycopg connection taking SQLite's ``?`` placeholders and returning ``PgRow`` rows."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, args: Sequence = ()):
+        cur = self._conn.cursor(row_factory=_pg_row)
+        return cur.execute(sql.replace("?", "%s"), list(args))
+
+
+class PortablePgDB:
+    """A schema of tables written for both engines, with ``index.sqlite.SqliteDB``'s interface.
+
+    The SQL of such stores uses ``?`` placeholders and reads rows by name or position; what
+    differs between the engines is here: how an insert reports its id, the row lock a
+    serialising read takes (SQLite's ``BEGIN IMMEDIATE`` already holds the whole file), and a
+    read snapshot.
+    """
+
+    dialect = "postgresql"
+    lock_clause = " FOR UPDATE"
+
+    def __init__(self, url: str, schema: str, min_size: int = 1, max_size: int = 8) -> None:
+        self.db = PgDB(url, schema, min_size=min_size, max_size=max_size)
+        self.url, self.schema = url, schema
+
+    @contextmanager
+    def transaction(self) -> Iterator[_PortableConn]:
+        """BEGIN ... COMMIT (read committed), rolled back on any exception."""
+        with self.db.transaction() as conn:
+            yield _PortableConn(conn)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[_PortableConn]:
+        """A read-only transaction seeing one consistent snapshot (repeatable read)."""
+        with self.db.pool.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield _PortableConn(conn)
+
+    def query(self, sql: str, args: Sequence = ()) -> list[PgRow]:
+        """Run a read query and return all rows."""
+        with self.db.connection() as conn:
+            return _PortableConn(conn).execute(sql, args).fetchall()
+
+    def insert_id(self, conn: _PortableConn, sql: str, args: Sequence = ()) -> int:
+        """Run an INSERT into a table with an ``id`` column; the new row's id."""
+        return int(conn.execute(sql + " RETURNING id", args).fetchone()[0])
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.db.close()

@@ -11,7 +11,14 @@ from pathlib import Path
 
 
 class SqliteDB:
-    """Thread-safe SQLite connection for one group of tables."""
+    """Thread-safe SQLite connection for one group of tables.
+
+    ``index.postgres.PortablePgDB`` offers the same interface on PostgreSQL (``dialect``,
+    ``lock_clause``, ``insert_id``, ``snapshot``) for stores kept in either engine.
+    """
+
+    dialect = "sqlite"
+    lock_clause = ""  # BEGIN IMMEDIATE already holds the database's write lock
 
     def __init__(self, path: str | Path, schema: str, foreign_keys: bool = False) -> None:
         self.path = Path(path)
@@ -40,6 +47,20 @@ class SqliteDB:
                 self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every read inside sees one snapshot (WAL)."""
+        with self.lock:
+            self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
+                self.conn.execute("COMMIT")
+
+    def insert_id(self, conn: sqlite3.Connection, sql: str, args: tuple | list = ()) -> int:
+        """Run an INSERT inside a transaction; the new row's id."""
+        return int(conn.execute(sql, args).lastrowid)
 
     def query(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
         """Run a read query and return all rows."""

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 from gunmatch.commands.common import UsageError, emit_json, out
-from gunmatch.commands.keys import add_state_args, state_dir
+from gunmatch.commands.keys import add_state_args, service_state, state_dir
 from gunmatch.settings import get_settings
-from gunmatch.state import AuditLog, load_keyring, printable
+from gunmatch.state import ServiceState, load_keyring, printable
 from gunmatch.state.secret import check_outside, rotate_secret
 
 
@@ -46,12 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     pg.set_defaults(func=cmd_purge)
 
 
-def open_log(args: argparse.Namespace, create_secret: bool = False) -> AuditLog:
-    """The audit log of --state/--gallery, keyed by the secret file in settings."""
+def open_log(args: argparse.Namespace, create_secret: bool = False) -> ServiceState:
+    """The state holding the audit log of --gallery (a shared gallery's in PostgreSQL) or
+    --state, keyed by the secret file in settings: use ``.audit``, then ``close()``."""
     sdir = state_dir(args)
     secret_file = get_settings().audit_secret_file
     check_outside(secret_file, sdir)
-    return AuditLog(sdir, load_keyring(secret_file, create=create_secret))
+    return service_state(args, load_keyring(secret_file, create=create_secret))
 
 
 def _read_checkpoint(path: Path) -> dict:
@@ -67,11 +68,11 @@ def _read_checkpoint(path: Path) -> dict:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Walk the chain (up to and past a filed checkpoint, if given)."""
     checkpoint = _read_checkpoint(args.checkpoint) if args.checkpoint else None
-    log = open_log(args)
+    state = open_log(args)
     try:
-        report = log.verify(checkpoint)
+        report = state.audit.verify(checkpoint)
     finally:
-        log.close()
+        state.close()
     if report.ok:
         upto = f", reaches checkpoint row {checkpoint['last_id']}" if checkpoint else ""
         out(f"audit log OK: {report.rows} records, chain intact{upto}")
@@ -82,11 +83,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
     """Print a signed checkpoint of the head."""
-    log = open_log(args, create_secret=True)
+    state = open_log(args, create_secret=True)
     try:
-        emit_json(log.checkpoint())
+        emit_json(state.audit.checkpoint())
     finally:
-        log.close()
+        state.close()
     return 0
 
 
@@ -102,11 +103,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Print recent records."""
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
-    log = open_log(args)
+    state = open_log(args)
     try:
-        rows = log.list(limit=args.limit)
+        rows = state.audit.list(limit=args.limit)
     finally:
-        log.close()
+        state.close()
     for r in rows:
         if args.json:
             emit_json(r.to_dict())
@@ -119,10 +120,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_purge(args: argparse.Namespace) -> int:
     """Apply image retention."""
     days = args.days if args.days is not None else get_settings().audit_retention_days
-    log = open_log(args)
+    state = open_log(args)
     try:
-        n = log.purge_images(days)
+        n = state.audit.purge_images(days)
     finally:
-        log.close()
+        state.close()
     out(f"removed {n} query images older than {days} days")
     return 0

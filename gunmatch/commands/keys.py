@@ -1,5 +1,5 @@
 """`gunmatch keys create|list|revoke|sessions`: API keys and web sessions in the service's
-state database."""
+state database (``state.sqlite``, or a shared gallery's PostgreSQL schema)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,20 @@ from pathlib import Path
 
 from gunmatch.commands.common import add_gallery_arg, emit_json, gallery_dir, out
 from gunmatch.settings import get_settings
-from gunmatch.state import ROLES, KeyStore, SessionStore, printable, state_db_path
+from gunmatch.state import ROLES, ServiceState, open_state, printable
+from gunmatch.state.secret import AuditKeyring
 
 
 def state_dir(args: argparse.Namespace) -> Path:
     """--state DIR, else GUNMATCH_STATE_DIR, else the gallery directory."""
     chosen = args.state or get_settings().state_dir
     return Path(chosen) if chosen else gallery_dir(args)
+
+
+def service_state(args: argparse.Namespace, keyring: AuditKeyring | None = None) -> ServiceState:
+    """The state of --gallery: its PostgreSQL schema for a shared gallery, else the files
+    in --state (default the gallery directory)."""
+    return open_state(gallery_dir(args), state_dir(args), keyring)
 
 
 def add_state_args(p: argparse.ArgumentParser) -> None:
@@ -50,17 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     se.set_defaults(func=cmd_sessions)
 
 
-def _store(args: argparse.Namespace) -> KeyStore:
-    return KeyStore(state_db_path(state_dir(args)))
-
-
 def cmd_create(args: argparse.Namespace) -> int:
     """Create a key and print it."""
-    store = _store(args)
+    state = service_state(args)
     try:
-        record, secret = store.create(args.name, args.role, replace=args.replace)
+        record, secret = state.keys.create(args.name, args.role, replace=args.replace)
     finally:
-        store.close()
+        state.close()
     name = printable(record.name)
     out(f"created {record.role} key '{name}'; store it now, it is not shown again:")
     out(secret)
@@ -69,11 +72,11 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """List keys."""
-    store = _store(args)
+    state = service_state(args)
     try:
-        keys = store.list()
+        keys = state.keys.list()
     finally:
-        store.close()
+        state.close()
     if args.json:
         for k in keys:
             emit_json(k.to_dict())
@@ -88,29 +91,27 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     """Revoke a key and end its web sessions."""
-    store = _store(args)
-    sessions = SessionStore(state_db_path(state_dir(args)))
+    state = service_state(args)
     try:
-        k = store.revoke(args.name)
-        ended = sessions.revoke_key(k.id)
+        k = state.keys.revoke(args.name)
+        ended = state.sessions.revoke_key(k.id)
     finally:
-        store.close()
-        sessions.close()
+        state.close()
     out(f"revoked '{printable(k.name)}' ({k.role}) at {k.revoked_at}; ended {ended} sessions")
     return 0
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
     """List sessions, or end one."""
-    store = SessionStore(state_db_path(state_dir(args)))
+    state = service_state(args)
     try:
         if args.revoke is not None:
-            s = store.revoke(args.revoke)
+            s = state.sessions.revoke(args.revoke)
             out(f"ended session {s.id} of '{printable(s.key_name)}'")
             return 0
-        rows = store.list(active_only=args.active)
+        rows = state.sessions.list(active_only=args.active)
     finally:
-        store.close()
+        state.close()
     for s in rows:
         if args.json:
             emit_json(s.to_dict())

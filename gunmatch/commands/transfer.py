@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from gunmatch.commands.common import UsageError, emit_json, gallery_dir, out
-from gunmatch.database import shared_specs
+from gunmatch.database import create_shared_state, shared_specs
 from gunmatch.settings import get_settings
 from index.transfer import TransferReport, copy_gallery
 
@@ -59,7 +59,10 @@ def cmd_import(args: argparse.Namespace) -> int:
             "(or GUNMATCH_DATABASE_URL / GUNMATCH_VECTOR_URI)"
         )
     specs = shared_specs(url, uri, args.name)
-    return _report(copy_gallery(args.src, args.gallery, **specs), args.gallery, args.json)
+    report = copy_gallery(args.src, args.gallery, **specs)
+    if report.ok:
+        create_shared_state(args.gallery)  # empty: keys are created anew for the replicas
+    return _report(report, args.gallery, args.json)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

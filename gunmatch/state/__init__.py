@@ -1,7 +1,8 @@
 """The service's own state, next to (or apart from) the gallery: API keys, sign-in sessions
 and the audit log.
 
-All live in ``<state_dir>/state.sqlite`` (with ``index.feedback``'s table); query images kept
+All live in ``<state_dir>/state.sqlite`` (with ``index.feedback``'s table), or, for a gallery
+kept in PostgreSQL, in its schema (``backend.py``: ``open_state`` picks); query images kept
 for the audit trail go under ``<state_dir>/queries/``; the audit chain's secret lives outside
 both (``secret.py``).
 """
@@ -9,6 +10,13 @@ both (``secret.py``).
 from pathlib import Path
 
 from gunmatch.state.audit import AuditLog, AuditRecord, VerifyReport
+from gunmatch.state.backend import (
+    STATE_DB,
+    ServiceState,
+    StateLocation,
+    open_state,
+    state_location,
+)
 from gunmatch.state.keys import (
     ROLES,
     ApiKey,
@@ -21,8 +29,6 @@ from gunmatch.state.keys import (
 )
 from gunmatch.state.secret import AuditKeyring, AuditSecretError, load_keyring
 from gunmatch.state.sessions import Session, SessionStore
-
-STATE_DB = "state.sqlite"
 
 
 def state_db_path(state_dir: str | Path) -> Path:
@@ -41,12 +47,16 @@ __all__ = [
     "DuplicateKeyError",
     "KeyStore",
     "LastAdminError",
+    "ServiceState",
     "Session",
     "SessionStore",
+    "StateLocation",
     "VerifyReport",
     "check_name",
     "load_keyring",
+    "open_state",
     "printable",
     "role_allows",
+    "state_location",
     "state_db_path",
 ]

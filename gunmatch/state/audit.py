@@ -29,6 +29,7 @@ from index.sqlite import SqliteDB
 GENESIS = "0" * 64
 QUERY_DIR = "queries"
 CHECKPOINT_FORMAT = "gunmatch-audit-checkpoint/1"
+VERIFY_PAGE = 5000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -139,13 +140,28 @@ def _record(r) -> AuditRecord:
 
 
 class AuditLog:
-    """Append-only, HMAC-chained log in ``<state_dir>/state.sqlite``."""
+    """Append-only, HMAC-chained log in ``<state_dir>/state.sqlite`` (or a shared database).
+
+    Appends are serialised by the database: SQLite's ``BEGIN IMMEDIATE`` holds the file's write
+    lock, PostgreSQL's ``SELECT ... FOR UPDATE`` on the chain head row makes every other
+    appender (in any process) wait, then read the head this one wrote.
+    """
 
     def __init__(
-        self, state_dir: str | Path, keyring: AuditKeyring, db_name: str = "state.sqlite"
+        self,
+        state_dir: str | Path,
+        keyring: AuditKeyring,
+        db_name: str = "state.sqlite",
+        db: Any = None,
     ) -> None:
+        """``db``: an open shared database (``index.postgres.PortablePgDB``) holding the
+        tables; without it, ``<state_dir>/<db_name>``. Query images stay under ``state_dir``."""
         self.state_dir = Path(state_dir)
         self.keyring = keyring
+        self._owned = db is None
+        if db is not None:
+            self.db = db
+            return
         self.db = SqliteDB(self.state_dir / db_name, _SCHEMA)
         with self.db.lock:
             cols = {r["name"] for r in self.db.conn.execute("PRAGMA table_info(audit_log)")}
@@ -153,8 +169,9 @@ class AuditLog:
                 self.db.conn.execute(_ADD_KEY_ID)
 
     def close(self) -> None:
-        """Close the database."""
-        self.db.close()
+        """Close the database (when this log opened it)."""
+        if self._owned:
+            self.db.close()
 
     # -- writing --------------------------------------------------------------------------
     def store_image(self, data: bytes, ext: str = ".img") -> tuple[str, str]:
@@ -189,9 +206,12 @@ class AuditLog:
         results_text = json.dumps(results, ensure_ascii=False, sort_keys=True)
         key_id = self.keyring.current_id
         with self.db.transaction() as conn:
-            head = conn.execute("SELECT last_id, hash FROM audit_head WHERE one=1").fetchone()
+            head = conn.execute(
+                "SELECT last_id, hash FROM audit_head WHERE one=1" + self.db.lock_clause
+            ).fetchone()
             prev = head["hash"] if head else GENESIS
-            cur = conn.execute(
+            new_id = self.db.insert_id(
+                conn,
                 "INSERT INTO audit_log(ts, action, key_name, query_id, image_sha256, image_file,"
                 " model_id, decision, results, prev_hash, hash, key_id)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,'',?)",
@@ -209,14 +229,16 @@ class AuditLog:
                     key_id,
                 ),
             )
-            new_id = int(cur.lastrowid)
             row = conn.execute("SELECT * FROM audit_log WHERE id=?", (new_id,)).fetchone()
             digest = row_mac({k: row[k] for k in _KEYED}, self.keyring.current)
             conn.execute("UPDATE audit_log SET hash=? WHERE id=?", (digest, new_id))
-            conn.execute(
-                "INSERT OR REPLACE INTO audit_head(one, last_id, hash) VALUES (1, ?, ?)",
-                (new_id, digest),
-            )
+            moved = conn.execute(
+                "UPDATE audit_head SET last_id=?, hash=? WHERE one=1", (new_id, digest)
+            ).rowcount
+            if not moved:
+                conn.execute(
+                    "INSERT INTO audit_head(one, last_id, hash) VALUES (1, ?, ?)", (new_id, digest)
+                )
         return self.get(new_id)
 
     def purge_images(self, retention_days: int, now: float | None = None) -> int:
@@ -279,9 +301,9 @@ class AuditLog:
 
     def checkpoint(self) -> dict[str, Any]:
         """The newest row's id and MAC, signed: file it elsewhere, check it with ``verify``."""
-        with self.db.lock:
-            head = self.db.conn.execute("SELECT last_id, hash FROM audit_head").fetchone()
-            rows = int(self.db.conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
+        with self.db.snapshot() as conn:
+            head = conn.execute("SELECT last_id, hash FROM audit_head").fetchone()
+            rows = int(conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
         cp = {
             "format": CHECKPOINT_FORMAT,
             "last_id": int(head["last_id"]) if head else 0,
@@ -334,22 +356,32 @@ class AuditLog:
                 return VerifyReport(False, 0, None, problem)
         cp_id = int(checkpoint["last_id"]) if checkpoint else 0
         prev, n, last_id, keyed_seen, cp_seen = GENESIS, 0, 0, False, cp_id == 0
-        with self.db.lock:
-            cursor = self.db.conn.execute("SELECT * FROM audit_log ORDER BY id")
-            for r in cursor:
-                n += 1
-                problem = self._row_problem(r, prev, keyed_seen)
-                if problem:
-                    return VerifyReport(False, n, r["id"], problem)
-                if r["id"] == cp_id:
-                    if r["hash"] != checkpoint["hash"]:
-                        return VerifyReport(
-                            False, n, r["id"], "row differs from the checkpoint (re-chained)"
-                        )
-                    cp_seen = True
-                keyed_seen = keyed_seen or bool(r["key_id"])
-                prev, last_id = r["hash"], r["id"]
-            head = self.db.conn.execute("SELECT last_id, hash FROM audit_head").fetchone()
+        # One snapshot for the rows and the head: appends meanwhile (other replicas) are not
+        # mistaken for a truncation. Pages keep memory flat on long logs.
+        with self.db.snapshot() as conn:
+            after = -1
+            while True:
+                page = conn.execute(
+                    "SELECT * FROM audit_log WHERE id > ? ORDER BY id LIMIT ?",
+                    (after, VERIFY_PAGE),
+                ).fetchall()
+                for r in page:
+                    n += 1
+                    problem = self._row_problem(r, prev, keyed_seen)
+                    if problem:
+                        return VerifyReport(False, n, r["id"], problem)
+                    if r["id"] == cp_id:
+                        if r["hash"] != checkpoint["hash"]:
+                            return VerifyReport(
+                                False, n, r["id"], "row differs from the checkpoint (re-chained)"
+                            )
+                        cp_seen = True
+                    keyed_seen = keyed_seen or bool(r["key_id"])
+                    prev, last_id = r["hash"], r["id"]
+                if len(page) < VERIFY_PAGE:
+                    break
+                after = page[-1]["id"]
+            head = conn.execute("SELECT last_id, hash FROM audit_head").fetchone()
         if not cp_seen:
             return VerifyReport(
                 False, n, cp_id, "the checkpoint's row is missing (log truncated behind it)"

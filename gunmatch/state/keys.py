@@ -8,6 +8,7 @@ import time
 import unicodedata
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from index.sqlite import SqliteDB
 
@@ -121,15 +122,30 @@ def key_from_row(r) -> ApiKey:
     )
 
 
-class KeyStore:
-    """Create, list, revoke and check API keys."""
+def state_db(source: str | Path | Any, schema: str) -> tuple[Any, bool]:
+    """(database, owned): a SQLite file opened with ``schema`` (today's embedded state), or
+    an already open database with the same interface (``index.postgres.PortablePgDB``, whose
+    tables come from migrations) used as it is and left to its opener to close."""
+    if hasattr(source, "dialect"):
+        return source, False
+    return SqliteDB(source, schema), True
 
-    def __init__(self, sqlite_path: str | Path) -> None:
-        self.db = SqliteDB(sqlite_path, KEYS_SCHEMA)
+
+class KeyStore:
+    """Create, list, revoke and check API keys.
+
+    Every check reads the database (no cache), so a key revoked through one process is
+    refused by every other process sharing the database from its next request on.
+    """
+
+    def __init__(self, db: str | Path | Any) -> None:
+        """``db``: the state SQLite file, or an open shared database (see ``state_db``)."""
+        self.db, self._owned = state_db(db, KEYS_SCHEMA)
 
     def close(self) -> None:
-        """Close the database."""
-        self.db.close()
+        """Close the database (when this store opened it)."""
+        if self._owned:
+            self.db.close()
 
     def create(self, name: str, role: str, replace: bool = False) -> tuple[ApiKey, str]:
         """A new key: its record and the secret (shown once, stored only hashed).

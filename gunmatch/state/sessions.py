@@ -11,9 +11,9 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from gunmatch.state.keys import KEYS_SCHEMA, ApiKey, key_from_row
-from index.sqlite import SqliteDB
+from gunmatch.state.keys import KEYS_SCHEMA, ApiKey, key_from_row, state_db
 
 TOKEN_PREFIX = "gms_"
 
@@ -57,23 +57,25 @@ def _hash(token: str) -> str:
 class SessionStore:
     """Create, check, list and revoke sessions in the state database."""
 
-    def __init__(self, sqlite_path: str | Path) -> None:
-        self.db = SqliteDB(sqlite_path, KEYS_SCHEMA + _SCHEMA)
+    def __init__(self, db: str | Path | Any) -> None:
+        """``db``: the state SQLite file, or an open shared database (``keys.state_db``)."""
+        self.db, self._owned = state_db(db, KEYS_SCHEMA + _SCHEMA)
 
     def close(self) -> None:
-        """Close the database."""
-        self.db.close()
+        """Close the database (when this store opened it)."""
+        if self._owned:
+            self.db.close()
 
     def create(self, key: ApiKey, ttl_s: float) -> tuple[Session, str]:
         """A new session for ``key``: its record and the token (kept only by the browser)."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = time.time()
         with self.db.transaction() as conn:
-            cur = conn.execute(
+            sid = self.db.insert_id(
+                conn,
                 "INSERT INTO sessions(token_hash, key_id, created_at, expires_at) VALUES (?,?,?,?)",
                 (_hash(token), key.id, now, now + ttl_s),
             )
-            sid = int(cur.lastrowid)
         return self.get(sid), token
 
     def get(self, session_id: int) -> Session:

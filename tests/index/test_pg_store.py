@@ -104,7 +104,8 @@ def test_a_schema_behind_is_refused_until_db_upgrade(tmp_path, postgres_url, cap
         with pytest.raises(DatabaseError, match="gunmatch db upgrade"):
             Gallery.open(tmp_path / "g")
         assert main(["db", "status", "--gallery", str(tmp_path / "g"), "--json"]) == 1
-        row = json.loads(capsys.readouterr().out)
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        row = next(r for r in rows if r["component"] == "gallery")  # beside "state"
         assert (row["schema"], row["version"], row["latest"]) == (schema, 1, 2)
         assert main(["db", "upgrade", "--database-url", postgres_url]) == 0
         assert f"{schema}: gallery version 2 of 2; applied 2" in capsys.readouterr().out
