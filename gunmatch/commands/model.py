@@ -1,8 +1,10 @@
-"""`gunmatch model list|show|add|promote|rollback`: the model registry and gated promotion."""
+"""`gunmatch model list|show|add|promote|rollback|reload`: the model registry, gated promotion,
+and telling every replica of a shared gallery to reload."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from gunmatch.commands.common import (
@@ -16,6 +18,7 @@ from gunmatch.commands.common import (
 from gunmatch.commands.common import runtime as runtime_args
 from gunmatch.settings import get_settings
 from gunmatch.shipped import MODELS_DIR, list_shipped
+from gunmatch.state import open_state
 from index import Gallery
 from matcher.threatmap import is_threatmap
 from training.promote import notify, promote, rollback
@@ -103,6 +106,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true")
     add_runtime_args(p)
     p.set_defaults(func=cmd_rollback)
+
+    p = gs.add_parser(
+        "reload",
+        help="make every replica serving a shared gallery reload its model and calibration",
+    )
+    add_gallery_arg(p)
+    p.set_defaults(func=cmd_reload)
 
 
 def _registry(args: argparse.Namespace):
@@ -205,8 +215,28 @@ def _reload(args: argparse.Namespace) -> None:
         )
 
 
+def refuse_shared(gdir: Path, what: str) -> None:
+    """Promotion and rollback build an embedded shadow gallery and swap directories: on a
+    shared gallery that would leave its PostgreSQL schema (items, keys, audit chain) and Milvus
+    collection behind, so they are refused."""
+    manifest_path = Path(gdir) / "manifest.json"
+    if not manifest_path.is_file():
+        return
+    manifest = json.loads(manifest_path.read_text())
+    if "item_store" in manifest or "vector_store" in manifest:
+        raise UsageError(
+            f"{gdir} is a shared gallery (PostgreSQL/Milvus): {what} would replace it with an "
+            "embedded copy and leave its database (items, keys, audit chain) behind, so it is "
+            "not supported yet; 'gunmatch gallery export' it, run the command on the copy and "
+            "'gunmatch gallery import' the result (a new shared gallery: its keys and audit "
+            "chain start anew), or reload the replicas after changing files with "
+            "'gunmatch model reload'"
+        )
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     """Gate and switch."""
+    refuse_shared(gallery_dir(args), "promotion")
     threats = None
     if args.threat_labels is not None:
         threats = [t.strip() for t in args.threat_labels.split(",") if t.strip()]
@@ -235,10 +265,29 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Roll back to the previous model."""
+    refuse_shared(gallery_dir(args), "rollback")
     rt = runtime_args(args)
     target = rollback(
         _registry(args), gallery_dir(args), rt["threads"], rt["batch_size"], progress=not args.quiet
     )
     out(f"rolled back {gallery_dir(args)} to model {target}")
     _reload(args)
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Bump a shared gallery's reload generation; every replica watching it reloads."""
+    gdir = gallery_dir(args)
+    state = open_state(gdir)
+    try:
+        if not state.location.shared:
+            raise UsageError(
+                f"{gdir} is an embedded gallery: reload its service with 'kill -HUP <pid>' or "
+                "POST /v1/admin/reload (with an admin key)"
+            )
+        gen = state.request_reload()
+    finally:
+        state.close()
+    poll = get_settings().reload_poll_s
+    out(f"reload generation {gen}: every replica serving {gdir} reloads within {poll:g} s")
     return 0

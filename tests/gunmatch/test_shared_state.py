@@ -260,3 +260,30 @@ def test_embedded_galleries_keep_their_state_in_files(tmp_path):
     finally:
         state.close()
     assert (tmp_path / "state" / "state.sqlite").is_file()
+
+
+def test_model_reload_bumps_a_shared_gallery_generation_and_promotion_is_refused(
+    shared_gallery, capsys, postgres_url
+):
+    gal, _ = shared_gallery
+    assert run(capsys, "db", "upgrade", "--database-url", postgres_url)[0] == 0
+    state = open_state(gal)
+    try:
+        before = state.reload_generation()
+        code, out = run(capsys, "model", "reload", "--gallery", str(gal))
+        assert code == 0 and f"reload generation {before + 1}" in out, out
+        assert state.reload_generation() == before + 1
+    finally:
+        state.close()
+    manifest = (gal / "manifest.json").read_text()
+    for argv in (["promote", "some-model"], ["rollback"]):
+        code, out = run(capsys, "model", *argv, "--gallery", str(gal), "--registry",
+                        str(gal.parent / "reg"))  # fmt: skip
+        assert code == 2 and "shared gallery" in out, out
+    assert (gal / "manifest.json").read_text() == manifest
+
+
+def test_model_reload_on_an_embedded_gallery_says_how_to_reload_it(tmp_path, capsys):
+    Gallery.create(tmp_path / "gal", "m", 4, "photo").close()
+    code, out = run(capsys, "model", "reload", "--gallery", str(tmp_path / "gal"))
+    assert code == 2 and "kill -HUP" in out
