@@ -68,8 +68,9 @@ def state_location(gallery_dir: str | Path, state_dir: str | Path | None = None)
     return StateLocation("files", files_dir)
 
 
-def open_state_db(location: StateLocation, max_size: int = 8) -> PortablePgDB:
-    """The shared state's database, refused unless its migrations are all applied."""
+def open_state_db(location: StateLocation, max_size: int = 4) -> PortablePgDB:
+    """The shared state's database, refused unless its migrations are all applied. A request
+    holds a connection for one or two short statements, so the pool is half the gallery's."""
     db = PortablePgDB(location.url, location.schema, max_size=max_size)
     try:
         with db.db.connection() as conn:
