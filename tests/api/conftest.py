@@ -95,3 +95,48 @@ def live_server(gallery_copy: Path, keys: dict[str, str]) -> Iterator[dict]:
     """The service over the tiny photo gallery in uvicorn; yields url, process, keys."""
     with serve(gallery_copy) as (url, proc):
         yield {"url": url, "proc": proc, "keys": keys}
+
+
+# -- the same app on either backend ------------------------------------------------------------
+@pytest.fixture(scope="module", params=["embedded", "shared"])
+def backend_gallery(request, tmp_path_factory: pytest.TempPathFactory, built_gallery: Path):
+    """The tiny gallery as a private embedded copy (state in state.sqlite), or imported into
+    PostgreSQL + Milvus (state in its schema); yields (kind, directory)."""
+    dst = tmp_path_factory.mktemp(f"gal-{request.param}") / "gallery"
+    if request.param == "embedded":
+        shutil.copytree(built_gallery, dst)
+        yield request.param, dst
+        return
+    import uuid
+
+    from gunmatch.database import create_shared_state
+    from index.backends import BackendSpec
+    from index.itemstore import StoreSpec
+    from index.transfer import copy_gallery
+    from tests.servers import drop_shared
+
+    url = request.getfixturevalue("postgres_url")
+    name = f"a_{uuid.uuid4().hex[:12]}"
+    vector = BackendSpec("milvus", request.getfixturevalue("milvus_uri"), name)
+    store = StoreSpec("postgresql", url, name)
+    assert copy_gallery(built_gallery, dst, vector_store=vector, item_store=store).ok
+    create_shared_state(dst)
+    yield request.param, dst
+    drop_shared(vector, store, url)
+
+
+@pytest.fixture(scope="module")
+def backend_client(backend_gallery) -> Iterator[tuple[str, Path, TestClient, dict[str, str]]]:
+    """(kind, gallery, TestClient, one key per role) over ``backend_gallery``."""
+    from gunmatch.state import open_state
+
+    kind, gal = backend_gallery
+    state = open_state(gal)
+    try:
+        keys = {r: state.keys.create(f"{r} key", r)[1] for r in ("station", "analyst", "admin")}
+    finally:
+        state.close()
+    settings = get_settings(threads=1, max_upload_bytes=2_000_000, default_k=5)
+    app = create_app(ServiceConfig(gallery_dir=gal, settings=settings))
+    with TestClient(app) as c:
+        yield kind, gal, c, keys
