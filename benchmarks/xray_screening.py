@@ -127,8 +127,9 @@ def clutter_items(emb: Embedder, args: argparse.Namespace) -> list[NewItem]:
     return items[: args.clutter_refs]
 
 
-def _dump_row(res, parcel, positive: bool, map_weight: float) -> dict:
-    """One scan's regions for offline study: box, score without the map, map probability."""
+def _dump_row(res, parcel, positive: bool, cfg: ScreeningConfig) -> dict:
+    """One scan's regions for offline study: box, score without the map, map probability
+    and the box's fit to the map's hot area."""
     gt = [parcel.boxes[0].as_tuple()] if positive else []
     return {
         "positive": positive,
@@ -137,10 +138,13 @@ def _dump_row(res, parcel, positive: bool, map_weight: float) -> dict:
         "regions": [
             {
                 "box": list(r.box),
-                "retrieval": r.threat_score - map_weight * (r.map_score or 0.0)
+                "retrieval": r.threat_score
+                - cfg.map_weight * (r.map_score or 0.0)
+                - cfg.map_fit_weight * (r.map_fit or 0.0)
                 if r.threat_score is not None
                 else None,
                 "map": r.map_score,
+                "fit": r.map_fit,
             }
             for r in res.regions
         ],
@@ -163,6 +167,7 @@ def run(args: argparse.Namespace) -> dict:
         score_mode=args.score_mode,
         score_k=args.score_k,
         map_weight=args.map_weight,
+        map_fit_weight=args.map_fit_weight,
         map_flip=not args.no_map_flip,
         max_regions=1000 if args.dump else ScreeningConfig.max_regions,
     )
@@ -201,7 +206,7 @@ def run(args: argparse.Namespace) -> dict:
             else:
                 neg.append(score)
             if args.dump:
-                dump.append(_dump_row(res, parcel, positive, args.map_weight))
+                dump.append(_dump_row(res, parcel, positive, cfg))
             if (i + 1) % 20 == 0:
                 log.info("%d / %d scans", i + 1, args.positives + args.negatives)
         engine.close()
@@ -320,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=ScreeningConfig.map_weight,
         help="weight of the threat map's probability in each region's score",
+    )
+    p.add_argument(
+        "--map-fit-weight",
+        type=float,
+        default=ScreeningConfig.map_fit_weight,
+        help="weight of the box's fit to the map's hot area in each region's score",
     )
     p.add_argument(
         "--no-map-flip", action="store_true", help="one map pass (no mirror-image average)"

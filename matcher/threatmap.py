@@ -208,6 +208,20 @@ def cell_targets(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(img.resize((cols, rows), Image.BOX), dtype=np.float32)
 
 
+def _cell_ranges(result: MapResult, b: np.ndarray) -> tuple[np.ndarray, ...]:
+    """First/last cell column and row whose centres lie inside each [x, y, w, h] box (last <
+    first when none does), and the cell holding each box's centre."""
+    rows, cols = result.logits.shape
+    cw, ch = result.cell
+    c0 = np.clip(np.ceil(b[:, 0] / cw - 0.5), 0, cols - 1).astype(int)
+    c1 = np.clip(np.floor((b[:, 0] + b[:, 2]) / cw - 0.5), 0, cols - 1).astype(int)
+    r0 = np.clip(np.ceil(b[:, 1] / ch - 0.5), 0, rows - 1).astype(int)
+    r1 = np.clip(np.floor((b[:, 1] + b[:, 3]) / ch - 0.5), 0, rows - 1).astype(int)
+    cc = np.clip(((b[:, 0] + b[:, 2] / 2) / cw).astype(int), 0, cols - 1)
+    rc = np.clip(((b[:, 1] + b[:, 3] / 2) / ch).astype(int), 0, rows - 1)
+    return c0, c1, r0, r1, cc, rc
+
+
 def box_scores(result: MapResult, boxes: np.ndarray) -> np.ndarray:
     """Highest logit among the cells whose centres lie inside each [x, y, w, h] box.
 
@@ -217,13 +231,7 @@ def box_scores(result: MapResult, boxes: np.ndarray) -> np.ndarray:
     rows, cols = result.logits.shape
     if rows == 0 or cols == 0:
         return np.full(len(b), -np.inf)
-    cw, ch = result.cell
-    c0 = np.clip(np.ceil(b[:, 0] / cw - 0.5), 0, cols - 1).astype(int)
-    c1 = np.clip(np.floor((b[:, 0] + b[:, 2]) / cw - 0.5), 0, cols - 1).astype(int)
-    r0 = np.clip(np.ceil(b[:, 1] / ch - 0.5), 0, rows - 1).astype(int)
-    r1 = np.clip(np.floor((b[:, 1] + b[:, 3]) / ch - 0.5), 0, rows - 1).astype(int)
-    cc = np.clip(((b[:, 0] + b[:, 2] / 2) / cw).astype(int), 0, cols - 1)
-    rc = np.clip(((b[:, 1] + b[:, 3] / 2) / ch).astype(int), 0, rows - 1)
+    c0, c1, r0, r1, cc, rc = _cell_ranges(result, b)
     out = np.empty(len(b))
     for i in range(len(b)):
         if c1[i] < c0[i] or r1[i] < r0[i]:
@@ -231,6 +239,34 @@ def box_scores(result: MapResult, boxes: np.ndarray) -> np.ndarray:
         else:
             out[i] = result.logits[r0[i] : r1[i] + 1, c0[i] : c1[i] + 1].max()
     return out
+
+
+def box_fit(result: MapResult, boxes: np.ndarray, threshold: float) -> np.ndarray:
+    """How well each [x, y, w, h] box fits the hot area it holds, from 0 to 1.
+
+    Hot cells (logit above ``threshold``) inside the box, over the box's cells plus the hot
+    cells just around it (the box grown by half its size on each side): a tight box round a
+    hot part scores near 1, a large window holding it or a small one cutting a hot gun in
+    pieces scores less. Boxes with no hot cell score 0.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    rows, cols = result.logits.shape
+    if rows == 0 or cols == 0 or len(b) == 0:
+        return np.zeros(len(b))
+    hot = np.zeros((rows + 1, cols + 1))
+    hot[1:, 1:] = (result.logits > threshold).cumsum(0).cumsum(1)
+
+    def count(c0, c1, r0, r1):
+        c1, r1 = np.maximum(c1 + 1, c0), np.maximum(r1 + 1, r0)
+        return hot[r1, c1] - hot[r0, c1] - hot[r1, c0] + hot[r0, c0], (c1 - c0) * (r1 - r0)
+
+    c0, c1, r0, r1, _, _ = _cell_ranges(result, b)
+    inside, cells = count(c0, c1, r0, r1)
+    grown = b + np.stack([-b[:, 2] / 2, -b[:, 3] / 2, b[:, 2], b[:, 3]], axis=1)
+    g0, g1, h0, h1, _, _ = _cell_ranges(result, grown)
+    around, _ = count(g0, g1, h0, h1)
+    union = cells + np.maximum(around - inside, 0)
+    return np.where(inside > 0, inside / np.maximum(union, 1), 0.0)
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -311,6 +347,7 @@ __all__ = [
     "MapResult",
     "ThreatMap",
     "ThreatMapConfig",
+    "box_fit",
     "box_scores",
     "cell_targets",
     "input_shape",

@@ -380,7 +380,7 @@ def keep_large(boxes: np.ndarray, limit: int, large_side: float, quota: int) -> 
     n = len(boxes)
     if n <= limit:
         return np.arange(n)
-    large = np.flatnonzero(np.maximum(boxes[:, 2], boxes[:, 3]) >= large_side)[:quota]
+    large = np.flatnonzero(np.maximum(boxes[:, 2], boxes[:, 3]) >= large_side)[: min(quota, limit)]
     promoted = large[large >= limit]
     small = np.setdiff1d(np.arange(limit), large, assume_unique=True)
     kept = np.concatenate([small[: limit - len(large[large < limit]) - len(promoted)],

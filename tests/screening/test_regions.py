@@ -175,6 +175,8 @@ def test_keep_large_makes_room_for_the_best_large_boxes():
     np.testing.assert_array_equal(keep_large(boxes, 5, 50, quota=2), [0, 1, 2, 3, 7])
     np.testing.assert_array_equal(keep_large(boxes, 5, 50, quota=0), [0, 1, 2, 3, 4])
     np.testing.assert_array_equal(keep_large(boxes, 20, 50, quota=2), np.arange(9))
+    np.testing.assert_array_equal(keep_large(boxes, 2, 50, quota=4), [2, 7])  # quota > limit
+    assert len(keep_large(boxes, 0, 50, quota=4)) == 0
 
 
 def test_proposals_box_a_whole_gun_at_bag_scale():
