@@ -16,14 +16,12 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.report import DOC, git_rev, machine, write_section
 from matcher import Embedder, load_model
 from training.evaluate import evaluate
-from training.fit import FitConfig
-from training.train import TrainConfig, train
+from training.train import TrainConfig, photo_fit, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TARGETS = {"weapon-types": 0.85, "handgun-brands": 0.62}
@@ -52,7 +50,7 @@ def run_dataset(name: str, args: argparse.Namespace, out_root: Path) -> dict:
         input_size=args.input_size,
         threads=args.threads,
         progress=False,
-        fit=replace(FitConfig(), epochs=args.epochs, loss=args.loss, lr=args.lr),
+        fit=photo_fit(epochs=args.epochs, loss=args.loss, lr=args.lr),
     )
     report = train(cfg)
     row.update(
@@ -141,15 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run and optionally write the section."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default="weapon-types,handgun-brands")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--aug-passes", type=int, default=2)
-    p.add_argument("--freeze-blocks", type=int, default=8)  # TrainConfig default
-    p.add_argument("--loss", default="cosface")
-    p.add_argument("--input-size", type=int, default=None, help="override the model input size")
-    p.add_argument("--lr", type=float, default=3e-4)
+    # Defaults: those of `gunmatch train` (TrainConfig), so a plain run measures what users get.
+    base = TrainConfig(out="")
+    p.add_argument("--epochs", type=int, default=base.fit.epochs)
+    p.add_argument("--aug-passes", type=int, default=base.aug_passes)
+    p.add_argument("--freeze-blocks", type=int, default=base.freeze_blocks)
+    p.add_argument("--loss", default=base.fit.loss)
+    p.add_argument(
+        "--input-size", type=int, default=base.input_size, help="input size (as gunmatch train)"
+    )
+    p.add_argument("--lr", type=float, default=base.fit.lr)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--baseline", default="", help="datasets on which to also measure ImageNet")
-    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--val-fraction", type=float, default=base.val_fraction)
     p.add_argument(
         "--import-rows",
         action="append",

@@ -9,9 +9,8 @@ from pathlib import Path
 from gunmatch.commands.common import UsageError, emit_json, out
 from matcher.preprocess import MODALITIES
 from synth.styles import StyleSampler
-from training.fit import FitConfig
 from training.registry import Registry
-from training.train import TrainConfig, train
+from training.train import TrainConfig, photo_fit, train
 from training.xray.finetune import XrayFinetuneConfig, finetune_xray
 from training.xray.head import XrayHeadConfig, train_xray_head
 from training.xray.threatmap import ThreatMapTrainConfig, train_threatmap
@@ -154,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         modality=args.modality,
         threads=args.threads,
         progress=not args.quiet,
-        fit=replace(FitConfig(), **fit_changes),
+        fit=photo_fit(**fit_changes),
     )
     for name in ("head_dim", "input_size", "freeze_blocks", "aug_passes", "val_fraction"):
         if getattr(args, name) is not None:
