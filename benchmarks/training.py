@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write", action="store_true", help="write docs/benchmarks.md")
     args = p.parse_args(argv)
     started = machine()
-    command = "nice .venv/bin/python -m benchmarks.training " + shlex.join(
+    command = ".venv/bin/python -m benchmarks.training " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
     rows = []
