@@ -91,9 +91,11 @@ async function submit(file) {
   const modality = document.getElementById("modality").value;
   if (modality) form.append("modality", modality);
   form.append("k", document.getElementById("k").value || "5");
-  if (document.getElementById("regions").checked) form.append("regions", "true");
+  const regions = document.getElementById("regions");
+  if (!regions.disabled) form.append("regions", regions.checked ? "true" : "false");
   try {
     LAST = await api("/v1/search", { method: "POST", body: form });
+    regions.checked = Array.isArray(LAST.regions);  // the setting the service used
     if (img.complete) render(); else img.onload = render;
     render();
   } catch (e) {
@@ -121,4 +123,13 @@ function initUpload() {
 
 document.addEventListener("langchange", render);
 initUpload();
-initSession(() => { document.getElementById("app").hidden = false; });
+// Region screening is for X-ray queries, on by default there: the box says what will be used.
+function syncRegions() {
+  const chosen = document.getElementById("modality").value || (INFO && INFO.modality) || "photo";
+  const box = document.getElementById("regions");
+  box.disabled = chosen !== "xray";
+  box.checked = chosen === "xray";
+}
+
+document.getElementById("modality").addEventListener("change", syncRegions);
+initSession(() => { document.getElementById("app").hidden = false; syncRegions(); });

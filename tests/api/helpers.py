@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from subprocess import Popen
 
 import httpx
 import pytest
@@ -69,38 +70,55 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def serve(gallery: Path, log_level: str = "warning") -> Iterator[tuple[str, object]]:
-    """`gunmatch serve GALLERY` in a real uvicorn process on a free port: (url, process)."""
+def start_serve(gallery: Path, log_level: str = "warning", **env: str) -> tuple[str, Popen]:
+    """`gunmatch serve GALLERY` in a real uvicorn process on a free port, not waited for."""
     port = _free_port()
-    env = {**os.environ, "GUNMATCH_THREADS": "1"}
+    environ = {**os.environ, "GUNMATCH_THREADS": "1", **env}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunmatch.cli", "serve", "--gallery", str(gallery),
          "--port", str(port), "--log-level", log_level],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environ, text=True,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"gunmatch serve exited early:\n{proc.stdout.read()}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("gunmatch serve did not become ready in 90 s")
-            time.sleep(0.2)
-        yield url, proc
-    finally:
+    return f"http://127.0.0.1:{port}", proc
+
+
+def wait_ready(url: str, proc: Popen, timeout: float = 120) -> dict:
+    """Poll /readyz until the service answers 200 (its body), failing the test otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"gunmatch serve exited early:\n{proc.stdout.read()}")
+        try:
+            r = httpx.get(f"{url}/readyz", timeout=2)
+            if r.status_code == 200:
+                return r.json()
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{url} did not become ready in {timeout} s")
+        time.sleep(0.2)
+
+
+def stop(proc: Popen) -> None:
+    """Terminate a service process (kill it after 15 s)."""
+    if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def serve(gallery: Path, log_level: str = "warning") -> Iterator[tuple[str, object]]:
+    """`gunmatch serve GALLERY` in a real uvicorn process on a free port: (url, process)."""
+    url, proc = start_serve(gallery, log_level)
+    try:
+        wait_ready(url, proc, 90)
+        yield url, proc
+    finally:
+        stop(proc)
 
 
 def endless_body(

@@ -19,7 +19,6 @@ from tests.helpers import cleared_pngs
 from training.xray.adapt import AdaptConfig
 
 
-
 @dataclass(frozen=True)
 class QuickLenient(AdaptConfig):
     """Two epochs and a small gate that accepts whatever the tiny map learns (the gate itself
@@ -77,7 +76,9 @@ def test_adapt_runs_in_the_background_installs_and_reloads(service):
                     headers=hdr(admin))  # fmt: skip
     assert r.status_code == 202 and r.json()["state"] == "running" and r.json()["scans"] == 6
     deadline = time.monotonic() + 600
-    while (status := client.get("/v1/admin/adapt", headers=hdr(admin)).json())["state"] == "running":
+    while (status := client.get("/v1/admin/adapt", headers=hdr(admin)).json())["state"] in (
+        "running",
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.5)
     assert status["state"] == "done", status

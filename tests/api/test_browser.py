@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from gunmatch.demo import build_demo
 from gunmatch.state import KeyStore, state_db_path
+from screening.regions import iou
 from tests.api.helpers import draw, serve
 
 CHROMIUM = "/usr/bin/chromium"
@@ -100,3 +103,45 @@ def test_xray_boxes_name_best_match_and_part_probability(browser, engine, scan, 
             d = r["decision"]["decision"] if isinstance(r["decision"], dict) else r["decision"]
             assert rects.nth(i).get_attribute("class") == f"region {d}"
     page.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """`gunmatch demo`'s gallery, as `make demo` builds it (shipped X-ray model and map)."""
+    root = tmp_path_factory.mktemp("demo")
+    info = build_demo(root, threads=2)
+    store = KeyStore(state_db_path(root / "gallery"))
+    info["key"] = store.create("station", "station")[1]
+    store.close()
+    return info
+
+
+def test_demo_showcase_alerts_with_a_red_banner_and_a_box_on_the_part(browser, demo):
+    """The demo's showcase (a slide the gallery has not seen, in a cluttered parcel) alerts
+    in the web form, with an alert box on the slide; the 分区筛查 box shows it was used."""
+    page = browser.new_page()
+    with serve(Path(demo["gallery"])) as (url, _):
+        page.goto(url + "/")
+        page.fill("#key-input", demo["key"])
+        page.click("#signin-btn")
+        page.wait_for_selector("#app:not([hidden])")
+        assert page.is_checked("#regions")  # an X-ray gallery: regions are screened by default
+        with page.expect_response("**/v1/search") as info:
+            page.set_input_files("#file-input", demo["query"])
+        res = info.value.json()
+        verdict = page.wait_for_selector("#verdict[data-decision]", timeout=60_000)
+        assert verdict.get_attribute("data-decision") == "alert", res["decision"]
+        assert "警报" in verdict.inner_text()
+        color = page.eval_on_selector("#verdict", "e => getComputedStyle(e).backgroundColor")
+        r, g, b = (int(v) for v in color[color.index("(") + 1 : color.index(")")].split(",")[:3])
+        assert r > 150 and g < 100 and b < 100, color  # the red banner
+        page.wait_for_selector("#boxes rect.region.alert", state="attached", timeout=30_000)
+        boxes = np.array([r["box"] for r in res["regions"] if _decision(r) == "alert"], float)
+        assert iou(boxes, np.array([demo["query_box"]], float))[:, 0].max() >= 0.3
+        assert page.is_checked("#regions")
+    page.close()
+
+
+def _decision(region: dict) -> str:
+    d = region["decision"]
+    return d["decision"] if isinstance(d, dict) else d

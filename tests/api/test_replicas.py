@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -17,14 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.servers import free_port
 from gunmatch.cli import main
 from gunmatch.database import create_shared_state
 from gunmatch.state import load_keyring, open_state
 from index.backends import BackendSpec
 from index.itemstore import StoreSpec
 from index.transfer import copy_gallery
-from tests.api.helpers import draw, hdr, png_bytes
+from tests.api.helpers import draw, hdr, png_bytes, start_serve, stop, wait_ready
 from tests.helpers import shape_image
 from tests.servers import drop_shared
 
@@ -32,41 +30,8 @@ pytestmark = pytest.mark.slow
 
 
 def start(gallery: Path) -> tuple[str, subprocess.Popen]:
-    """`gunmatch serve` on a free port (not waited for)."""
-    port = free_port()
-    env = {**os.environ, "GUNMATCH_THREADS": "1", "GUNMATCH_RELOAD_POLL_S": "0.5"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunmatch.cli", "serve", "--gallery", str(gallery),
-         "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-    )  # fmt: skip
-    return f"http://127.0.0.1:{port}", proc
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"gunmatch serve exited early:\n{proc.stdout.read()}")
-        try:
-            r = httpx.get(f"{url}/readyz", timeout=2)
-            if r.status_code == 200:
-                return r.json()
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"{url} did not become ready in {timeout} s")
-        time.sleep(0.2)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """`gunmatch serve` on a free port (not waited for), watching reloads every 0.5 s."""
+    return start_serve(gallery, GUNMATCH_RELOAD_POLL_S="0.5")
 
 
 def add(url: str, key: str, data: bytes, label: str, timeout: float = 60) -> httpx.Response:
