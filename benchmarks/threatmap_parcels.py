@@ -5,21 +5,45 @@ scan and its mirror image (``ScreeningConfig.map_flip``). Parcels are the screen
 benchmark's validation parcels (``--split val`` seeds), never the reported ones:
 
     python -m benchmarks.threatmap_parcels runs/threatmap --positives 120 --negatives 120
+
+``--styles`` renders each parcel in a scanner style drawn for its seed (every look and scene
+of ``synth.styles``) and decodes its station export as the service decodes an upload;
+``--guns`` puts a whole pistol or revolver at 25-45% of the side in each positive.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
+from benchmarks.xray_domain import GUN_SCALE, HANDGUNS
 from benchmarks.xray_screening import VAL_NEGATIVE_SEED, VAL_POSITIVE_SEED, rate_at
+from matcher.images import DEFAULT_MAX_PIXELS
+from matcher.preprocess import PreprocessConfig
 from matcher.threatmap import load_threatmap
+from screening.screen import load_transmission
 from synth.shapes import THREAT_KINDS
+from synth.styles import StyleSampler
 from synth.xray import render_parcel
 from training.xray.threatmap import ranking
+
+
+def parcel_image(seed: int, size, kind: str | None, styles: StyleSampler | None, guns: bool):
+    """The scan a map sees: today's render, or a styled station export decoded as uploads are."""
+    scale = GUN_SCALE if guns else (0.05, 0.25)
+    style = styles.for_seed(seed) if styles is not None else None
+    parcel = render_parcel(seed, size=size, threat_kind=kind, style=style, threat_scale=scale)
+    if style is None:
+        return parcel.image
+    buf = io.BytesIO()
+    Image.fromarray(parcel.station_export()).save(buf, "PNG")
+    white = PreprocessConfig().xray_white_percentile
+    return load_transmission(buf.getvalue(), DEFAULT_MAX_PIXELS, white)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,21 +53,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--negatives", type=int, default=120)
     p.add_argument("--size", default="1600x1250", help="scan WxH")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--styles", action="store_true", help="parcels in scanner styles")
+    p.add_argument("--guns", action="store_true", help="whole handguns at 25-45%% of the side")
+    p.add_argument("--one-pass", action="store_true", help="only the default (mirror) pass")
     args = p.parse_args(argv)
+    styles = StyleSampler(()) if args.styles else None
+    passes = (True,) if args.one_pass else (False, True)
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
     maps = {d: load_threatmap(d).use_onnx(args.threads) for d in args.maps}  # as screening runs it
-    scores: dict[tuple[str, bool], list[float]] = {(d, f): [] for d in maps for f in (False, True)}
+    scores: dict[tuple[str, bool], list[float]] = {(d, f): [] for d in maps for f in passes}
     n = args.positives + args.negatives
     positive = np.arange(n) < args.positives
     for i in tqdm(range(n), desc="parcels", unit="parcel"):
-        kind = THREAT_KINDS[i % len(THREAT_KINDS)] if positive[i] else None
+        kinds = HANDGUNS if args.guns else THREAT_KINDS
+        kind = kinds[i % len(kinds)] if positive[i] else None
         seed = (VAL_POSITIVE_SEED if positive[i] else VAL_NEGATIVE_SEED) + i
-        image = render_parcel(seed, size=size, threat_kind=kind).image
+        image = parcel_image(seed, size, kind, styles, args.guns)
         for d, tmap in maps.items():
-            for flip in (False, True):
+            for flip in passes:
                 scores[(d, flip)].append(tmap.predict(image, flip=flip).best)
-    print(f"{args.positives} parcels with a part, {args.negatives} without (validation seeds)\n")
+    what = "a whole handgun" if args.guns else "a part"
+    look = ", styled" if args.styles else ""
+    print(f"{args.positives} parcels with {what}, {args.negatives} without")
+    print(f"(validation seeds{look})\n")
     print("| map | passes | AUC | det. above highest clean | det. 1% FA | det. 5% FA |")
     print("|---|---|---|---|---|---|")
     for (d, flip), s in scores.items():
