@@ -14,14 +14,12 @@ of ``synth.styles``) and decodes its station export as the service decodes an up
 from __future__ import annotations
 
 import argparse
-import io
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from benchmarks.xray_domain import GUN_SCALE, HANDGUNS
+from benchmarks.xray_domain import GUN_SCALE, HANDGUNS, PART_SCALE, scan_png
 from benchmarks.xray_screening import VAL_NEGATIVE_SEED, VAL_POSITIVE_SEED, rate_at
 from matcher.images import DEFAULT_MAX_PIXELS
 from matcher.preprocess import PreprocessConfig
@@ -29,21 +27,17 @@ from matcher.threatmap import load_threatmap
 from screening.screen import load_transmission
 from synth.shapes import THREAT_KINDS
 from synth.styles import StyleSampler
-from synth.xray import render_parcel
 from training.xray.threatmap import ranking
 
 
 def parcel_image(seed: int, size, kind: str | None, styles: StyleSampler | None, guns: bool):
     """The scan a map sees: today's render, or a styled station export decoded as uploads are."""
-    scale = GUN_SCALE if guns else (0.05, 0.25)
     style = styles.for_seed(seed) if styles is not None else None
-    parcel = render_parcel(seed, size=size, threat_kind=kind, style=style, threat_scale=scale)
+    scale = GUN_SCALE if guns else PART_SCALE
+    parcel, data = scan_png(seed, size, kind, style, scale)
     if style is None:
         return parcel.image
-    buf = io.BytesIO()
-    Image.fromarray(parcel.station_export()).save(buf, "PNG")
-    white = PreprocessConfig().xray_white_percentile
-    return load_transmission(buf.getvalue(), DEFAULT_MAX_PIXELS, white)
+    return load_transmission(data, DEFAULT_MAX_PIXELS, PreprocessConfig().xray_white_percentile)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     scores: dict[tuple[str, bool], list[float]] = {(d, f): [] for d in maps for f in passes}
     n = args.positives + args.negatives
     positive = np.arange(n) < args.positives
+    kinds = HANDGUNS if args.guns else THREAT_KINDS
     for i in tqdm(range(n), desc="parcels", unit="parcel"):
-        kinds = HANDGUNS if args.guns else THREAT_KINDS
         kind = kinds[i % len(kinds)] if positive[i] else None
         seed = (VAL_POSITIVE_SEED if positive[i] else VAL_NEGATIVE_SEED) + i
         image = parcel_image(seed, size, kind, styles, args.guns)

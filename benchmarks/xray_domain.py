@@ -63,6 +63,7 @@ DEFAULT_LOOK, DEFAULT_SCENE = "default", "classic"
 # real-scan sets: a revolver projected in at 25-45%, real handguns inside real bags).
 HANDGUNS = ("pistol", "revolver")
 GUN_SCALE = (0.25, 0.45)
+PART_SCALE = (0.05, 0.25)  # render_parcel's default: a part's longer side
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def scan_png(
     size: tuple[int, int],
     kind: str | None,
     style: ScannerStyle | None,
-    threat_scale: tuple[float, float] = (0.05, 0.25),
+    threat_scale: tuple[float, float] = PART_SCALE,
 ):
     """The parcel of ``seed`` in ``style`` and its station export as PNG bytes."""
     parcel = render_parcel(seed, size=size, threat_kind=kind, style=style,
@@ -167,7 +168,7 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
     scores: dict[bool, list[float]] = {True: [], False: []}
     whole: dict[bool, list[float]] = {True: [], False: []}
     hit = []
-    scale = GUN_SCALE if args.guns else (0.05, 0.25)
+    scale = GUN_SCALE if args.guns else PART_SCALE
     clock = time.perf_counter()
     for i in range(args.positives + args.negatives):
         positive = i < args.positives

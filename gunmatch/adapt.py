@@ -216,8 +216,8 @@ class AdaptJob:
         budget_s: float,
         on_done: Callable[[dict], None] | None = None,
     ) -> AdaptStatus:
-        """Start ``run(on_phase)`` unless a job is running (RuntimeError); ``on_done`` gets
-        its report when it finishes, whatever the gate said."""
+        """Start ``run(on_phase=...)`` unless a job is running (RuntimeError); ``on_done``
+        gets its report when it finishes, whatever the gate said."""
         with self._lock:
             if self._status.state == "running":
                 raise RuntimeError("an adaptation is already running")
@@ -229,18 +229,17 @@ class AdaptJob:
         return self.status
 
     def _work(self, run, on_done) -> None:
-        started = time.time()
         try:
-            report = run(lambda name: self._set(phase=name))
+            report = run(on_phase=lambda name: self._set(phase=name))
             if on_done is not None:
                 on_done(report)
             state = "done" if report["gate"]["accepted"] else "refused"
-            self._set(state=state, phase="", report=report)
+            end = {"state": state, "report": report}
         except Exception as exc:  # reported to the admin who polls; the service goes on
             log.exception("adaptation failed")
-            self._set(state="failed", phase="", error=f"{type(exc).__name__}: {exc}")
-        finally:
-            self._set(elapsed_s=round(time.time() - started, 1))
+            end = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        elapsed = round(time.time() - (self.status.started or time.time()), 1)
+        self._set(phase="", elapsed_s=elapsed, **end)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the running job (tests, shutdown)."""

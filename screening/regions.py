@@ -381,11 +381,8 @@ def keep_large(boxes: np.ndarray, limit: int, large_side: float, quota: int) -> 
     if n <= limit:
         return np.arange(n)
     large = np.flatnonzero(np.maximum(boxes[:, 2], boxes[:, 3]) >= large_side)[: min(quota, limit)]
-    promoted = large[large >= limit]
-    small = np.setdiff1d(np.arange(limit), large, assume_unique=True)
-    kept = np.concatenate([small[: limit - len(large[large < limit]) - len(promoted)],
-                           large[large < limit], promoted])  # fmt: skip
-    return np.sort(kept)
+    others = np.setdiff1d(np.arange(n), large, assume_unique=True)[: limit - len(large)]
+    return np.sort(np.concatenate([large, others]))
 
 
 def propose_regions(

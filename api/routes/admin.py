@@ -80,9 +80,7 @@ async def start_adapt(
                               "map_id": report.get("installed_map_id", "")})  # fmt: skip
 
     try:
-        status = services.adapt.start(
-            lambda on_phase: run(on_phase=on_phase), len(scans), body.minutes * 60, on_done
-        )
+        status = services.adapt.start(run, len(scans), body.minutes * 60, on_done)
     except RuntimeError as exc:
         raise ConflictError(str(exc)) from exc
     services.audit.append("admin.adapt.start", key.name, results={"scans": len(scans)})

@@ -10,10 +10,10 @@ Ids are ``BY DEFAULT`` identities so that an embedded state can be copied in wit
 
 from __future__ import annotations
 
+from gunmatch.state.audit import GENESIS
 from index.postgres import Migration, applied_version, migrate, schemas_with
 
 COMPONENT = "state"
-GENESIS = "0" * 64
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
