@@ -183,6 +183,9 @@ class StyleSampler:
     # Share of threat parcels outside the classic scene whose threat becomes a whole long
     # gun (``threat_for``); 0 keeps every planned kind.
     long_guns: float = 0.0
+    # Share of parcels rendered exactly as without a sampler (today's generator and its own
+    # image, ``plain``): a mixed model keeps seeing its in-domain data at this rate.
+    default_share: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = set(self.exclude) - set(LOOKS) - set(SCENES)
@@ -191,6 +194,8 @@ class StyleSampler:
                              f"looks: {sorted(LOOKS)}, scenes: {sorted(SCENES)}")
         if not 0.0 <= self.long_guns <= 1.0:
             raise ValueError("long_guns must be a share in [0, 1]")
+        if not 0.0 <= self.default_share < 1.0:
+            raise ValueError("default_share must be a share in [0, 1)")
         object.__setattr__(self, "exclude", tuple(sorted(set(self.exclude))))
 
     def threat_for(self, seed: int, kind: str | None, style: ScannerStyle) -> str | None:
@@ -201,6 +206,12 @@ class StyleSampler:
         if rng.random() >= self.long_guns:
             return kind
         return LONG_GUN_KINDS[int(rng.integers(len(LONG_GUN_KINDS)))]
+
+    def plain(self, seed: int) -> bool:
+        """Whether the parcel of ``seed`` is today's default render (``default_share``)."""
+        if self.default_share <= 0:
+            return False
+        return bool(np.random.default_rng([int(seed), 7]).random() < self.default_share)
 
     def for_seed(self, seed: int) -> ScannerStyle:
         """The style of the parcel rendered from ``seed`` (deterministic, own stream)."""

@@ -109,16 +109,26 @@ def _style_flags(p: argparse.ArgumentParser) -> None:
         help="with --styles: share of threat parcels (outside the classic scene) holding a "
         "whole rifle or shotgun",
     )
+    p.add_argument(
+        "--default-share",
+        type=float,
+        default=None,
+        help="with --styles: share of parcels rendered as the default generator's, unstyled",
+    )
 
 
 def style_sampler(args: argparse.Namespace) -> StyleSampler | None:
     """The trainers' style sampler from the flags (None without --styles)."""
     if not args.styles:
-        if args.hold_out or args.long_guns is not None:
-            raise UsageError("--hold-out and --long-guns need --styles")
+        if args.hold_out or args.long_guns is not None or args.default_share is not None:
+            raise UsageError("--hold-out, --long-guns and --default-share need --styles")
         return None
     try:
-        return StyleSampler(tuple(args.hold_out or ()), long_guns=args.long_guns or 0.0)
+        return StyleSampler(
+            tuple(args.hold_out or ()),
+            long_guns=args.long_guns or 0.0,
+            default_share=args.default_share or 0.0,
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, replace
 
 import numpy as np
+import pytest
 
 from matcher.threatmap import ThreatMap, ThreatMapConfig
 from synth import render_parcel
@@ -82,3 +83,18 @@ def test_sampler_can_swap_in_long_guns():
     classic = StyleSampler(("electronics", "household", "tools", "dense"), long_guns=1.0)
     assert classic.threat_for(1, "spring", classic.for_seed(1)) == "spring"
     assert sampler.threat_for(1, None, sampler.for_seed(1)) is None
+
+
+def test_default_share_renders_some_parcels_as_today():
+    mixed = StyleSampler(default_share=0.5)
+    seeds = range(70_000_100, 70_000_140)
+    plain = [s for s in seeds if mixed.plain(s)]
+    assert 8 < len(plain) < 32  # about half of 40
+    assert not any(StyleSampler().plain(s) for s in seeds)
+    parcel, image = training_parcel(plain[0], SIZE, "slide", mixed)
+    today, _ = training_parcel(plain[0], SIZE, "slide", None)
+    assert parcel.export is None and np.array_equal(image, today.image)
+    styled = next(s for s in seeds if not mixed.plain(s))
+    assert training_parcel(styled, SIZE, "slide", mixed)[0].export is not None
+    with pytest.raises(ValueError, match="default_share"):
+        StyleSampler(default_share=1.0)

@@ -30,9 +30,10 @@ def training_parcel(
     """The parcel of ``seed`` (in the sampler's style for that seed) and its decoded scan.
 
     The sampler may swap a planned threat for a whole long gun (``StyleSampler.long_guns``);
-    the parcel's box names the kind it holds.
+    the parcel's box names the kind it holds. A seed the sampler keeps ``plain`` is rendered
+    as without one.
     """
-    if styles is None:
+    if styles is None or styles.plain(seed):
         parcel = render_parcel(seed, size=size, threat_kind=threat_kind)
         return parcel, parcel.image
     style = styles.for_seed(seed)
