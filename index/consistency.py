@@ -21,6 +21,11 @@ from index.backends import VectorBackend
 from index.backends.faiss_backend import all_vectors
 from index.factory import IndexConfig
 from index.transform import PcaTransform
+from index.types import ModelMismatchError
+
+# The item store's record of the model whose vectors it holds, written by a promotion's
+# switch on a shared gallery (``index.shadow``); absent until the first one.
+LIVE_MODEL = "model_id"
 
 
 def _now() -> str:
@@ -57,6 +62,14 @@ class IndexSync:
     def _write_lock(self) -> Iterator[None]:
         """Exclusive across threads, processes and (with PostgreSQL) machines."""
         with self._lock, self.store.write_lock():
+            live = self.store.get_meta(LIVE_MODEL)
+            if live and live != self.manifest["model_id"]:
+                # A promotion switched the shared gallery: this process still holds the old
+                # model and would write its vectors into the new model's set.
+                raise ModelMismatchError(
+                    f"gallery {self.root} now uses model {live}, not "
+                    f"{self.manifest['model_id']}: reload before writing"
+                )
             self._writing = True
             try:
                 self.sync()

@@ -1,7 +1,10 @@
 """The gallery's PostgreSQL tables, as versioned migrations (``gunmatch db upgrade``).
 
 The same tables as the embedded SQLite store (``index.store.SCHEMA``): items, their vectors
-(the source of truth; the vector backend indexes them) and the change log the backend replays.
+(the source of truth; the vector backend indexes them) and the change log the backend replays;
+``shadow_vectors`` holds another model's vector for each item's original vector (the same
+``vec_id``) while a promotion builds and gates it, and the outgoing model's afterwards (so a
+rollback re-embeds only what was added since; see ``index.shadow``).
 Append a ``Migration`` to change them; never edit one that has shipped.
 """
 
@@ -52,6 +55,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             vec_id     BIGINT NOT NULL
         );
         CREATE INDEX changes_generation ON {schema}.changes (generation);
+        """,
+    ),
+    Migration(
+        2,
+        "shadow vectors: a candidate model's vectors beside the live ones (promotion)",
+        """
+        CREATE TABLE {schema}.shadow_vectors (
+            model_id TEXT NOT NULL,
+            vec_id   BIGINT NOT NULL REFERENCES {schema}.vectors (vec_id) ON DELETE CASCADE,
+            vector   BYTEA NOT NULL,
+            PRIMARY KEY (model_id, vec_id)
+        );
+        CREATE INDEX shadow_vectors_vec ON {schema}.shadow_vectors (vec_id);
         """,
     ),
 )

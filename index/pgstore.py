@@ -17,10 +17,14 @@ from index.postgres import DatabaseError, PgDB, applied_version, migrate
 from index.store import _ITEM_COLUMNS, EDITABLE_FIELDS, Item
 
 
-def _item(row: dict) -> Item:
+def item_from_row(row: dict) -> Item:
+    """An ``Item`` from a dict row holding the items columns (others are ignored)."""
     d = {k: row[k] for k in _ITEM_COLUMNS}
     d["threat"] = bool(d["threat"])
     return Item(**d)
+
+
+_item = item_from_row
 
 
 def _pg(where: str) -> str:
@@ -69,11 +73,14 @@ class PgStore:
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self._lock_key,))
 
-    def _rows(self, sql: str, args: Iterable = ()) -> list[dict]:
+    def query_rows(self, sql: str, args: Iterable = ()) -> list[dict]:
+        """Rows of a query (``%s`` placeholders) as dicts."""
         from psycopg.rows import dict_row
 
         with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(sql, list(args)).fetchall()
+
+    _rows = query_rows
 
     # -- meta -----------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:

@@ -28,6 +28,10 @@ from index.factory import resolve_kind
 from index.types import Filters, GalleryError
 
 VECTOR_GENERATION = "vector_generation"
+# Set by a promotion's switch (index.shadow): the collection every replica should search, and
+# while a shadow is built, the generation from which the change log must be kept.
+LIVE_COLLECTION = "vector_collection"
+CHANGES_HOLD = "changes_hold"
 # Keepalive pings only while calls are in flight and at most every 5 minutes: gRPC servers
 # left at their defaults (milvus-lite's) answer a client pinging an idle channel every 10 s
 # (pymilvus's default) with GOAWAY "too_many_pings", failing the next call on that channel.
@@ -62,6 +66,38 @@ def _schema(client, dim: int):
     s.add_field("threat", DataType.BOOL)
     s.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
     return s
+
+
+def create_collection(client, name: str, dim: int, config, n: int) -> str:
+    """Create and load collection ``name`` indexed for ``n`` vectors; returns the kind."""
+    kind, mtype, params = index_params(config, n, dim)
+    ip = client.prepare_index_params()
+    ip.add_index(field_name="vector", index_type=mtype, metric_type=METRIC, params=params)
+    client.create_collection(name, schema=_schema(client, dim), index_params=ip)
+    client.load_collection(name)
+    return kind
+
+
+def milvus_rows(store, ids: np.ndarray, space: np.ndarray) -> list[dict]:
+    """Milvus rows for vec_ids with their vectors (in index space) and their items' fields."""
+    items = store.items_for_vectors(ids.tolist())
+    rows = []
+    for vid, vec in zip(ids.tolist(), space, strict=True):
+        it = items.get(int(vid))
+        if it is None:  # removed between the two reads; the log deletes it later
+            continue
+        rows.append(
+            {
+                "vec_id": int(vid),
+                "item_id": it.item_id,
+                "label": it.label,
+                "category": it.category,
+                "modality": it.modality,
+                "threat": bool(it.threat),
+                "vector": np.asarray(vec, dtype=np.float32).tolist(),
+            }
+        )
+    return rows
 
 
 @register_backend("milvus")
@@ -108,15 +144,9 @@ class MilvusBackend(VectorBackend):
         return cls(host, spec, client, kind)
 
     def _create_collection(self, n: int) -> None:
-        dim = self.host.index_dim
-        kind, mtype, params = index_params(self.host.index_config, n, dim)
-        ip = self.client.prepare_index_params()
-        ip.add_index(field_name="vector", index_type=mtype, metric_type=METRIC, params=params)
-        self.client.create_collection(
-            self.collection, schema=_schema(self.client, dim), index_params=ip
-        )
-        self.client.load_collection(self.collection)
-        self._kind, self._count = kind, None
+        dim, config = self.host.index_dim, self.host.index_config
+        self._kind = create_collection(self.client, self.collection, dim, config, n)
+        self._count = None
 
     def close(self) -> None:
         self.client.close()
@@ -153,11 +183,20 @@ class MilvusBackend(VectorBackend):
     def _shared_generation(self) -> int:
         return int(self.host.store.get_meta(VECTOR_GENERATION, "0") or 0)
 
+    @property
+    def retired(self) -> bool:
+        """A promotion or rollback switched the gallery to another collection: this one is
+        kept, frozen, for replicas that have not reloaded yet (and never written again)."""
+        live = self.host.store.get_meta(LIVE_COLLECTION)
+        return bool(live) and live != self.collection
+
     def sync(self) -> None:
         store = self.host.store
         db_gen = store.generation()
         if self._shared_generation() == db_gen:
             self._gen = db_gen
+            return
+        if self.retired:
             return
         if getattr(self.host, "_writing", False):
             self._catch_up()
@@ -204,29 +243,8 @@ class MilvusBackend(VectorBackend):
         if gone:
             self.client.delete(self.collection, ids=gone)
 
-    def _rows(self, ids: np.ndarray, vecs: np.ndarray) -> list[dict]:
-        items = self.host.store.items_for_vectors(ids.tolist())
-        space = self.host._to_index_space(vecs)
-        rows = []
-        for vid, vec in zip(ids.tolist(), space, strict=True):
-            it = items.get(int(vid))
-            if it is None:  # removed between the two reads; the log deletes it later
-                continue
-            rows.append(
-                {
-                    "vec_id": int(vid),
-                    "item_id": it.item_id,
-                    "label": it.label,
-                    "category": it.category,
-                    "modality": it.modality,
-                    "threat": bool(it.threat),
-                    "vector": np.asarray(vec, dtype=np.float32).tolist(),
-                }
-            )
-        return rows
-
     def _upsert(self, ids: np.ndarray, vecs: np.ndarray) -> None:
-        rows = self._rows(ids, vecs)
+        rows = milvus_rows(self.host.store, ids, self.host._to_index_space(vecs))
         if rows:
             self.client.upsert(self.collection, rows)
 
@@ -252,17 +270,22 @@ class MilvusBackend(VectorBackend):
         self.sync()
         if self._unsealed:
             self._seal()
+        if self.retired:
+            return
         want = resolve_kind(self.host.index_config, self.ntotal)
         if want != self._kind:
             with self.host.store.write_lock(blocking=False) as held:
                 if held or getattr(self.host, "_writing", False):
                     self._reindex()
-        shared = self._shared_generation()
         store = self.host.store
-        if shared > int(store.get_meta("pruned_upto", "0") or 0):
-            store.prune_changes(shared)
+        upto = self._shared_generation()
+        hold = store.get_meta(CHANGES_HOLD)
+        if hold:  # a promotion is building a shadow and reads the log from there
+            upto = min(upto, int(hold))
+        if upto > int(store.get_meta("pruned_upto", "0") or 0):
+            store.prune_changes(upto)
             with store.transaction() as conn:
-                store.set_meta(conn, "pruned_upto", str(shared))
+                store.set_meta(conn, "pruned_upto", str(upto))
 
     def _reindex(self) -> None:
         """Swap the collection's vector index for the kind its size now calls for."""

@@ -17,7 +17,7 @@ from gunmatch.commands import db as db_command
 from index import Gallery, NewItem, pg_schema
 from index.itemstore import StoreSpec
 from index.pgstore import PgStore
-from index.postgres import DatabaseError, Migration, migrate, redact_url
+from index.postgres import DatabaseError, DataValueError, Migration, migrate, redact_url
 
 DIM = 8
 
@@ -54,7 +54,8 @@ def test_redact_url_drops_only_the_password():
 
 def test_migrations_apply_once_even_when_two_processes_race(postgres_url):
     schema = new_schema()
-    extra = (*pg_schema.MIGRATIONS, Migration(2, "notes", "CREATE TABLE {schema}.notes (n INT)"))
+    top = pg_schema.LATEST + 1
+    extra = (*pg_schema.MIGRATIONS, Migration(top, "notes", "CREATE TABLE {schema}.notes (n INT)"))
     applied: list[list[int]] = []
 
     def upgrade():
@@ -67,8 +68,8 @@ def test_migrations_apply_once_even_when_two_processes_race(postgres_url):
             t.start()
         for t in threads:
             t.join()
-        assert sorted(applied) == [[], [], [], [1, 2]]
-        assert version_of(postgres_url, schema) == 2
+        assert sorted(applied) == [[], [], [], list(range(1, top + 1))]
+        assert version_of(postgres_url, schema) == top
         with (
             psycopg.connect(postgres_url, autocommit=True) as conn,
             pytest.raises(DatabaseError, match="newer than this gunmatch"),
@@ -96,26 +97,28 @@ def test_a_schema_behind_is_refused_until_db_upgrade(tmp_path, postgres_url, cap
         assert "vector_store" not in manifest  # PostgreSQL items, embedded FAISS index
 
         # A newer gunmatch with a second migration: the schema is behind until db upgrade.
+        have = pg_schema.LATEST
         newer = Migration(
-            2, "item notes index", "CREATE INDEX items_notes ON {schema}.items (notes)"
+            have + 1, "item notes index", "CREATE INDEX items_notes ON {schema}.items (notes)"
         )
         monkeypatch.setattr(pg_schema, "MIGRATIONS", (*pg_schema.MIGRATIONS, newer))
-        monkeypatch.setattr(pg_schema, "LATEST", 2)
+        monkeypatch.setattr(pg_schema, "LATEST", have + 1)
         with pytest.raises(DatabaseError, match="gunmatch db upgrade"):
             Gallery.open(tmp_path / "g")
         assert main(["db", "status", "--gallery", str(tmp_path / "g"), "--json"]) == 1
         rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         row = next(r for r in rows if r["component"] == "gallery")  # beside "state"
-        assert (row["schema"], row["version"], row["latest"]) == (schema, 1, 2)
+        assert (row["schema"], row["version"], row["latest"]) == (schema, have, have + 1)
         assert main(["db", "upgrade", "--database-url", postgres_url]) == 0
-        assert f"{schema}: gallery version 2 of 2; applied 2" in capsys.readouterr().out
+        new = have + 1
+        assert f"{schema}: gallery version {new} of {new}; applied {new}" in capsys.readouterr().out
         assert (
             main(
                 ["db", "upgrade", "--database-url", postgres_url, "--gallery", str(tmp_path / "g")]
             )
             == 0
         )
-        assert f"{schema}: gallery version 2 of 2" in capsys.readouterr().out
+        assert f"{schema}: gallery version {new} of {new}" in capsys.readouterr().out
         g = Gallery.open(tmp_path / "g")
         assert [it.label for it in g.items()] == ["a"]
         g.close()
@@ -161,5 +164,21 @@ def test_create_refuses_a_schema_that_holds_a_gallery(tmp_path, postgres_url):
         g.close()
         with pytest.raises(Exception, match="already holds a gallery"):
             Gallery.create(tmp_path / "b", "m", DIM, item_store=spec)
+    finally:
+        drop(postgres_url, schema)
+
+
+def test_text_postgresql_cannot_take_is_bad_input_not_a_server_error(tmp_path, postgres_url):
+    """A NUL character (which SQLite stores) is refused as a ValueError, and nothing is kept."""
+    schema = new_schema()
+    spec = StoreSpec("postgresql", postgres_url, schema)
+    try:
+        with Gallery.create(tmp_path / "a", "m", DIM, item_store=spec) as g:
+            vec = np.eye(DIM, dtype=np.float32)[:1]
+            with pytest.raises(DataValueError, match="NUL"):
+                g.add([NewItem(vectors=vec, label="a\x00b", image_bytes=b"a")], "m")
+            assert len(g) == 0
+            with pytest.raises(ValueError, match="NUL"):
+                g.store.get_item("it\x00")
     finally:
         drop(postgres_url, schema)
