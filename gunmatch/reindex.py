@@ -1,13 +1,13 @@
-"""``gunmatch gallery reindex``: re-embed a gallery with another model and switch it over."""
+"""``gunmatch gallery reindex``: re-embed a gallery with another model and switch it over;
+telling the replicas of a shared gallery to reload after any switch of its model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from index import Gallery, GalleryError
-from index.files import swap_in
+from gunmatch.state import open_state
 from matcher import Embedder, load_model
-from training.shadow import build_shadow
+from training.promote import build_shadow_for
 
 
 def reindex(
@@ -17,19 +17,20 @@ def reindex(
     batch_size: int = 32,
     progress: bool = True,
 ) -> dict:
-    """Re-embed every item of ``gallery_dir`` with ``model`` and switch the gallery over."""
-    gallery_dir = Path(gallery_dir)
-    shadow_dir = gallery_dir.with_name(f".{gallery_dir.name}.reindex")
-    with Gallery.open(gallery_dir) as source:
-        if source.is_shared:  # the shadow would be embedded and replace the shared gallery
-            raise GalleryError(
-                f"{gallery_dir} is a shared gallery (PostgreSQL/Milvus); re-indexing it in place "
-                "is not supported yet: 'gunmatch gallery export' it, reindex the embedded copy, "
-                "then 'gunmatch gallery import' that"
-            )
-        embedder = Embedder(load_model(model), batch_size=batch_size, threads=threads)
-        shadow = build_shadow(source, embedder, shadow_dir, progress)
-        count = len(shadow)
-        shadow.close()
-    swap_in(shadow_dir, gallery_dir)
-    return {"items": count, "model_id": embedder.model_id}
+    """Re-embed every item of ``gallery_dir`` with ``model`` and switch the gallery over (on
+    its own backend: an embedded gallery keeps its state files, a shared one its database)."""
+    gallery_dir = Path(gallery_dir).resolve()
+    embedder = Embedder(load_model(model), batch_size=batch_size, threads=threads)
+    shadow = build_shadow_for(gallery_dir, embedder, "reindex", progress)
+    switched = shadow.switch()
+    return {"items": shadow.items, "model_id": embedder.model_id, **switched}
+
+
+def reload_replicas(gallery_dir: Path) -> int | None:
+    """Bump a shared gallery's reload generation, so every replica serving it reloads its
+    model, collection and calibration; None for an embedded gallery (nothing to watch)."""
+    state = open_state(gallery_dir)
+    try:
+        return state.request_reload()
+    finally:
+        state.close()

@@ -178,15 +178,40 @@ def evaluate(
     """Evaluate ``embedder`` with ``gallery_src`` (folder or gallery dir) against ``queries``."""
     t0 = time.perf_counter()
     gallery_src = Path(gallery_src)
-    q = embed_folder(queries, embedder, modality, progress)
     if (gallery_src / "manifest.json").is_file():
         with Gallery.open(gallery_src, model_id=embedder.model_id) as g:
             gset, owner = gallery_set(g)
-        sim = item_similarity(q.vectors, gset.vectors, owner, len(gset.labels))
-        ev = evaluate_sets(gset, q, threat_labels, sim)
-    else:
-        gset = embed_folder(gallery_src, embedder, modality, progress)
-        ev = evaluate_sets(gset, q, threat_labels)
+        return evaluate_rows(
+            gset, owner, queries, embedder, threat_labels, modality, progress, str(gallery_src)
+        )
+    q = embed_folder(queries, embedder, modality, progress)
+    gset = embed_folder(gallery_src, embedder, modality, progress)
+    return _describe(evaluate_sets(gset, q, threat_labels), embedder, gallery_src, queries, t0)
+
+
+def evaluate_rows(
+    gset: EmbeddedSet,
+    owner: np.ndarray,
+    queries: str | Path,
+    embedder: Embedder,
+    threat_labels: list[str] | tuple[str, ...] = (),
+    modality: str = "photo",
+    progress: bool = False,
+    source: str = "",
+) -> Evaluation:
+    """Evaluate ``embedder`` against stored gallery rows (``gallery_set``'s output, or a
+    promotion's shadow vectors): best row per item, as the service searches."""
+    t0 = time.perf_counter()
+    q = embed_folder(queries, embedder, modality, progress)
+    sim = item_similarity(q.vectors, gset.vectors, owner, len(gset.labels))
+    ev = evaluate_sets(gset, q, threat_labels, sim)
+    return _describe(ev, embedder, source, queries, t0)
+
+
+def _describe(
+    ev: Evaluation, embedder: Embedder, gallery_src, queries, t0: float
+) -> Evaluation:
+    q, gset = ev.queries, ev.gallery
     ev.metrics["model_id"] = embedder.model_id
     ev.metrics["gallery_src"] = str(gallery_src)
     ev.metrics["queries_src"] = str(queries)

@@ -2,10 +2,14 @@
 
 ``promote``: re-embed the gallery into a shadow with the candidate model, evaluate the live
 gallery and the shadow on the same fixed query set, and switch only if no tracked metric
-drops by more than the tolerance. The switch moves the service's state files (API keys,
-audit log, feedback: anything that is not part of the gallery layout) into the shadow by
-rename, so open handles stay valid, then swaps the directories. The running service keeps
-serving the old model until it is told to reload (SIGHUP or POST /v1/admin/reload).
+drops by more than the tolerance. An embedded gallery's shadow is a directory: the switch
+moves the service's state files (API keys, audit log, feedback: anything that is not part of
+the gallery layout) into it by rename, so open handles stay valid, then swaps the directories;
+the running service keeps the old model until it is told to reload (SIGHUP or POST
+/v1/admin/reload). A shared gallery's shadow lives in its database and a new Milvus collection
+(``training.shared_shadow``); its state never moves, and the caller bumps the reload
+generation so every replica reloads. The gate, the registry records and the calibrations are
+the same for both.
 """
 
 from __future__ import annotations
@@ -20,31 +24,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from index import CALIBRATION_FILE, Gallery
-from index.files import swap_in
+from index.shadow import switch_in_place
 from matcher import Embedder, load_checkpoint
 from training.evaluate import evaluate
 from training.registry import Registry
 from training.report import write_calibration, write_report
-from training.shadow import build_shadow
+from training.shadow import DirShadow
+from training.shared_shadow import PgShadow
 
 log = logging.getLogger(__name__)
 
 # Higher is better for each; threat metrics are tracked only when threat labels are set.
 TRACKED = ("top1", "recall@5", "map@10", "threat.auc", "threat.tpr@fpr1%")
-# Files a gallery build creates; everything else in the directory is service state.
-GALLERY_ENTRIES = {
-    "manifest.json",
-    "gallery.sqlite",
-    "gallery.sqlite-wal",
-    "gallery.sqlite-shm",
-    "index.faiss",
-    "images",
-    "thumbs",
-    "model",
-    ".lock",
-    "gallery.lock",
-    CALIBRATION_FILE,
-}
+
+
+def shadow_kind(gallery_dir: Path) -> type[DirShadow] | type[PgShadow]:
+    """How ``gallery_dir``'s shadow is built and switched (refusing mixed backends early)."""
+    with Gallery.open(gallery_dir) as g:
+        shared = switch_in_place(g.manifest, gallery_dir)
+    return PgShadow if shared else DirShadow
+
+
+def build_shadow_for(
+    gallery_dir: Path, embedder: Embedder, tag: str, progress: bool = True
+) -> DirShadow | PgShadow:
+    """The shadow of ``gallery_dir`` embedded by ``embedder``, on the gallery's own backend."""
+    return shadow_kind(gallery_dir).build(gallery_dir, embedder, tag, progress)
 
 
 @dataclass
@@ -89,20 +94,6 @@ def compare(current: dict, candidate: dict, tolerance: float) -> Gate:
     return Gate(not drops, cur, cand, drops)
 
 
-def carry_state(old: Path, new: Path) -> list[str]:
-    """Move the service's state entries (not gallery files) from ``old`` into ``new``."""
-    moved = []
-    for entry in sorted(old.iterdir()):
-        if entry.name in GALLERY_ENTRIES or entry.name.startswith(".gallery"):
-            continue
-        dest = new / entry.name
-        if dest.exists():
-            continue
-        os.replace(entry, dest)
-        moved.append(entry.name)
-    return moved
-
-
 def notify(url: str | None = None, pid: int | None = None, api_key: str | None = None) -> str:
     """Ask a running service to reload: POST to ``url`` and/or SIGHUP ``pid``."""
     done = []
@@ -133,6 +124,7 @@ def promote(
 ) -> Gate:
     """Gate ``model`` against the gallery's current model; switch the gallery when it passes."""
     gallery_dir = Path(gallery_dir).resolve()
+    shadow_kind(gallery_dir)  # a gallery that cannot be switched is refused before any work
     fixed = registry.eval_set() or {}
     queries = queries or fixed.get("queries")
     if not queries:
@@ -154,10 +146,12 @@ def promote(
     current = evaluate(gallery_dir, queries, cur_emb, threats, progress=progress)
 
     cand_emb = Embedder(registry.load(entry.model_id), batch_size=batch_size, threads=threads)
-    shadow_dir = gallery_dir.with_name(f".{gallery_dir.name}.promote-{entry.model_id}")
-    with Gallery.open(gallery_dir) as g:
-        build_shadow(g, cand_emb, shadow_dir, progress).close()
-    candidate = evaluate(shadow_dir, queries, cand_emb, threats, progress=progress)
+    shadow = build_shadow_for(gallery_dir, cand_emb, f"promote-{entry.model_id}", progress)
+    try:
+        candidate = shadow.evaluate(queries, cand_emb, threats, progress)
+    except BaseException:
+        shadow.discard()
+        raise
     gate = compare(current.metrics, candidate.metrics, tol)
     if report_dir:
         write_report(current, Path(report_dir) / "current", plots=False)
@@ -169,19 +163,22 @@ def promote(
         "gate": gate.to_dict(),
     }
     if not gate.accepted:
-        shutil.rmtree(shadow_dir, ignore_errors=True)
+        shadow.discard()
         registry.record({"action": "refused", **event})
         return gate
-    # Keep the outgoing calibration so a rollback can restore it with its model.
-    registry.keep_calibration(gallery_dir, current_id, gallery_dir / CALIBRATION_FILE)
-    if threats:
-        cal = write_calibration(
-            candidate.metrics, shadow_dir / CALIBRATION_FILE, f"promote {queries}"
-        )
-        registry.keep_calibration(gallery_dir, entry.model_id, cal)
-    moved = carry_state(gallery_dir, shadow_dir)
-    swap_in(shadow_dir, gallery_dir)
-    registry.record({"action": "promote", "state_moved": moved, **event})
+    try:
+        # Keep the outgoing calibration so a rollback can restore it with its model.
+        registry.keep_calibration(gallery_dir, current_id, gallery_dir / CALIBRATION_FILE)
+        if threats:
+            cal = write_calibration(
+                candidate.metrics, shadow.calibration_file, f"promote {queries}"
+            )
+            registry.keep_calibration(gallery_dir, entry.model_id, cal)
+    except BaseException:
+        shadow.discard()
+        raise
+    switched = shadow.switch()  # cleans up after itself where it fails
+    registry.record({"action": "promote", **switched, **event})
     return gate
 
 
@@ -195,22 +192,26 @@ def rollback(
     """Re-embed the gallery with the model promoted before the current one; returns its id.
 
     The calibration the gallery had under that model comes back with it (none if it had none).
+    A shared gallery re-embeds only the items added since that model was switched out.
     """
     gallery_dir = Path(gallery_dir).resolve()
+    shadow_kind(gallery_dir)
     chain = registry.active_chain(gallery_dir)
     if len(chain) < 2:
         raise ValueError(f"nothing to roll back to: no earlier promotion of {gallery_dir}")
     target = chain[-2]
     emb = Embedder(registry.load(target), batch_size=batch_size, threads=threads)
-    shadow_dir = gallery_dir.with_name(f".{gallery_dir.name}.rollback-{target}")
     with Gallery.open(gallery_dir) as g:
         current_id = g.model_id
-        build_shadow(g, emb, shadow_dir, progress).close()
-    kept = registry.calibration_path(gallery_dir, target)
-    if kept.is_file():
-        shutil.copyfile(kept, shadow_dir / CALIBRATION_FILE)
-    moved = carry_state(gallery_dir, shadow_dir)
-    swap_in(shadow_dir, gallery_dir)
+    shadow = build_shadow_for(gallery_dir, emb, f"rollback-{target}", progress)
+    try:
+        kept = registry.calibration_path(gallery_dir, target)
+        if kept.is_file():
+            shutil.copyfile(kept, shadow.calibration_file)
+    except BaseException:
+        shadow.discard()
+        raise
+    switched = shadow.switch()
     registry.record(
         {
             "action": "rollback",
@@ -218,7 +219,7 @@ def rollback(
             "gallery": str(gallery_dir),
             "model_id": target,
             "previous_model_id": current_id,
-            "state_moved": moved,
+            **switched,
         }
     )
     return target

@@ -26,7 +26,7 @@ from gunmatch.indexing import (
     scan_source,
 )
 from gunmatch.maps import install_threatmap, remove_threatmap
-from gunmatch.reindex import reindex
+from gunmatch.reindex import reindex, reload_replicas
 from gunmatch.service import create_engine, open_engine
 from index import CATEGORY_KEYS, Filters, Gallery
 from matcher.preprocess import MODALITIES
@@ -139,7 +139,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     _metadata_args(p)
     p.set_defaults(func=cmd_update)
 
-    p = gs.add_parser("reindex", help="re-embed a gallery's stored images with another model")
+    p = gs.add_parser(
+        "reindex",
+        help="re-embed a gallery's stored images with another model",
+        description="Like 'gunmatch model promote' without the gate: a shadow on the "
+        "gallery's own backend (a directory, or a new Milvus collection and vectors in the "
+        "PostgreSQL schema of a shared gallery), switched in; a shared gallery's replicas "
+        "then reload.",
+    )
     add_gallery_arg(p)
     p.add_argument("--model", required=True, help="backbone name or trained model directory")
     p.add_argument("--quiet", action="store_true")
@@ -414,4 +421,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     """Re-embed stored images with another model."""
     info = reindex(gallery_dir(args), args.model, progress=not args.quiet, **runtime(args))
     out(f"re-indexed {info['items']} items with model {info['model_id']}")
+    gen = reload_replicas(gallery_dir(args))
+    if gen is not None:
+        out(f"reload generation {gen}: every replica serving the gallery reloads")
     return 0

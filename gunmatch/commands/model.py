@@ -4,7 +4,6 @@ and telling every replica of a shared gallery to reload."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from gunmatch.commands.common import (
@@ -16,6 +15,7 @@ from gunmatch.commands.common import (
     out,
 )
 from gunmatch.commands.common import runtime as runtime_args
+from gunmatch.reindex import reload_replicas
 from gunmatch.settings import get_settings
 from gunmatch.shipped import MODELS_DIR, list_shipped
 from gunmatch.state import open_state
@@ -60,7 +60,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_gallery_arg(p, required=False)
     p.set_defaults(func=cmd_add)
 
-    p = gs.add_parser("promote", help="gate a model on the evaluation set and switch the gallery")
+    p = gs.add_parser(
+        "promote",
+        help="gate a model on the evaluation set and switch the gallery",
+        description="Re-embed the gallery into a shadow with MODEL, compare both on the fixed "
+        "evaluation queries, and switch only if no tracked metric drops beyond the tolerance. "
+        "An embedded gallery's shadow is a directory swapped in (its state files move with "
+        "it; reload the service with --notify/--pid). A shared gallery's shadow is a new "
+        "Milvus collection plus the candidate's vectors in its PostgreSQL schema, built while "
+        "the replicas serve; what they add or delete meanwhile is caught up under the write "
+        "lock, then the database, collection, model/, calibration and manifest switch and the "
+        "reload generation is bumped (keys, sessions, feedback and the audit chain stay put).",
+    )
     p.add_argument("model", help="registry id (or prefix) or checkpoint directory")
     add_gallery_arg(p)
     _registry_arg(p)
@@ -78,7 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--report", type=Path, help="write current/candidate metrics here")
     p.add_argument(
-        "--notify", help="POST here after switching, e.g. http://host:8000/v1/admin/reload"
+        "--notify",
+        help="POST here after switching, e.g. http://host:8000/v1/admin/reload (embedded "
+        "galleries; a shared gallery's replicas are told through its reload generation)",
     )
     p.add_argument("--pid", type=int, help="send SIGHUP to this service process after switching")
     p.add_argument("--quiet", action="store_true")
@@ -98,7 +111,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_ship)
 
-    p = gs.add_parser("rollback", help="switch the gallery back to the previously promoted model")
+    p = gs.add_parser(
+        "rollback",
+        help="switch the gallery back to the previously promoted model",
+        description="Re-embed with the model promoted before the current one and restore the "
+        "calibration it had. On a shared gallery the previous model's vectors were kept at "
+        "the switch, so only items added since are embedded; its old collection is dropped "
+        "and a new one built from those vectors, then the replicas reload.",
+    )
     add_gallery_arg(p)
     _registry_arg(p)
     p.add_argument("--notify")
@@ -205,9 +225,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def _reload(args: argparse.Namespace) -> None:
 
+    announced = announce_switch(gallery_dir(args))
     if args.notify or args.pid:
         out(notify(args.notify, args.pid, get_settings().api_key))
-    else:
+    elif not announced:
         out(
             "the running service still serves the old model: reload it with "
             "'kill -HUP <pid>' or 'curl -X POST -H \"X-API-Key: $ADMIN_KEY\" "
@@ -215,28 +236,26 @@ def _reload(args: argparse.Namespace) -> None:
         )
 
 
-def refuse_shared(gdir: Path, what: str) -> None:
-    """Promotion and rollback build an embedded shadow gallery and swap directories: on a
-    shared gallery that would leave its PostgreSQL schema (items, keys, audit chain) and Milvus
-    collection behind, so they are refused."""
-    manifest_path = Path(gdir) / "manifest.json"
-    if not manifest_path.is_file():
-        return
-    manifest = json.loads(manifest_path.read_text())
-    if "item_store" in manifest or "vector_store" in manifest:
-        raise UsageError(
-            f"{gdir} is a shared gallery (PostgreSQL/Milvus): {what} would replace it with an "
-            "embedded copy and leave its database (items, keys, audit chain) behind, so it is "
-            "not supported yet; 'gunmatch gallery export' it, run the command on the copy and "
-            "'gunmatch gallery import' the result (a new shared gallery: its keys and audit "
-            "chain start anew), or reload the replicas after changing files with "
-            "'gunmatch model reload'"
+def announce_switch(gdir: Path) -> bool:
+    """After a shared gallery's switch, bump its reload generation (every replica reloads
+    the new model and collection); False for an embedded gallery."""
+    try:
+        gen = reload_replicas(gdir)
+    except Exception as exc:  # noqa: BLE001 - switched already; say how to finish
+        out(
+            f"switched, but the replicas were not told ({exc}): run "
+            f"'gunmatch model reload --gallery {gdir}'"
         )
+        return True
+    if gen is None:
+        return False
+    poll = get_settings().reload_poll_s
+    out(f"reload generation {gen}: every replica serving {gdir} reloads within {poll:g} s")
+    return True
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Gate and switch."""
-    refuse_shared(gallery_dir(args), "promotion")
     threats = None
     if args.threat_labels is not None:
         threats = [t.strip() for t in args.threat_labels.split(",") if t.strip()]
@@ -265,7 +284,6 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Roll back to the previous model."""
-    refuse_shared(gallery_dir(args), "rollback")
     rt = runtime_args(args)
     target = rollback(
         _registry(args), gallery_dir(args), rt["threads"], rt["batch_size"], progress=not args.quiet
