@@ -109,14 +109,19 @@ class SharedShadow:
         with store.transaction() as conn:
             store.set_meta(conn, CHANGES_HOLD, str(since))
         shadow = cls(gallery, model_id, dim, connect(spec.uri), since)
-        # A leftover of an interrupted build, or the collection this model was retired with
-        # two switches ago: the vectors in PostgreSQL are the truth, so start it anew.
-        if shadow.client.has_collection(shadow.collection):
-            shadow.client.drop_collection(shadow.collection)
-        shadow.kind = create_collection(
-            shadow.client, shadow.collection, dim, gallery.index_config, store.count_items()
-        )
-        shadow.kept = shadow._index_stored()
+        try:
+            # A leftover of an interrupted build, or the collection this model was retired
+            # with two switches ago: the vectors in PostgreSQL are the truth, so start anew.
+            if shadow.client.has_collection(shadow.collection):
+                shadow.client.drop_collection(shadow.collection)
+            shadow.kind = create_collection(
+                shadow.client, shadow.collection, dim, gallery.index_config, store.count_items()
+            )
+            shadow.kept = shadow._index_stored()
+        except BaseException:
+            shadow.discard()
+            shadow.close()
+            raise
         return shadow
 
     # -- building -------------------------------------------------------------------------

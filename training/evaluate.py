@@ -208,9 +208,7 @@ def evaluate_rows(
     return _describe(ev, embedder, source, queries, t0)
 
 
-def _describe(
-    ev: Evaluation, embedder: Embedder, gallery_src, queries, t0: float
-) -> Evaluation:
+def _describe(ev: Evaluation, embedder: Embedder, gallery_src, queries, t0: float) -> Evaluation:
     q, gset = ev.queries, ev.gallery
     ev.metrics["model_id"] = embedder.model_id
     ev.metrics["gallery_src"] = str(gallery_src)

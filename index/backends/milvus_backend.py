@@ -8,6 +8,11 @@ forward only by the process holding the gallery's write lock. A writer commits t
 applies the change log to Milvus (upserts and deletes by ``vec_id``, so replaying twice is
 harmless) and records the generation before it returns; a reader that finds the collection
 behind and the write lock free (the writer died in between) replays the log itself.
+
+A promotion's switch (``index.shadow``) records another collection as the live one: a process
+still holding this one (a replica that has not reloaded yet) is ``retired``, keeps answering
+searches from it and never replays into it; while a shadow is built the change log is pruned
+no further than the generation the build began at (``changes_hold``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from gunmatch.database import create_shared_state
 from gunmatch.indexing import build, gallery_writer, scan_source
 from gunmatch.service import create_engine
 from gunmatch.state import load_keyring, open_state
-from index import Filters, Gallery, NewItem
+from index import Filters, Gallery, ModelMismatchError, NewItem
 from index.backends import BackendSpec
 from index.backends.milvus_backend import connect
 from index.itemstore import StoreSpec
@@ -148,12 +148,20 @@ def test_promote_switches_model_and_collection_and_keeps_keys_and_audit_chain(
         reloads = state.reload_generation()
     finally:
         state.close()
-    item = Gallery.open(gal).items()[0]
+    stale = Gallery.open(gal)  # a replica that will not have reloaded yet
+    item = stale.items()[0]
     raw = (gal / item.image_file).read_bytes()
 
     code, out = run(capsys, "model", "promote", str(good), "--eval-queries",
                     str(built["queries"]), "--threat-labels", "barrel", *common(gal))  # fmt: skip
     assert code == 0, out
+    # Until it reloads, the old replica still finds items in its (kept) collection, and may
+    # not write: its vectors would be the old model's.
+    hit = stale.search(embed(bad, raw)[None, :], 1)[0][0]
+    assert hit.item.item_id == item.item_id and hit.score > 0.999
+    with pytest.raises(ModelMismatchError, match="reload before writing"):
+        stale.remove([item.item_id])
+    stale.close()
     assert "promoted" in out and f"reload generation {reloads + 1}" in out
     new = manifest(gal)
     assert new["model_id"] == good_id and new["dim"] == load_checkpoint(good).dim
@@ -302,9 +310,7 @@ def test_reindex_of_a_shared_gallery_switches_in_place(share, models, capsys, mi
 
 
 @pytest.mark.slow
-def test_a_running_replica_picks_up_the_promotion_without_a_restart(
-    share, models, built, capsys
-):
+def test_a_running_replica_picks_up_the_promotion_without_a_restart(share, models, built, capsys):
     good, _ = models
     gal, _ = share("bad")
     bad_id, good_id = manifest(gal)["model_id"], load_checkpoint(good).model_id
