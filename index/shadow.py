@@ -95,6 +95,7 @@ class SharedShadow:
         self.kind = "flat"
         self.indexed: set[int] = set()
         self.kept = 0  # shadow vectors of this model already stored when the build began
+        self._claim = None  # the connection holding the gallery's shadow lock
 
     @classmethod
     def begin(cls, gallery: Gallery, model_id: str, dim: int) -> SharedShadow:
@@ -105,10 +106,12 @@ class SharedShadow:
         if model_id == gallery.model_id:
             raise GalleryError(f"{gallery.root} already uses model {model_id}")
         store = gallery.store
+        claim = _claim(store)
         since = store.generation()
         with store.transaction() as conn:
             store.set_meta(conn, CHANGES_HOLD, str(since))
         shadow = cls(gallery, model_id, dim, connect(spec.uri), since)
+        shadow._claim = claim
         try:
             # A leftover of an interrupted build, or the collection this model was retired
             # with two switches ago: the vectors in PostgreSQL are the truth, so start anew.
@@ -274,8 +277,37 @@ class SharedShadow:
             conn.execute("DELETE FROM meta WHERE key = %s", (CHANGES_HOLD,))
 
     def close(self) -> None:
-        """Release the Milvus connection."""
+        """Release the Milvus connection and the claim on the gallery (idempotent)."""
         self.client.close()
+        conn, self._claim = self._claim, None
+        if conn is not None:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_claim_key(self.store),))
+            finally:
+                self.store.db.pool.putconn(conn)
+
+
+def _claim_key(store) -> str:
+    return f"gallery-shadow:{store.schema}"
+
+
+def _claim(store):
+    """A pooled connection holding the gallery's shadow lock: one promotion, rollback or
+    reindex of a gallery at a time (they share the change-log hold and the kept vectors)."""
+    conn = store.db.pool.getconn()
+    try:
+        held = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s))", (_claim_key(store),)
+        ).fetchone()[0]
+    except BaseException:
+        store.db.pool.putconn(conn)
+        raise
+    if not held:
+        store.db.pool.putconn(conn)
+        raise GalleryError(
+            f"another promotion, rollback or reindex of schema {store.schema} is running"
+        )
+    return conn
 
 
 def switch_files(root: Path, manifest: dict, model_dir: Path, calibration: Path | None) -> None:

@@ -22,10 +22,11 @@ from gunmatch.database import create_shared_state
 from gunmatch.indexing import build, gallery_writer, scan_source
 from gunmatch.service import create_engine
 from gunmatch.state import load_keyring, open_state
-from index import Filters, Gallery, ModelMismatchError, NewItem
+from index import Filters, Gallery, GalleryError, ModelMismatchError, NewItem
 from index.backends import BackendSpec
 from index.backends.milvus_backend import connect
 from index.itemstore import StoreSpec
+from index.shadow import SharedShadow
 from index.transfer import copy_gallery
 from matcher import Embedder, build_pretrained, load_checkpoint, save_checkpoint
 from matcher.model import with_preprocess
@@ -292,6 +293,14 @@ def test_rollback_restores_the_previous_model_and_its_calibration(
 def test_reindex_of_a_shared_gallery_switches_in_place(share, models, capsys, milvus_uri):
     good, _ = models
     gal, name = share("bad")
+    # One switch of a gallery at a time: a shadow being built refuses a second one.
+    with Gallery.open(gal) as g:
+        first = SharedShadow.begin(g, "some-candidate", 4)
+        with pytest.raises(GalleryError, match="another promotion"):
+            SharedShadow.begin(g, "another-candidate", 4)
+        first.discard()
+        first.close()
+    assert collections(milvus_uri, name) == {name}
     state = open_state(gal)
     try:
         secret = state.keys.create("desk", "analyst")[1]
