@@ -40,6 +40,11 @@ class DatabaseError(RuntimeError):
     """PostgreSQL cannot be reached or its schema is not what this gunmatch expects."""
 
 
+class DataValueError(ValueError):
+    """A value PostgreSQL cannot store or compare (its "data exception" class, e.g. text
+    holding a NUL character, which SQLite takes): the caller's input is at fault."""
+
+
 def check_identifier(name: str) -> str:
     """A safe, unquoted PostgreSQL identifier (lower case letters, digits, underscores)."""
     if not _IDENT.match(name):
@@ -75,6 +80,7 @@ class PgDB:
         psycopg, psycopg_pool = _psycopg()
         self.url, self.schema = url, check_identifier(schema)
         self.errors = psycopg.Error
+        self._data_error = psycopg.DataError
         self.pool = psycopg_pool.ConnectionPool(
             url,
             min_size=min_size,
@@ -91,19 +97,23 @@ class PgDB:
 
     @contextmanager
     def connection(self) -> Iterator:
-        """A pooled connection (autocommit) for reads or explicit transactions."""
-        with self.pool.connection() as conn:
-            yield conn
+        """A pooled connection (autocommit) for reads or explicit transactions; a value the
+        database refuses raises ``DataValueError``."""
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except self._data_error as e:
+            raise DataValueError(f"a value PostgreSQL cannot take: {e}") from e
 
     @contextmanager
     def transaction(self) -> Iterator:
         """BEGIN ... COMMIT on one pooled connection, rolled back on any exception."""
-        with self.pool.connection() as conn, conn.transaction():
+        with self.connection() as conn, conn.transaction():
             yield conn
 
     def query(self, sql: str, args: Sequence = ()) -> list[tuple]:
         """Run a read query and return all rows."""
-        with self.pool.connection() as conn:
+        with self.connection() as conn:
             return conn.execute(sql, args).fetchall()
 
     def close(self) -> None:
@@ -232,7 +242,7 @@ class PortablePgDB:
     @contextmanager
     def snapshot(self) -> Iterator[_PortableConn]:
         """A read-only transaction seeing one consistent snapshot (repeatable read)."""
-        with self.db.pool.connection() as conn, conn.transaction():
+        with self.db.connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield _PortableConn(conn)
 
