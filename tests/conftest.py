@@ -1,5 +1,6 @@
-"""Shared fixtures: one pretrained model per session, tiny generated image sets, and the
-X-ray screening fixtures (a tiny gallery of generated references, a scan, a threat map)."""
+"""Shared fixtures: one pretrained model per session, tiny generated image sets, the
+X-ray screening fixtures (a tiny gallery of generated references, a scan, a threat map), and
+the gallery backend the API and CLI tests run on (``--backend``)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,62 @@ from matcher.preprocess import grey_to_tensor, letterbox_grey
 from synth.projection import project
 from synth.xray import render_isolated, render_parcel
 from tests.helpers import REFS, SIZE, TINY, write_image_tree, xray_png
-from tests.servers import milvus_uri, postgres_url  # noqa: F401  (session fixtures)
+from tests.servers import milvus_uri, moved_to, postgres_url  # noqa: F401  (session fixtures)
 from training.xray.threatmap import train_threatmap
 
 torch.set_num_threads(2)
+
+BACKENDS = ("embedded", "shared")
+
+
+# -- the gallery backend: --backend embedded | shared | both -----------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=(*BACKENDS, "both"),
+        default="embedded",
+        help="gallery backend of the tests that take one (fixture gallery_backend): embedded "
+        "(FAISS + SQLite files), shared (PostgreSQL + Milvus; tests that take no gallery are "
+        "deselected, they run the same on both), or both (those tests parametrised)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "gallery_backend" in metafunc.fixturenames and metafunc.config.option.backend == "both":
+        metafunc.parametrize("gallery_backend", BACKENDS, indirect=True, scope="module")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.option.backend != "shared":
+        return
+    keep = [i for i in items if "gallery_backend" in getattr(i, "fixturenames", ())]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
+
+
+@pytest.fixture(scope="module")
+def gallery_backend(request: pytest.FixtureRequest) -> str:
+    """The backend this module's galleries live on: ``embedded`` or ``shared``."""
+    return getattr(request, "param", None) or request.config.option.backend
+
+
+@pytest.fixture()
+def new_galleries(gallery_backend: str, request, monkeypatch, tmp_path: Path) -> Iterator[str]:
+    """Galleries the code under test creates go to the backend, as a user's settings send
+    them: under ``shared`` GUNMATCH_DATABASE_URL and GUNMATCH_VECTOR_URI are set, and every
+    shared gallery made under tmp_path is dropped afterwards. Yields the backend."""
+    if gallery_backend == "embedded":
+        yield gallery_backend
+        return
+    from tests.servers import drop_gallery_share
+
+    url = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("GUNMATCH_DATABASE_URL", url)
+    monkeypatch.setenv("GUNMATCH_VECTOR_URI", request.getfixturevalue("milvus_uri"))
+    yield gallery_backend
+    for manifest in tmp_path.rglob("manifest.json"):
+        drop_gallery_share(manifest.parent, url)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -111,11 +164,12 @@ def tiny_map(tmp_path_factory):
 
 
 @pytest.fixture()
-def mapped_gallery(engine, tiny_map, tmp_path) -> Path:
-    """A copy of the tiny X-ray gallery with the tiny threat map installed."""
+def mapped_gallery(engine, tiny_map, tmp_path, gallery_backend, request) -> Iterator[Path]:
+    """A copy of the tiny X-ray gallery with the tiny threat map installed, on the backend."""
     engine.gallery.flush()
     root = tmp_path / "gallery"
     shutil.copytree(engine.gallery.root, root, ignore=shutil.ignore_patterns("*.lock", ".lock"))
     with Gallery.open(root) as g:
         install_threatmap(g, tiny_map[0])
-    return root
+    with moved_to(gallery_backend, root, request) as gal:
+        yield gal

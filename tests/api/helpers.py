@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,6 +18,8 @@ from subprocess import Popen
 import httpx
 import pytest
 from PIL import Image, ImageDraw
+
+from gunmatch.state import STATE_DB, open_state
 
 # label -> (threat, category, drawing)
 LABELS = {
@@ -57,6 +60,35 @@ def png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
 def hdr(key: str) -> dict[str, str]:
     """The auth header."""
     return {"X-API-Key": key}
+
+
+def create_keys(gallery: Path, *roles: str, name: str = "{role} key") -> dict[str, str]:
+    """A new API key per role in the gallery's state, wherever it lives (state.sqlite or the
+    shared gallery's PostgreSQL schema): {role: key}."""
+    state = open_state(gallery)
+    try:
+        return {r: state.keys.create(name.format(role=r), r)[1] for r in roles}
+    finally:
+        state.close()
+
+
+def state_sql(gallery: Path, sql: str) -> None:
+    """Run one statement on the gallery's state database behind the service's back (a
+    tamperer's edit): state.sqlite, or the shared gallery's PostgreSQL schema."""
+    state = open_state(gallery)
+    try:
+        if state.db is not None:
+            with state.db.transaction() as conn:
+                conn.execute(sql)
+            return
+        conn = sqlite3.connect(state.location.state_dir / STATE_DB)
+        try:
+            conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+    finally:
+        state.close()
 
 
 def search(client, key: str, data: bytes, name: str = "q.png", **form):

@@ -12,9 +12,8 @@ from api.app import ServiceConfig, create_app
 from gunmatch.search import new_query_id
 from gunmatch.service import open_engine
 from gunmatch.settings import get_settings
-from gunmatch.state import KeyStore, state_db_path
 from matcher.threatmap import load_threatmap
-from tests.api.helpers import hdr
+from tests.api.helpers import create_keys, hdr
 from tests.helpers import cleared_pngs
 from training.xray.adapt import AdaptConfig
 
@@ -37,10 +36,8 @@ class QuickLenient(AdaptConfig):
 def service(mapped_gallery, monkeypatch):
     """A service over the tiny mapped X-ray gallery, with admin and station keys."""
     monkeypatch.setattr("api.routes.admin.AdaptConfig", QuickLenient)
-    store = KeyStore(state_db_path(mapped_gallery))
-    admin = store.create("admin key", "admin")[1]
-    station = store.create("station key", "station")[1]
-    store.close()
+    keys = create_keys(mapped_gallery, "admin", "station")
+    admin, station = keys["admin"], keys["station"]
     settings = get_settings(threads=1, queue_size=2)
     cfg = ServiceConfig(mapped_gallery, settings=settings,
                         opener=lambda d: open_engine(d, threads=1))  # fmt: skip

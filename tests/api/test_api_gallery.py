@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.embedding import EmbeddingQueue, QueueFullError
-from tests.api.helpers import draw, hdr, png_bytes, search
+from tests.api.helpers import draw, hdr, png_bytes, search, state_sql
 
 
 def _add(client, key, data, label="new_ref", **form):
@@ -213,10 +212,10 @@ def test_full_queue_answers_503_at_once(client, keys):
 
 
 def test_audit_chain_detects_tampering(client, keys, gallery_copy):
+    alert = search(client, keys["station"], png_bytes(draw("slide", 0))).json()
+    assert alert["decision"]["decision"] == "alert"
     assert client.get("/v1/audit/verify", headers=hdr(keys["analyst"])).json()["ok"]
-    conn = sqlite3.connect(gallery_copy / "state.sqlite")
-    conn.execute("UPDATE audit_log SET decision='clear' WHERE id=(SELECT MIN(id) FROM audit_log)")
-    conn.commit()
-    conn.close()
+    state_sql(gallery_copy,
+              f"UPDATE audit_log SET decision='clear' WHERE query_id='{alert['query_id']}'")
     report = client.get("/v1/audit/verify", headers=hdr(keys["analyst"])).json()
     assert report["ok"] is False and "MAC" in report["problem"]

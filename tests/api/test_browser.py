@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,9 @@ import pytest
 from PIL import Image
 
 from gunmatch.demo import build_demo
-from gunmatch.state import KeyStore, state_db_path
 from screening.regions import iou
-from tests.api.helpers import draw, serve
+from tests.api.helpers import create_keys, draw, serve
+from tests.servers import moved_to
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -72,15 +71,9 @@ def test_sign_in_upload_and_see_verdict(browser, live_server, tmp_path):
     page.close()
 
 
-def test_xray_boxes_name_best_match_and_part_probability(browser, engine, scan, tiny_map, tmp_path):  # noqa: F811
-
-    root = tmp_path / "xray-gallery"
-    engine.gallery.flush()
-    shutil.copytree(engine.gallery.root, root)
-    shutil.copytree(tiny_map[0], root / "model" / "threatmap")
-    store = KeyStore(state_db_path(root))
-    key = store.create("station", "station")[1]
-    store.close()
+def test_xray_boxes_name_best_match_and_part_probability(browser, mapped_gallery, scan, tmp_path):
+    root = mapped_gallery  # the tiny X-ray gallery with the tiny threat map
+    key = create_keys(root, "station", name="{role}")["station"]
     image = tmp_path / "scan.png"
     Image.fromarray((scan[0] * 255 + 0.5).astype(np.uint8), "L").save(image)
     page = browser.new_page()
@@ -106,14 +99,14 @@ def test_xray_boxes_name_best_match_and_part_probability(browser, engine, scan, 
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """`gunmatch demo`'s gallery, as `make demo` builds it (shipped X-ray model and map)."""
-    root = tmp_path_factory.mktemp("demo")
-    info = build_demo(root, threads=2)
-    store = KeyStore(state_db_path(root / "gallery"))
-    info["key"] = store.create("station", "station")[1]
-    store.close()
-    return info
+def demo(tmp_path_factory, gallery_backend, request):
+    """`gunmatch demo`'s gallery, as `make demo` builds it (shipped X-ray model and map), on
+    the backend."""
+    info = build_demo(tmp_path_factory.mktemp("demo"), threads=2)
+    with moved_to(gallery_backend, Path(info["gallery"]), request) as gallery:
+        info["gallery"] = str(gallery)
+        info["key"] = create_keys(gallery, "station", name="{role}")["station"]
+        yield info
 
 
 def test_demo_showcase_alerts_with_a_red_banner_and_a_box_on_the_part(browser, demo):

@@ -247,15 +247,20 @@ def test_secrets_in_query_strings_are_redacted_from_the_access_log(logged_server
     assert "gm_s3cret" not in rec.getMessage()
 
 
-def test_gallery_and_state_are_private(client, keys, gallery_copy):
+def test_gallery_and_state_are_private(client, keys, gallery_copy, gallery_backend):
     assert search(client, keys["station"], png_bytes(draw("umbrella", 2))).status_code == 200
-    state_files = {"state.sqlite", "gallery.sqlite", "manifest.json", "index.faiss"}  # + WAL files
+    databases = {"state.sqlite", "gallery.sqlite", "index.faiss"}  # + WAL files; shared: none
     seen = set()
     for path in [gallery_copy, *gallery_copy.rglob("*")]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
         seen.add(path.name)
-    assert state_files <= seen and any(p.parent.name == "queries" for p in gallery_copy.rglob("*"))
+    assert "manifest.json" in seen
+    assert any(p.parent.name == "queries" for p in gallery_copy.rglob("*"))
+    if gallery_backend == "embedded":
+        assert databases <= seen
+    else:  # items, vectors and state are in PostgreSQL + Milvus, nothing of them in files
+        assert not databases & seen
 
 
 def test_docs_are_served_from_the_package_with_security_headers(client):

@@ -10,21 +10,17 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gunmatch.cli import main
-from gunmatch.database import create_shared_state
 from gunmatch.state import load_keyring, open_state
-from index.backends import BackendSpec
-from index.itemstore import StoreSpec
-from index.transfer import copy_gallery
 from tests.api.helpers import draw, hdr, png_bytes, start_serve, stop, wait_ready
 from tests.helpers import shape_image
-from tests.servers import drop_shared
+from tests.servers import imported
 
 pytestmark = pytest.mark.slow
 
@@ -54,16 +50,10 @@ def unique_image(seed: int) -> bytes:
 
 
 @pytest.fixture()
-def shared(tmp_path, built_gallery, postgres_url, milvus_uri) -> Path:
+def shared(tmp_path, built_gallery, request) -> Iterator[Path]:
     """The tiny gallery imported into PostgreSQL + Milvus, with its (empty) shared state."""
-    name = f"r_{uuid.uuid4().hex[:12]}"
-    vector = BackendSpec("milvus", milvus_uri, name)
-    store = StoreSpec("postgresql", postgres_url, name)
-    gal = tmp_path / "shared"
-    assert copy_gallery(built_gallery, gal, vector_store=vector, item_store=store).ok
-    create_shared_state(gal)
-    yield gal
-    drop_shared(vector, store, postgres_url)
+    with imported(built_gallery, tmp_path / "shared", request) as gal:
+        yield gal
 
 
 def test_two_replicas_share_items_keys_reloads_and_one_audit_chain(shared, tmp_path):

@@ -14,11 +14,12 @@ from PIL import Image
 
 from api.app import ServiceConfig, create_app
 from gunmatch.settings import get_settings
-from gunmatch.state import KeyStore, state_db_path
 from index import Gallery, NewItem
 from matcher import Embedder, load_model, save_checkpoint
 from matcher.model import with_preprocess
 from matcher.preprocess import grey_to_tensor, letterbox_grey
+from tests.api.helpers import create_keys
+from tests.servers import moved_to
 
 pytest.importorskip("fastapi")
 synth = pytest.importorskip("synth.xray")
@@ -34,9 +35,9 @@ def _png(t: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def xray_gallery(tmp_path_factory) -> tuple[Path, np.ndarray]:
-    """An X-ray gallery (slide, barrel, pen) and the slide reference's transmission."""
-
+def xray_gallery(tmp_path_factory, gallery_backend, request) -> Iterator[tuple[Path, np.ndarray]]:
+    """An X-ray gallery (slide, barrel, pen) on the backend, and the slide reference's
+    transmission."""
     torch.set_num_threads(1)
     net = with_preprocess(load_model("efficientnet_lite0"), input_size=SIZE)
     root = tmp_path_factory.mktemp("xapi") / "gallery"
@@ -57,15 +58,14 @@ def xray_gallery(tmp_path_factory) -> tuple[Path, np.ndarray]:
         net.model_id,
     )
     gallery.close()
-    return root, images[0]
+    with moved_to(gallery_backend, root, request) as gal:
+        yield gal, images[0]
 
 
 @pytest.fixture(scope="module")
 def client(xray_gallery) -> Iterator:
     root, _ = xray_gallery
-    store = KeyStore(state_db_path(root))
-    key = store.create("station key", "station")[1]
-    store.close()
+    key = create_keys(root, "station")["station"]
     settings = get_settings(threads=1, max_pixels=4_000_000, queue_size=2, default_k=3)
     app = create_app(ServiceConfig(gallery_dir=root, settings=settings))
     with TestClient(app) as c:
@@ -145,12 +145,8 @@ def test_xray_search_screens_regions_by_default(client, xray_gallery):
 
 def test_margin_score_setting_reaches_region_screening(xray_gallery):
     """GUNMATCH_SCREEN_SCORE_MODE=margin: each region's score is best threat minus best benign."""
-
-
     root, slide = xray_gallery
-    store = KeyStore(state_db_path(root))
-    key = store.create("margin key", "station")[1]
-    store.close()
+    key = create_keys(root, "station", name="margin key")["station"]
     settings = get_settings(threads=1, default_k=3, screen_score_mode="margin")
     bg = synth.render_parcel(5353, size=(400, 320), threat_kind=None, n_clutter=2).image
     ys, xs = np.nonzero(slide < 0.98)

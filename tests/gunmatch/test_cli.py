@@ -1,4 +1,6 @@
-"""The `gunmatch` command end to end on generated images."""
+"""The `gunmatch` command end to end on generated images, on the gallery backend (under
+``--backend shared`` the galleries it builds go to PostgreSQL + Milvus, as a user's settings
+GUNMATCH_DATABASE_URL and GUNMATCH_VECTOR_URI send them)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gunmatch.cli import main
+from gunmatch.state import state_location
 from tests.helpers import shape_image, write_image_tree
 
 
@@ -22,7 +25,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture()
-def built(tmp_path, capsys):
+def built(tmp_path, capsys, new_galleries):
     src = write_image_tree(tmp_path / "src", ["barrel", "magazine", "spring"], 3)
     meta = tmp_path / "meta.csv"
     with open(meta, "w", newline="") as f:
@@ -47,6 +50,7 @@ def built(tmp_path, capsys):
     )
     assert code == 0, out
     assert "indexed 9 new" in out
+    assert state_location(gal).shared == (new_galleries == "shared")
     return src, gal
 
 
@@ -178,10 +182,12 @@ def test_reindex_switches_model(built, capsys, tmp_path):
     )
 
 
-def test_demo_builds_gallery_calibrates_and_searches(capsys, tmp_path):
+@pytest.mark.slow  # the heaviest CLI test: references, build, calibration, screening parcels
+def test_demo_builds_gallery_calibrates_and_searches(capsys, tmp_path, new_galleries):
     code, out, _ = run(capsys, "demo", "--dir", str(tmp_path / "demo"), "--per-kind", "1")
     assert code == 0, out
     assert "demo gallery:" in out and "calibrated" in out
+    assert state_location(tmp_path / "demo" / "gallery").shared == (new_galleries == "shared")
     cal = json.loads((tmp_path / "demo" / "gallery" / "calibration.json").read_text())
     assert 0 < cal["review_threshold"] <= cal["alert_threshold"] <= 1
     assert cal["model_id"].startswith("efficientnet_lite0-")
