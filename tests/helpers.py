@@ -1,4 +1,5 @@
-"""Plain helpers shared by tests: generated images and the X-ray screening test settings.
+"""Plain helpers shared by tests: generated images, the X-ray screening test settings, and a
+tamperer's edit of a gallery's service state.
 
 Fixtures live in conftest.py; test modules import helpers from here, never from each other.
 """
@@ -6,11 +7,13 @@ Fixtures live in conftest.py; test modules import helpers from here, never from 
 from __future__ import annotations
 
 import io
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from gunmatch.state import STATE_DB, open_state
 from matcher.threatmap import ThreatMapConfig
 from screening.regions import ProposalConfig
 from screening.screen import ScreeningConfig
@@ -100,3 +103,22 @@ def cleared_pngs(n: int, seed: int = 800) -> list[tuple[str, bytes]]:
         t = render_parcel(seed + i, size=(400, 320), threat_kind=None, n_clutter=3).image
         out.append((f"cleared_{i}.png", xray_png(t)))
     return out
+
+
+def state_sql(gallery: Path, sql: str) -> None:
+    """Run one statement on the gallery's state database behind the service's back (a
+    tamperer's edit): state.sqlite, or the shared gallery's PostgreSQL schema."""
+    state = open_state(gallery)
+    try:
+        if state.db is not None:
+            with state.db.transaction() as conn:
+                conn.execute(sql)
+            return
+        conn = sqlite3.connect(state.location.state_dir / STATE_DB)
+        try:
+            conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+    finally:
+        state.close()

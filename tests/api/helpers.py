@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ import httpx
 import pytest
 from PIL import Image, ImageDraw
 
-from gunmatch.state import STATE_DB, open_state
+from gunmatch.state import open_state
 
 # label -> (threat, category, drawing)
 LABELS = {
@@ -68,25 +67,6 @@ def create_keys(gallery: Path, *roles: str, name: str = "{role} key") -> dict[st
     state = open_state(gallery)
     try:
         return {r: state.keys.create(name.format(role=r), r)[1] for r in roles}
-    finally:
-        state.close()
-
-
-def state_sql(gallery: Path, sql: str) -> None:
-    """Run one statement on the gallery's state database behind the service's back (a
-    tamperer's edit): state.sqlite, or the shared gallery's PostgreSQL schema."""
-    state = open_state(gallery)
-    try:
-        if state.db is not None:
-            with state.db.transaction() as conn:
-                conn.execute(sql)
-            return
-        conn = sqlite3.connect(state.location.state_dir / STATE_DB)
-        try:
-            conn.execute(sql)
-            conn.commit()
-        finally:
-            conn.close()
     finally:
         state.close()
 

@@ -8,7 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.embedding import EmbeddingQueue, QueueFullError
-from tests.api.helpers import draw, hdr, png_bytes, search, state_sql
+from tests.api.helpers import draw, hdr, png_bytes, search
+from tests.helpers import state_sql
 
 
 def _add(client, key, data, label="new_ref", **form):

@@ -10,6 +10,8 @@ import time
 import pytest
 
 from gunmatch.cli import main
+from gunmatch.database import create_shared_state, shared_specs
+from gunmatch.settings import get_settings
 from gunmatch.state import (
     AuditLog,
     AuditSecretError,
@@ -18,13 +20,16 @@ from gunmatch.state import (
     SessionStore,
     check_name,
     load_keyring,
+    open_state,
     printable,
     role_allows,
     state_db_path,
 )
 from gunmatch.state.audit import row_hash, row_mac
 from gunmatch.state.secret import check_outside, rotate_secret
+from index import Gallery
 from index.feedback import FeedbackStore
+from tests.helpers import state_sql
 
 
 def test_keys_are_hashed_roles_checked_and_revocable(tmp_path):
@@ -110,13 +115,29 @@ def test_feedback_store(tmp_path):
         store.add("analyst", "q3", "ef", "", "item", "maybe")
 
 
-def test_cli_keys_and_audit(tmp_path, capsys):
-    state = ["--gallery", str(tmp_path)]
+@pytest.fixture()
+def state_gallery(tmp_path, new_galleries):
+    """What `gunmatch keys|audit --gallery` point at: a bare directory (its state.sqlite) or,
+    on the shared backend, a new empty shared gallery (its state in the PostgreSQL schema)."""
+    if new_galleries == "embedded":
+        return tmp_path
+    settings = get_settings()  # the URLs new_galleries set
+    gal = tmp_path / "gallery"
+    specs = shared_specs(settings.database_url, settings.vector_uri)
+    Gallery.create(gal, "m", 4, "photo", **specs).close()
+    create_shared_state(gal)
+    return gal
+
+
+def test_cli_keys_and_audit(state_gallery, capsys):
+    gal = state_gallery
+    state = ["--gallery", str(gal)]
     assert main(["keys", "create", *state, "--role", "station", "--name", "Bus station 3"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     secret = printed[-1]
     assert secret.startswith("gm_") and " " not in secret
-    assert KeyStore(state_db_path(tmp_path)).authenticate(secret).role == "station"
+    store = open_state(gal, keyring=load_keyring(os.environ["GUNMATCH_AUDIT_SECRET_FILE"]))
+    assert store.keys.authenticate(secret).role == "station"
     assert main(["keys", "create", *state, "--role", "admin", "--name", "Bus station 3"]) == 1
     assert "already exists" in capsys.readouterr().err
     assert main(["keys", "list", *state]) == 0
@@ -124,10 +145,12 @@ def test_cli_keys_and_audit(tmp_path, capsys):
     assert main(["keys", "revoke", *state, "Bus station 3"]) == 0
     assert main(["keys", "revoke", *state, "nobody"]) == 1
     capsys.readouterr()
-    _log(tmp_path).close()
+    for i in range(4):
+        store.audit.append("search", "k", f"q{i}", "ab" * 32, "", "m", "clear", {"i": i})
+    store.close()
     assert main(["audit", "verify", *state]) == 0
     assert "chain intact" in capsys.readouterr().out
-    _sql(tmp_path, "DELETE FROM audit_log WHERE id=2")
+    state_sql(gal, "DELETE FROM audit_log WHERE id=2")
     assert main(["audit", "verify", *state]) == 1
     assert "BROKEN at record 3" in capsys.readouterr().out
     assert main(["audit", "list", *state, "--limit", "2"]) == 0
