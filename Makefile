@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+SHARED_PYTEST = $(BIN)/python -m pytest -q --backend shared tests/api tests/gunmatch
 DEMO_DIR ?= demo-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test lint bench browser postgres clean
+.PHONY: demo test test-shared test-shared-slow lint bench browser postgres clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,8 +39,18 @@ postgres:
 	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "postgresql not installed and no root: the PostgreSQL tests will be skipped"; fi; }
 
+# The whole suite, then the API and CLI tests again on a shared gallery (PostgreSQL + Milvus).
 test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest -q
+	$(SHARED_PYTEST) -m "not slow"
+
+# The API and CLI tests on a shared gallery: its quick part (also in `make test`), its slow part
+# (in CI, after `make test`: .ci/run).
+test-shared: $(STAMP) browser postgres
+	$(SHARED_PYTEST) -m "not slow"
+
+test-shared-slow: $(STAMP) browser postgres
+	$(SHARED_PYTEST) -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
