@@ -13,7 +13,8 @@ from synth.styles import StyleSampler
 
 
 def _ns(**kw) -> argparse.Namespace:
-    return argparse.Namespace(**{"styles": False, "hold_out": None, "long_guns": None, **kw})
+    flags = {"styles": False, "hold_out": None, "long_guns": None, "default_share": None}
+    return argparse.Namespace(**{**flags, **kw})
 
 
 def test_style_sampler_from_flags():
@@ -28,6 +29,12 @@ def test_style_sampler_from_flags():
         train_cmd.style_sampler(_ns(styles=True, hold_out=["polaroid"]))
     with pytest.raises(UsageError, match="share"):
         train_cmd.style_sampler(_ns(styles=True, long_guns=2.0))
+    mixed = train_cmd.style_sampler(_ns(styles=True, default_share=0.33))
+    assert mixed == StyleSampler(default_share=0.33)
+    with pytest.raises(UsageError, match="need --styles"):
+        train_cmd.style_sampler(_ns(default_share=0.33))
+    with pytest.raises(UsageError, match="default_share"):
+        train_cmd.style_sampler(_ns(styles=True, default_share=1.5))
 
 
 def test_train_threatmap_passes_the_sampler(tmp_path, monkeypatch):
