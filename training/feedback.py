@@ -1,18 +1,23 @@
 """Training samples from a gallery's stored references and its analysts' feedback.
 
-Feedback (index/feedback.py, ``<state_dir>/state.sqlite``; the state dir is the gallery dir
-unless the service runs with ``--state DIR``): a ``correct`` verdict makes the query image a
-positive of the matched item's label; a ``wrong`` verdict makes it a hard negative of that
-label, and a positive of ``correct_label`` when the analyst named one.
+A ``correct`` verdict makes the query image a positive of the matched item's label; a
+``wrong`` verdict makes it a hard negative of that label, and a positive of ``correct_label``
+when the analyst named one.
+
+Where the feedback lives is the application's business (``gunmatch.feedback``: a shared
+gallery keeps it in PostgreSQL, an embedded one in ``<state_dir>/state.sqlite``): it hands the
+rows down as a ``FeedbackSet`` with the directory their ``query_image`` paths are relative to.
+Without one, ``gallery_samples`` reads ``feedback_db`` or ``<gallery>/state.sqlite``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from index import Gallery, ItemNotFoundError
-from index.feedback import FeedbackStore
+from index.feedback import Feedback, FeedbackStore
 from training.data import Sample
 
 log = logging.getLogger(__name__)
@@ -20,31 +25,50 @@ log = logging.getLogger(__name__)
 STATE_DB = "state.sqlite"
 
 
-def gallery_samples(gallery_dir: str | Path, feedback_db: str | Path | None = None) -> list[Sample]:
-    """The gallery's items (stored images) plus samples made from its feedback."""
+@dataclass(frozen=True)
+class FeedbackSet:
+    """Analyst feedback rows and the directory holding their query images."""
+
+    rows: list[Feedback]
+    image_dir: Path
+
+
+def read_feedback_db(db: str | Path) -> FeedbackSet:
+    """The feedback in a state SQLite file; its images lie beside it."""
+    db = Path(db)
+    store = FeedbackStore(db)
+    try:
+        return FeedbackSet(store.list(), db.parent)
+    finally:
+        store.close()
+
+
+def gallery_samples(
+    gallery_dir: str | Path,
+    feedback_db: str | Path | None = None,
+    feedback: FeedbackSet | None = None,
+) -> list[Sample]:
+    """The gallery's items (stored images) plus samples made from ``feedback`` (else from
+    the SQLite file ``feedback_db``, default ``<gallery>/state.sqlite`` when present)."""
     gallery_dir = Path(gallery_dir)
+    if feedback is None:
+        db = Path(feedback_db) if feedback_db else gallery_dir / STATE_DB
+        feedback = read_feedback_db(db) if db.is_file() else None
     with Gallery.open(gallery_dir) as g:
         items = g.items(limit=None)
         samples = [
             Sample(g.root / it.image_file, it.label, it.modality) for it in items if it.image_file
         ]
-        db = Path(feedback_db) if feedback_db else gallery_dir / STATE_DB
-        if db.is_file():
-            samples += feedback_samples(db, g)
+        if feedback is not None:
+            samples += feedback_samples(feedback, g)
     return samples
 
 
-def feedback_samples(db: Path, gallery: Gallery) -> list[Sample]:
-    """Positives and hard negatives from analyst verdicts stored in ``db``."""
-    store = FeedbackStore(db)
-    try:
-        rows = store.list()
-    finally:
-        store.close()
-    state_dir = db.parent
+def feedback_samples(feedback: FeedbackSet, gallery: Gallery) -> list[Sample]:
+    """Positives and hard negatives from analyst verdicts."""
     out: list[Sample] = []
-    for fb in rows:
-        path = state_dir / fb.query_image
+    for fb in feedback.rows:
+        path = feedback.image_dir / fb.query_image
         if not fb.query_image or not path.is_file():
             log.warning("feedback %s: query image %s is missing; skipped", fb.id, path)
             continue

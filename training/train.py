@@ -30,7 +30,7 @@ from matcher.preprocess import check_modality
 from training.augment import AugmentConfig
 from training.data import Sample, assign_groups, grouped_split, load_images, scan_folders
 from training.features import cache_views
-from training.feedback import gallery_samples
+from training.feedback import FeedbackSet, gallery_samples
 from training.fit import FitConfig, fit
 from training.trunk import n_blocks
 
@@ -102,13 +102,14 @@ class TrainReport:
         return asdict(self)
 
 
-def collect_samples(cfg: TrainConfig) -> list[Sample]:
-    """Samples from ``cfg.data`` folders and/or ``cfg.gallery`` (+ its feedback)."""
+def collect_samples(cfg: TrainConfig, feedback: FeedbackSet | None = None) -> list[Sample]:
+    """Samples from ``cfg.data`` folders and/or ``cfg.gallery`` with its feedback: the rows
+    handed in, else those in ``cfg.feedback_db`` (default ``<gallery>/state.sqlite``)."""
     samples: list[Sample] = []
     if cfg.data:
         samples += scan_folders(cfg.data, cfg.modality)
     if cfg.gallery:
-        samples += gallery_samples(cfg.gallery, cfg.feedback_db)
+        samples += gallery_samples(cfg.gallery, cfg.feedback_db, feedback)
     if not samples:
         raise ValueError("no training data: give a DATA folder and/or a gallery")
     return samples
@@ -135,15 +136,17 @@ def prepare_model(base: str, head_dim: int | None) -> EmbeddingModel:
     return new.eval()
 
 
-def train(cfg: TrainConfig) -> TrainReport:
-    """Run one training job and save the checkpoint at ``cfg.out``; returns the report."""
+def train(cfg: TrainConfig, feedback: FeedbackSet | None = None) -> TrainReport:
+    """Run one training job and save the checkpoint at ``cfg.out``; returns the report.
+    ``feedback``: the gallery's analyst feedback, where the caller found it (a shared
+    gallery keeps it in PostgreSQL: ``gunmatch.feedback.train_on_gallery`` reads it)."""
     check_modality(cfg.modality)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.fit.seed)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    samples, images = load_images(collect_samples(cfg), cfg.max_side)
+    samples, images = load_images(collect_samples(cfg, feedback), cfg.max_side)
     if not samples:
         raise ValueError("none of the training images could be read")
     assign_groups(samples, images)

@@ -7,10 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from gunmatch.commands.common import UsageError, emit_json, out
+from gunmatch.feedback import train_on_gallery
+from gunmatch.settings import get_settings
 from matcher.preprocess import MODALITIES
 from synth.styles import StyleSampler
 from training.registry import Registry
-from training.train import TrainConfig, photo_fit, train
+from training.train import TrainConfig, photo_fit
 from training.xray.finetune import XrayFinetuneConfig, finetune_xray
 from training.xray.head import XrayHeadConfig, train_xray_head
 from training.xray.threatmap import ThreatMapTrainConfig, train_threatmap
@@ -26,7 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     p.add_argument("--gallery", type=Path, help="also train on this gallery and its feedback")
     p.add_argument(
-        "--feedback-db", type=Path, help="feedback SQLite (default GALLERY/state.sqlite)"
+        "--feedback-db",
+        type=Path,
+        help="feedback SQLite (default: the gallery's own state, in PostgreSQL for a shared "
+        "gallery, else STATE/state.sqlite)",
+    )
+    p.add_argument(
+        "--state",
+        type=Path,
+        help="state directory of --gallery (feedback images; default: GUNMATCH_STATE_DIR, "
+        "else the gallery directory)",
     )
     p.add_argument("--base", default="efficientnet_lite0", help="backbone name or model directory")
     p.add_argument("--modality", choices=MODALITIES, default="photo")
@@ -168,7 +179,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     for name in ("head_dim", "input_size", "freeze_blocks", "aug_passes", "val_fraction"):
         if getattr(args, name) is not None:
             cfg = replace(cfg, **{name: getattr(args, name)})
-    report = train(cfg)
+    state = (args.state or get_settings().state_dir) if args.gallery else None
+    report = train_on_gallery(cfg, state)
     if args.register:
         Registry(args.register).add(report.model_dir)
     if args.json:
