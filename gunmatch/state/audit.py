@@ -135,6 +135,16 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def audit_tables(path: str | Path) -> SqliteDB:
+    """The SQLite file ``path`` with its audit tables, created (or given ``key_id``) if missing."""
+    db = SqliteDB(path, _SCHEMA)
+    with db.lock:
+        cols = {r["name"] for r in db.conn.execute("PRAGMA table_info(audit_log)")}
+        if "key_id" not in cols:
+            db.conn.execute(_ADD_KEY_ID)
+    return db
+
+
 def _record(r) -> AuditRecord:
     return AuditRecord(**{k: r[k] for k in (*_KEYED, "hash")})
 
@@ -162,11 +172,7 @@ class AuditLog:
         if db is not None:
             self.db = db
             return
-        self.db = SqliteDB(self.state_dir / db_name, _SCHEMA)
-        with self.db.lock:
-            cols = {r["name"] for r in self.db.conn.execute("PRAGMA table_info(audit_log)")}
-            if "key_id" not in cols:
-                self.db.conn.execute(_ADD_KEY_ID)
+        self.db = audit_tables(self.state_dir / db_name)
 
     def close(self) -> None:
         """Close the database (when this log opened it)."""

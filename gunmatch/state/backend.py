@@ -61,11 +61,16 @@ def state_location(gallery_dir: str | Path, state_dir: str | Path | None = None)
     gallery_dir = Path(gallery_dir)
     files_dir = Path(state_dir) if state_dir else gallery_dir
     mpath = gallery_dir / "manifest.json"
-    if mpath.is_file():
-        spec = StoreSpec.from_manifest(json.loads(mpath.read_text()))
-        if spec.backend == "postgresql":
-            return StateLocation("postgresql", files_dir, spec.url, spec.schema)
-    return StateLocation("files", files_dir)
+    spec = StoreSpec.from_manifest(json.loads(mpath.read_text())) if mpath.is_file() else None
+    return location_for_store(spec, files_dir)
+
+
+def location_for_store(item_store: StoreSpec | None, state_dir: str | Path) -> StateLocation:
+    """Where the state of a gallery keeping its items in ``item_store`` lives (also before
+    the gallery exists): its PostgreSQL schema, else ``<state_dir>/state.sqlite``."""
+    if item_store is not None and item_store.backend == "postgresql":
+        return StateLocation("postgresql", Path(state_dir), item_store.url, item_store.schema)
+    return StateLocation("files", Path(state_dir))
 
 
 def open_state_db(location: StateLocation, max_size: int = 4) -> PortablePgDB:
