@@ -25,8 +25,10 @@ from matcher.model import EmbeddingModel, save_delta
 from matcher.preprocess import grey_to_tensor, letterbox_grey
 from matcher.threatmap import ThreatMap, load_threatmap, save_threatmap
 from synth.shapes import PART_KINDS
+from synth.styles import StyleSampler
 from synth.xray import render_isolated, render_parcel
 from training.xray.head import TRAIN_SEED as XRAY_TRAIN_SEED
+from training.xray.styled import training_parcel
 from training.xray.threatmap import (
     TRAIN_SEED,
     VAL_SEED,
@@ -98,6 +100,14 @@ def _write(out: Path, card: dict, golden: dict) -> dict:
     return card
 
 
+def trained_styles(cfg: dict) -> StyleSampler | None:
+    """The style sampler a training config (``ThreatMapTrainConfig`` as JSON) ran with."""
+    styles = cfg.get("styles")
+    if not styles:
+        return None
+    return StyleSampler(**{**styles, "exclude": tuple(styles.get("exclude", ()))})
+
+
 def ship_threatmap(src: str | Path, out: str | Path, command: str, progress: bool = True) -> dict:
     """Store a trained map's head in float16 under ``out``, re-measured, carded, with goldens."""
     out = Path(out)
@@ -109,11 +119,12 @@ def ship_threatmap(src: str | Path, out: str | Path, command: str, progress: boo
     n_val = int(train_card.get("val_parcels", 160))
     clean_every = int(cfg.get("clean_every", 3))
     size = tuple(cfg.get("parcel_size", (1600, 1250)))
+    styles = trained_styles(cfg)  # held-out parcels and hashed data as the map was trained
     val = build_cache(shipped, parcel_plan(n_val, clean_every, VAL_SEED), size, progress,
-                      "held-out parcels (shipped weights)")  # fmt: skip
+                      "held-out parcels (shipped weights)", styles)  # fmt: skip
     positive = np.array([k != "" for k in val.kinds])
     plan = parcel_plan(int(train_card.get("parcels", 2400)), clean_every, TRAIN_SEED)
-    renders = (render_parcel(s, size=size, threat_kind=k).image for s, k in plan[:HASHED_RENDERS])
+    renders = (training_parcel(s, size, k, styles)[1] for s, k in plan[:HASHED_RENDERS])
     card = {
         "name": out.name,
         "kind": "xray-threatmap",
@@ -127,6 +138,7 @@ def ship_threatmap(src: str | Path, out: str | Path, command: str, progress: boo
         "metrics": {
             "val": ranking(scan_scores(shipped, val), positive),
             "val_parcels": n_val,
+            "val_styles": cfg.get("styles"),
             "weights": "float16 head, as shipped",
         },
         "training": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -13,13 +14,23 @@ from gunmatch.shipped import list_shipped
 from matcher import build_pretrained, load_checkpoint, save_checkpoint
 from matcher.model import with_preprocess
 from matcher.threatmap import load_threatmap
+from synth.styles import StyleSampler
 from training.ship import (
     data_hash,
     generator_version,
     model_golden,
     ship_threatmap,
     threatmap_golden,
+    trained_styles,
 )
+from training.xray.threatmap import ThreatMapTrainConfig
+
+
+def test_a_styled_map_is_re_measured_on_the_styles_it_was_trained_on():
+    sampler = StyleSampler(("tools",), long_guns=0.1, default_share=0.33)
+    cfg = json.loads(json.dumps(asdict(ThreatMapTrainConfig(styles=sampler))))
+    assert trained_styles(cfg) == sampler
+    assert trained_styles(json.loads(json.dumps(asdict(ThreatMapTrainConfig())))) is None
 
 
 def test_generator_version_and_data_hash_are_stable():
