@@ -122,3 +122,22 @@ def state_sql(gallery: Path, sql: str) -> None:
             conn.close()
     finally:
         state.close()
+
+
+def build_gallery(gallery: Path, model_dir: Path, src: Path) -> dict:
+    """Build an embedded gallery of the labelled folder ``src`` with ``model_dir``; its items
+    by label (the last of each)."""
+    from gunmatch.indexing import build, gallery_writer, scan_source
+    from gunmatch.service import create_engine
+
+    engine = create_engine(gallery, str(model_dir), threads=1)
+    try:
+        build(
+            scan_source(src),
+            engine.embedder,
+            gallery_writer(engine.gallery, engine.embedder.model_id),
+            progress=False,
+        )
+        return {it.label: it for it in engine.gallery.items(limit=None)}
+    finally:
+        engine.close()

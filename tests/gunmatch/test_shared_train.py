@@ -10,13 +10,11 @@ import pytest
 
 from gunmatch.cli import main
 from gunmatch.feedback import gallery_feedback
-from gunmatch.indexing import build, gallery_writer, scan_source
-from gunmatch.service import create_engine
 from gunmatch.state import open_state
 from index.feedback import FeedbackStore
 from matcher import build_pretrained, save_checkpoint
 from matcher.model import with_preprocess
-from tests.helpers import varied_image, write_varied_tree
+from tests.helpers import build_gallery, varied_image, write_varied_tree
 from tests.servers import imported
 from training.feedback import gallery_samples
 
@@ -31,17 +29,7 @@ def shared_gallery(tmp_path, request):
     )
     src = write_varied_tree(tmp_path / "src", LABELS, 3)
     local = tmp_path / "local"
-    engine = create_engine(local, str(model_dir), threads=1)
-    try:
-        build(
-            scan_source(src),
-            engine.embedder,
-            gallery_writer(engine.gallery, engine.embedder.model_id),
-            progress=False,
-        )
-        items = {it.label: it for it in engine.gallery.items(limit=None)}
-    finally:
-        engine.close()
+    items = build_gallery(local, model_dir, src)
     with imported(local, tmp_path / "shared", request) as gal:
         yield model_dir, gal, items
 

@@ -8,13 +8,11 @@ import pytest
 import torch
 
 from gunmatch.cli import main
-from gunmatch.indexing import build, gallery_writer, scan_source
-from gunmatch.service import create_engine
 from index import Gallery
 from index.feedback import FeedbackStore
 from matcher import build_pretrained, save_checkpoint
 from matcher.model import with_preprocess
-from tests.helpers import write_varied_tree
+from tests.helpers import build_gallery, write_varied_tree
 from training.promote import compare
 from training.registry import Registry
 
@@ -43,16 +41,7 @@ def setup(tmp_path, models):
     src = write_varied_tree(tmp_path / "src", LABELS, 3)
     queries = write_varied_tree(tmp_path / "queries", LABELS, 3)
     gallery = tmp_path / "gallery"
-    engine = create_engine(gallery, str(bad), threads=1)
-    try:
-        build(
-            scan_source(src),
-            engine.embedder,
-            gallery_writer(engine.gallery, engine.embedder.model_id),
-            progress=False,
-        )
-    finally:
-        engine.close()
+    build_gallery(gallery, bad, src)
     store = FeedbackStore(gallery / "state.sqlite")
     store.add("analyst", "q1", "ab" * 32, "feedback/x.png", "item", "correct")
     store.close()

@@ -11,12 +11,16 @@ import pytest
 from PIL import Image
 
 from gunmatch.cli import main
-from gunmatch.indexing import build, gallery_writer, scan_source
-from gunmatch.service import create_engine
 from index.feedback import FeedbackStore
 from matcher import Embedder, build_pretrained, load_model, save_checkpoint
 from matcher.model import with_preprocess
-from tests.helpers import shape_image, varied_image, write_image_tree, write_varied_tree
+from tests.helpers import (
+    build_gallery,
+    shape_image,
+    varied_image,
+    write_image_tree,
+    write_varied_tree,
+)
 from training.augment import AugmentConfig, augment, clutter_background
 from training.data import Sample, assign_groups, dhash, grouped_split, scan_folders, stem_key
 from training.feedback import gallery_samples
@@ -144,17 +148,7 @@ def test_training_from_gallery_and_feedback(tmp_path):
     )
     src = write_varied_tree(tmp_path / "src", LABELS, 3)
     gallery = tmp_path / "gallery"
-    engine = create_engine(gallery, str(model_dir), threads=1)
-    try:
-        build(
-            scan_source(src),
-            engine.embedder,
-            gallery_writer(engine.gallery, engine.embedder.model_id),
-            progress=False,
-        )
-        items = {it.label: it for it in engine.gallery.items(limit=None)}
-    finally:
-        engine.close()
+    items = build_gallery(gallery, model_dir, src)
     (gallery / "feedback").mkdir()
     varied_image("spring", 500).save(gallery / "feedback" / "q1.png")
     varied_image("magazine", 501).save(gallery / "feedback" / "q2.png")
