@@ -22,7 +22,7 @@ import hashlib
 import io
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,9 @@ class ThreatMapConfig:
     levels: tuple[int, ...] = (4, 10, 15)
     # Channels of the head.
     width: int = 64
+    # Heads over the one trunk whose logits are averaged (``ensemble_threatmaps``): maps
+    # trained on different data each keep what they learned, at the cost of a small head.
+    members: int = 1
 
 
 @dataclass(frozen=True)
@@ -82,17 +85,14 @@ class ThreatMap(nn.Module):
             raise ValueError(f"levels {self.config.levels} exceed the trunk's {len(blocks)} blocks")
         self.trunk.requires_grad_(False)
         self.trunk.eval()
-        c = self.config.width
-        self.lateral = nn.ModuleList(
-            nn.Conv2d(blocks[i]._project_conv.out_channels, c, 1) for i in self.config.levels
-        )
-        self.head = nn.Sequential(
-            nn.ReLU(),
-            nn.Conv2d(c, c, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c, c, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c, 1, 1),
+        if self.config.members < 1:
+            raise ValueError("a threat map needs at least one head")
+        channels = [blocks[i]._project_conv.out_channels for i in self.config.levels]
+        self.lateral, self.head = _head(channels, self.config.width)
+        # Further heads of an ensemble (member 0 is lateral + head, as in a single map).
+        self.others = nn.ModuleList(
+            nn.ModuleList(_head(channels, self.config.width))
+            for _ in range(self.config.members - 1)
         )
         self.card: dict = {}
         # Identity of the trained head (SHA-256 prefix of its saved weights; "" until saved).
@@ -119,12 +119,12 @@ class ThreatMap(nn.Module):
         return out
 
     def head_forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Trunk features (finest first) -> logits at the finest level's resolution."""
-        size = feats[0].shape[-2:]
-        y = self.lateral[0](feats[0])
-        for conv, f in zip(self.lateral[1:], feats[1:], strict=True):
-            y = y + F.interpolate(conv(f), size=size, mode="bilinear", align_corners=False)
-        return self.head(y)[:, 0]
+        """Trunk features (finest first) -> logits at the finest level's resolution (the
+        mean over the heads of an ensemble)."""
+        out = _member_forward(self.lateral, self.head, feats)
+        for lateral, head in self.others:
+            out = out + _member_forward(lateral, head, feats)
+        return out / self.config.members
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head_forward(self.features(x))
@@ -193,6 +193,58 @@ class ThreatMap(nn.Module):
         logits = np.ascontiguousarray(logits, dtype=np.float32)
         stride = x.shape[-1] / logits.shape[-1]
         return MapResult(logits=logits, cell=(sx * stride, sy * stride))
+
+
+def _head(channels: list[int], width: int) -> tuple[nn.ModuleList, nn.Sequential]:
+    """One head: 1x1 laterals from the trunk levels, then two 3x3 convolutions to a logit."""
+    lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
+    head = nn.Sequential(
+        nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, 1, 1),
+    )
+    return lateral, head
+
+
+def _member_forward(
+    lateral: nn.ModuleList, head: nn.Sequential, feats: list[torch.Tensor]
+) -> torch.Tensor:
+    """One head's logits: laterals summed at the finest level's resolution, then the head."""
+    size = feats[0].shape[-2:]
+    y = lateral[0](feats[0])
+    for conv, f in zip(lateral[1:], feats[1:], strict=True):
+        y = y + F.interpolate(conv(f), size=size, mode="bilinear", align_corners=False)
+    return head(y)[:, 0]
+
+
+def ensemble_threatmaps(maps: list[ThreatMap]) -> ThreatMap:
+    """One map whose logits are the mean of ``maps``' (single heads on the same trunk and
+    levels); its card names the members by map id and keeps their cards."""
+    if len(maps) < 2:
+        raise ValueError("an ensemble needs at least two threat maps")
+    first = maps[0].config
+    for m in maps:
+        if m.config.members != 1:
+            raise ValueError("ensemble single maps only (a member is itself an ensemble)")
+        if (m.config.backbone, m.config.levels, m.config.width, m.config.long_side) != (
+            first.backbone, first.levels, first.width, first.long_side
+        ):
+            raise ValueError(f"maps differ in trunk, levels, width or input size: {m.config}")
+    out = ThreatMap(replace(first, members=len(maps)))
+    out.lateral.load_state_dict(maps[0].lateral.state_dict())
+    out.head.load_state_dict(maps[0].head.state_dict())
+    for (lateral, head), m in zip(out.others, maps[1:], strict=True):
+        lateral.load_state_dict(m.lateral.state_dict())
+        head.load_state_dict(m.head.state_dict())
+    out.card = {
+        "kind": "xray-threatmap-ensemble",
+        "members": [{"map_id": m.map_id, "card": m.card} for m in maps],
+    }
+    out.eval()
+    return out.to(memory_format=torch.channels_last)
 
 
 def input_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
@@ -350,6 +402,7 @@ __all__ = [
     "box_fit",
     "box_scores",
     "cell_targets",
+    "ensemble_threatmaps",
     "input_shape",
     "is_threatmap",
     "load_threatmap",

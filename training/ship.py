@@ -23,7 +23,7 @@ import synth
 from matcher import Embedder, load_checkpoint
 from matcher.model import EmbeddingModel, save_delta
 from matcher.preprocess import grey_to_tensor, letterbox_grey
-from matcher.threatmap import ThreatMap, load_threatmap, save_threatmap
+from matcher.threatmap import ThreatMap, ensemble_threatmaps, load_threatmap, save_threatmap
 from synth.shapes import PART_KINDS
 from synth.styles import StyleSampler
 from synth.xray import render_isolated, render_parcel
@@ -108,12 +108,26 @@ def trained_styles(cfg: dict) -> StyleSampler | None:
     return StyleSampler(**{**styles, "exclude": tuple(styles.get("exclude", ()))})
 
 
-def ship_threatmap(src: str | Path, out: str | Path, command: str, progress: bool = True) -> dict:
-    """Store a trained map's head in float16 under ``out``, re-measured, carded, with goldens."""
+def ship_threatmap(
+    src: str | Path | list[str | Path], out: str | Path, command: str, progress: bool = True
+) -> dict:
+    """Store a trained map's head in float16 under ``out``, re-measured, carded, with goldens.
+
+    Several maps make one ensemble (``ensemble_threatmaps``: their logits averaged); its card
+    keeps each member's and is re-measured on the default generator's held-out parcels.
+    """
     out = Path(out)
-    trained = load_threatmap(src)
-    train_card = trained.card
-    cfg = train_card.get("config", {})
+    srcs = [Path(p) for p in src] if isinstance(src, list) else [Path(src)]
+    if len(srcs) == 1:
+        trained = load_threatmap(srcs[0])
+        train_card = trained.card
+        cfg = train_card.get("config", {})
+        plan_of = {}
+    else:
+        trained = ensemble_threatmaps([load_threatmap(p) for p in srcs])
+        train_card = trained.card
+        cfg = {}
+        plan_of = {"members": [m["map_id"] for m in train_card["members"]]}
     save_threatmap(trained, out, card=train_card, half=True)
     shipped = load_threatmap(out)
     n_val = int(train_card.get("val_parcels", 160))
@@ -125,16 +139,19 @@ def ship_threatmap(src: str | Path, out: str | Path, command: str, progress: boo
     positive = np.array([k != "" for k in val.kinds])
     plan = parcel_plan(int(train_card.get("parcels", 2400)), clean_every, TRAIN_SEED)
     renders = (training_parcel(s, size, k, styles)[1] for s, k in plan[:HASHED_RENDERS])
+    if plan_of:  # an ensemble's data are its members' (each card holds its own data hash)
+        plan, renders = plan_of, iter(())
     card = {
         "name": out.name,
         "kind": "xray-threatmap",
         "map_id": shipped.map_id,
         "command": command,
-        "ship_command": f"gunmatch model ship {src} --name {out.name}",
+        "ship_command": f"gunmatch model ship {' '.join(map(str, srcs))} --name {out.name}",
         "seeds": {"train": TRAIN_SEED, "val": VAL_SEED, "torch": cfg.get("seed", 0)},
         "generator": generator_version(),
         "data_hash": data_hash({"plan": plan, "size": size}, renders),
-        "data_hash_covers": f"the training plan and its first {HASHED_RENDERS} parcels",
+        "data_hash_covers": "the member maps' ids" if plan_of
+        else f"the training plan and its first {HASHED_RENDERS} parcels",
         "metrics": {
             "val": ranking(scan_scores(shipped, val), positive),
             "val_parcels": n_val,
@@ -142,7 +159,9 @@ def ship_threatmap(src: str | Path, out: str | Path, command: str, progress: boo
             "weights": "float16 head, as shipped",
         },
         "training": {
-            k: train_card.get(k) for k in ("best_epoch", "parcels", "total_s", "config", "val")
+            k: train_card.get(k)
+            for k in ("best_epoch", "parcels", "total_s", "config", "val", "members")
+            if k in train_card
         },
         "shipped_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -104,7 +104,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Float16, only what differs from the bundled trunk, with card.json (training "
         "command, seeds, generator version, data hash, metrics) and golden.json.",
     )
-    p.add_argument("src", type=Path, help="a threat map (train-threatmap) or model (train-xray)")
+    p.add_argument(
+        "src",
+        type=Path,
+        nargs="+",
+        help="a threat map (train-threatmap) or model (train-xray); several threat maps make "
+        "one ensemble whose logits are their mean",
+    )
     p.add_argument("--name", required=True, help="artifact name, e.g. threatmap-v1")
     p.add_argument("--out", type=Path, default=None, help="parent directory (default: models/)")
     p.add_argument("--command", default="", help="the command that trained SRC, for the card")
@@ -193,14 +199,17 @@ def cmd_ship(args: argparse.Namespace) -> int:
     if not args.name or "/" in args.name or args.name.startswith("."):
         raise UsageError("--name must be a plain directory name, e.g. threatmap-v1")
     dest = (args.out or MODELS_DIR) / args.name
-    if is_threatmap(args.src):
-        card = ship_threatmap(args.src, dest, args.command, progress=not args.quiet)
+    srcs = args.src
+    if all(is_threatmap(p) for p in srcs):
+        card = ship_threatmap(srcs, dest, args.command, progress=not args.quiet)
         what = f"threat map {card['map_id']}, held-out AUC {card['metrics']['val']['auc']:.3f}"
-    elif (args.src / "meta.json").is_file():
-        card = ship_model(args.src, dest, args.command)
+    elif len(srcs) > 1:
+        raise UsageError("several sources must all be threat maps (they make one ensemble)")
+    elif (srcs[0] / "meta.json").is_file():
+        card = ship_model(srcs[0], dest, args.command)
         what = f"model {card['model_id']}, {card['size_bytes'] / 1e6:.1f} MB"
     else:
-        raise UsageError(f"{args.src} is neither a threat map nor a model directory")
+        raise UsageError(f"{srcs[0]} is neither a threat map nor a model directory")
     out(f"shipped {what} to {dest} (card.json, golden.json)")
     return 0
 

@@ -28,6 +28,7 @@ from matcher.threatmap import (
     ThreatMapConfig,
     box_scores,
     cell_targets,
+    ensemble_threatmaps,
     input_shape,
     is_threatmap,
     load_threatmap,
@@ -391,3 +392,28 @@ def test_half_precision_map_is_smaller_and_close(tiny_map, tmp_path, scan):
     a, b = full.predict(scan[0]).logits, half.predict(scan[0]).logits
     np.testing.assert_allclose(a, b, atol=2e-2)
     assert half.map_id != full.map_id
+
+
+def test_an_ensemble_averages_its_members_logits_and_round_trips(tiny_map, tmp_path):
+    a = load_threatmap(tiny_map[0])
+    b = load_threatmap(tiny_map[0])
+    with torch.no_grad():  # a second, different member
+        for p in b.head.parameters():
+            p.mul_(-0.5)
+    both = ensemble_threatmaps([a, b])
+    assert both.config.members == 2 and [m["map_id"] for m in both.card["members"]] == [
+        a.map_id, b.map_id,
+    ]  # fmt: skip
+    image = synth.render_parcel(5, size=(400, 320), threat_kind="slide").image
+    la, lb = a.predict(image).logits, b.predict(image).logits
+    assert np.abs(la - lb).max() > 1e-2
+    np.testing.assert_allclose(both.predict(image).logits, (la + lb) / 2, atol=1e-4)
+    save_threatmap(both, tmp_path / "ens")
+    again = load_threatmap(tmp_path / "ens").use_onnx(threads=1, cache_dir=tmp_path)
+    np.testing.assert_allclose(again.predict(image).logits, (la + lb) / 2, atol=1e-3)
+    with pytest.raises(ValueError, match="at least two"):
+        ensemble_threatmaps([a])
+    with pytest.raises(ValueError, match="single maps"):
+        ensemble_threatmaps([both, a])
+    with pytest.raises(ValueError, match="differ"):
+        ensemble_threatmaps([a, ThreatMap(replace(a.config, width=32))])
