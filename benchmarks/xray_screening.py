@@ -253,11 +253,16 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
     if args.threatmap:
         meta = json.loads((Path(args.threatmap) / "threatmap.json").read_text())
         tm = meta.get("card", {})
+        how = (
+            f"an ensemble of {len(tm['members'])} heads, logits averaged (member maps "
+            f"{', '.join(m['map_id'] for m in tm['members'])})"
+            if "members" in tm
+            else f"head trained by `gunmatch train-threatmap` on {tm.get('parcels')} generated "
+            f"parcels (seeds from {tm.get('train_seed')}) in {tm.get('total_s')} s, epoch "
+            f"{tm.get('best_epoch')} kept on {tm.get('val_parcels')} held-out parcels"
+        )
         trained.append(
-            f"Threat map: {args.threatmap}, head trained by `gunmatch train-threatmap` on "
-            f"{tm.get('parcels')} generated parcels (seeds from {tm.get('train_seed')}) in "
-            f"{tm.get('total_s')} s, epoch {tm.get('best_epoch')} kept on "
-            f"{tm.get('val_parcels')} held-out parcels; {meta['config']['long_side']} px, "
+            f"Threat map: {args.threatmap}, {how}; {meta['config']['long_side']} px, "
             f"{'one pass' if args.no_map_flip else 'averaged with its mirror image'}; "
             f"map weight {args.map_weight}.  "
         )
