@@ -1,8 +1,8 @@
 """Models the project trains on its own generated data and ships in the repository (models/).
 
 Each is a directory with its card (training command, seeds, generator version, data hash,
-validation metrics): ``threatmap-v1`` (the X-ray threat map head; the trunk is the bundled
-ImageNet Lite0) and ``xray-v1`` (the X-ray retrieval model, stored as its difference from the
+validation metrics): ``threatmap-v4`` (the X-ray threat map: the heads of ``threatmap-v1``
+and ``threatmap-v3`` averaged; the trunk is the bundled ImageNet Lite0) and ``xray-v1`` (the X-ray retrieval model, stored as its difference from the
 bundled trunk). A new X-ray gallery uses them by default.
 """
 
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-THREATMAP = "threatmap-v1"
+THREATMAP = "threatmap-v4"
 XRAY_MODEL = "xray-v1"
 
 
