@@ -2,8 +2,9 @@
 
 Each is a directory with its card (training command, seeds, generator version, data hash,
 validation metrics): ``threatmap-v4`` (the X-ray threat map: the heads of ``threatmap-v1``
-and ``threatmap-v3`` averaged; the trunk is the bundled ImageNet Lite0) and ``xray-v1`` (the X-ray retrieval model, stored as its difference from the
-bundled trunk). A new X-ray gallery uses them by default.
+and ``threatmap-v3`` averaged; the trunk is the bundled ImageNet Lite0) and ``xray-v1`` (the
+X-ray retrieval model, stored as its difference from the bundled trunk). A new X-ray gallery
+uses them by default.
 """
 
 from __future__ import annotations
