@@ -124,7 +124,7 @@ def promote(
 ) -> Gate:
     """Gate ``model`` against the gallery's current model; switch the gallery when it passes."""
     gallery_dir = Path(gallery_dir).resolve()
-    shadow_kind(gallery_dir)  # a gallery that cannot be switched is refused before any work
+    kind = shadow_kind(gallery_dir)  # a gallery that cannot be switched is refused first
     fixed = registry.eval_set() or {}
     queries = queries or fixed.get("queries")
     if not queries:
@@ -146,7 +146,7 @@ def promote(
     current = evaluate(gallery_dir, queries, cur_emb, threats, progress=progress)
 
     cand_emb = Embedder(registry.load(entry.model_id), batch_size=batch_size, threads=threads)
-    shadow = build_shadow_for(gallery_dir, cand_emb, f"promote-{entry.model_id}", progress)
+    shadow = kind.build(gallery_dir, cand_emb, f"promote-{entry.model_id}", progress)
     try:
         candidate = shadow.evaluate(queries, cand_emb, threats, progress)
     except BaseException:
@@ -195,7 +195,7 @@ def rollback(
     A shared gallery re-embeds only the items added since that model was switched out.
     """
     gallery_dir = Path(gallery_dir).resolve()
-    shadow_kind(gallery_dir)
+    kind = shadow_kind(gallery_dir)
     chain = registry.active_chain(gallery_dir)
     if len(chain) < 2:
         raise ValueError(f"nothing to roll back to: no earlier promotion of {gallery_dir}")
@@ -203,7 +203,7 @@ def rollback(
     emb = Embedder(registry.load(target), batch_size=batch_size, threads=threads)
     with Gallery.open(gallery_dir) as g:
         current_id = g.model_id
-    shadow = build_shadow_for(gallery_dir, emb, f"rollback-{target}", progress)
+    shadow = kind.build(gallery_dir, emb, f"rollback-{target}", progress)
     try:
         kept = registry.calibration_path(gallery_dir, target)
         if kept.is_file():

@@ -122,12 +122,12 @@ def ship_threatmap(
         trained = load_threatmap(srcs[0])
         train_card = trained.card
         cfg = train_card.get("config", {})
-        plan_of = {}
+        members = None
     else:
         trained = ensemble_threatmaps([load_threatmap(p) for p in srcs])
         train_card = trained.card
         cfg = {}
-        plan_of = {"members": [m["map_id"] for m in train_card["members"]]}
+        members = [m["map_id"] for m in train_card["members"]]
     save_threatmap(trained, out, card=train_card, half=True)
     shipped = load_threatmap(out)
     n_val = int(train_card.get("val_parcels", 160))
@@ -137,10 +137,12 @@ def ship_threatmap(
     val = build_cache(shipped, parcel_plan(n_val, clean_every, VAL_SEED), size, progress,
                       "held-out parcels (shipped weights)", styles)  # fmt: skip
     positive = np.array([k != "" for k in val.kinds])
-    plan = parcel_plan(int(train_card.get("parcels", 2400)), clean_every, TRAIN_SEED)
-    renders = (training_parcel(s, size, k, styles)[1] for s, k in plan[:HASHED_RENDERS])
-    if plan_of:  # an ensemble's data are its members' (each card holds its own data hash)
-        plan, renders = plan_of, iter(())
+    if members is None:
+        plan = parcel_plan(int(train_card.get("parcels", 2400)), clean_every, TRAIN_SEED)
+        hashed = {"plan": plan, "size": size}
+        renders = (training_parcel(s, size, k, styles)[1] for s, k in plan[:HASHED_RENDERS])
+    else:  # an ensemble's data are its members' (each card holds its own data hash)
+        hashed, renders = {"plan": {"members": members}, "size": size}, iter(())
     card = {
         "name": out.name,
         "kind": "xray-threatmap",
@@ -149,9 +151,10 @@ def ship_threatmap(
         "ship_command": f"gunmatch model ship {' '.join(map(str, srcs))} --name {out.name}",
         "seeds": {"train": TRAIN_SEED, "val": VAL_SEED, "torch": cfg.get("seed", 0)},
         "generator": generator_version(),
-        "data_hash": data_hash({"plan": plan, "size": size}, renders),
-        "data_hash_covers": "the member maps' ids" if plan_of
-        else f"the training plan and its first {HASHED_RENDERS} parcels",
+        "data_hash": data_hash(hashed, renders),
+        "data_hash_covers": f"the training plan and its first {HASHED_RENDERS} parcels"
+        if members is None
+        else "the member maps' ids",
         "metrics": {
             "val": ranking(scan_scores(shipped, val), positive),
             "val_parcels": n_val,
