@@ -80,10 +80,12 @@ def _draw(names: Sequence[str], seed: int, salt: int) -> str:
 
 
 def plan_rows(held_out: Sequence[str] | None) -> list[Row]:
-    """The rows for a set of held-out families (None: all but the default look and scene)."""
+    """The rows for a set of held-out families (None: all but the default look and scene;
+    empty: nothing held out, one in-domain row per family, for models trained on them all)."""
     families = set(LOOKS) | set(SCENES)
+    styled = [n for n in [*LOOKS, *SCENES] if n not in (DEFAULT_LOOK, DEFAULT_SCENE)]
     if held_out is None:
-        held_out = [n for n in [*LOOKS, *SCENES] if n not in (DEFAULT_LOOK, DEFAULT_SCENE)]
+        held_out = styled
     unknown = set(held_out) - families
     if unknown:
         raise ValueError(
@@ -98,7 +100,7 @@ def plan_rows(held_out: Sequence[str] | None) -> list[Row]:
     trained = StyleSampler(tuple(held_out))
     if len(looks) > 1 or len(scenes) > 1:
         rows.append(Row("in-domain mix", False, trained.for_seed))
-    for name in held_out:
+    for name in held_out or styled:
         if name in LOOKS:
 
             def style_of(seed: int, look: str = name) -> ScannerStyle:
@@ -108,7 +110,7 @@ def plan_rows(held_out: Sequence[str] | None) -> list[Row]:
             def style_of(seed: int, scene: str = name) -> ScannerStyle:
                 return ScannerStyle(LOOKS[_draw(looks, seed, 2)], SCENES[scene])
 
-        rows.append(Row(name, True, style_of))
+        rows.append(Row(name, bool(held_out), style_of))
     return rows
 
 
@@ -213,7 +215,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         proposals=ProposalConfig(max_regions=args.regions),
         map_weight=args.map_weight,
     )
-    rows = plan_rows(args.held_out)
+    rows = plan_rows(held_out_arg(args.held_out))
     tmp = Path(tempfile.mkdtemp(prefix="xray-domain-"))
     try:
         engine = open_or_build(tmp / "gallery", args)
@@ -223,6 +225,13 @@ def run(args: argparse.Namespace) -> list[dict]:
             engine.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def held_out_arg(names: Sequence[str] | None) -> list[str] | None:
+    """``--held-out``'s families; ``none`` alone: nothing held out."""
+    if names is not None and [n.lower() for n in names] == ["none"]:
+        return []
+    return None if names is None else list(names)
 
 
 def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str:
@@ -292,7 +301,8 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="FAMILY",
         help=f"held-out looks/scenes (looks: {', '.join(LOOKS)}; scenes: "
-        f"{', '.join(SCENES)}); default: all but default and classic",
+        f"{', '.join(SCENES)}); 'none' when the models were trained on every family "
+        "(the shipped ones); default: all but default and classic",
     )
     p.add_argument("--positives", type=int, default=60)
     p.add_argument("--negatives", type=int, default=60)

@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks import cli as bench
 from benchmarks import xray_domain
-from benchmarks.xray_domain import parser, plan_rows, run
+from benchmarks.xray_domain import held_out_arg, parser, plan_rows, run
 from synth.styles import LOOKS, SCENES
 
 
@@ -30,6 +30,18 @@ def test_rows_hold_families_out():
         plan_rows(["polaroid"])
     with pytest.raises(ValueError, match="not all"):
         plan_rows(list(LOOKS))
+
+
+def test_nothing_held_out_gives_one_in_domain_row_per_family():
+    # The shipped models saw every family in training: their rows are not "held out".
+    assert held_out_arg(["none"]) == [] and held_out_arg(None) is None
+    assert held_out_arg(["tools"]) == ["tools"]
+    rows = plan_rows(held_out_arg(parser().parse_args(["--held-out", "none"]).held_out))
+    styled = [n for n in [*LOOKS, *SCENES] if n not in ("default", "classic")]
+    assert [r.name for r in rows] == ["default", "in-domain mix", *styled]
+    assert not any(r.held_out for r in rows)
+    seen = {f for seed in range(60) for f in rows[1].style_of(seed).families}
+    assert set(styled) <= seen
 
 
 def test_registered_as_an_external_suite_taking_quick(monkeypatch):
