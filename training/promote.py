@@ -20,6 +20,8 @@ import os
 import shutil
 import signal
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,16 @@ def build_shadow_for(
 ) -> DirShadow | PgShadow:
     """The shadow of ``gallery_dir`` embedded by ``embedder``, on the gallery's own backend."""
     return shadow_kind(gallery_dir).build(gallery_dir, embedder, tag, progress)
+
+
+@contextmanager
+def discard_on_error(shadow: DirShadow | PgShadow) -> Iterator[None]:
+    """Discard ``shadow`` if the block fails (Ctrl-C included), then let the error go on."""
+    try:
+        yield
+    except BaseException:
+        shadow.discard()
+        raise
 
 
 @dataclass
@@ -147,11 +159,8 @@ def promote(
 
     cand_emb = Embedder(registry.load(entry.model_id), batch_size=batch_size, threads=threads)
     shadow = kind.build(gallery_dir, cand_emb, f"promote-{entry.model_id}", progress)
-    try:
+    with discard_on_error(shadow):
         candidate = shadow.evaluate(queries, cand_emb, threats, progress)
-    except BaseException:
-        shadow.discard()
-        raise
     gate = compare(current.metrics, candidate.metrics, tol)
     if report_dir:
         write_report(current, Path(report_dir) / "current", plots=False)
@@ -166,7 +175,7 @@ def promote(
         shadow.discard()
         registry.record({"action": "refused", **event})
         return gate
-    try:
+    with discard_on_error(shadow):
         # Keep the outgoing calibration so a rollback can restore it with its model.
         registry.keep_calibration(gallery_dir, current_id, gallery_dir / CALIBRATION_FILE)
         if threats:
@@ -174,9 +183,6 @@ def promote(
                 candidate.metrics, shadow.calibration_file, f"promote {queries}"
             )
             registry.keep_calibration(gallery_dir, entry.model_id, cal)
-    except BaseException:
-        shadow.discard()
-        raise
     switched = shadow.switch()  # cleans up after itself where it fails
     registry.record({"action": "promote", **switched, **event})
     return gate
@@ -204,13 +210,10 @@ def rollback(
     with Gallery.open(gallery_dir) as g:
         current_id = g.model_id
     shadow = kind.build(gallery_dir, emb, f"rollback-{target}", progress)
-    try:
+    with discard_on_error(shadow):
         kept = registry.calibration_path(gallery_dir, target)
         if kept.is_file():
             shutil.copyfile(kept, shadow.calibration_file)
-    except BaseException:
-        shadow.discard()
-        raise
     switched = shadow.switch()
     registry.record(
         {

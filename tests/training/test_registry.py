@@ -122,3 +122,22 @@ def test_promotion_accepted_then_refused_then_rollback(setup, models, capsys):
 def test_rollback_without_history_fails(setup):
     gallery, _, reg_dir = setup
     assert main(["model", "rollback", "--gallery", str(gallery), "--registry", str(reg_dir)]) == 1
+
+
+def test_an_interrupted_promotion_leaves_no_shadow_and_the_gallery_as_it_was(
+    setup, models, monkeypatch
+):
+    gallery, queries, reg_dir = setup
+    before = _model_id(gallery)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the candidate is being evaluated
+
+    monkeypatch.setattr("training.shadow.DirShadow.evaluate", interrupted)
+    argv = [
+        "model", "promote", str(models[0]), "--eval-queries", str(queries),
+        "--gallery", str(gallery), "--registry", str(reg_dir), "--quiet", "--threads", "1",
+    ]  # fmt: skip
+    assert main(argv) == 130
+    assert not list(gallery.parent.glob(".gallery.promote-*"))
+    assert _model_id(gallery) == before and len(Gallery.open(gallery)) == 9
