@@ -175,6 +175,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=not args.quiet,
         fit=photo_fit(**fit_changes),
+        # --epochs is taken as given; without it the schedule counts optimiser steps.
+        **({"min_steps": 0} if args.epochs is not None else {}),
     )
     for name in ("head_dim", "input_size", "freeze_blocks", "aug_passes", "val_fraction"):
         if getattr(args, name) is not None:
@@ -214,9 +216,7 @@ def cmd_train_xray(args: argparse.Namespace) -> int:
         return 0
     fit = report.get("fit") or {}
     quality = (
-        f"validation top-1 {fit['best_val_top1']:.3f} at epoch {fit['best_epoch']}; "
-        if fit
-        else ""
+        f"validation top-1 {fit['best_val_top1']:.3f} at epoch {fit['best_epoch']}; " if fit else ""
     )
     seconds = report["seconds"]
     total = seconds["total"] if isinstance(seconds, dict) else seconds

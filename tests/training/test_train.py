@@ -25,7 +25,7 @@ from training.augment import AugmentConfig, augment, clutter_background
 from training.data import Sample, assign_groups, dhash, grouped_split, scan_folders, stem_key
 from training.feedback import gallery_samples
 from training.fit import FitConfig
-from training.train import TrainConfig, train
+from training.train import PHOTO_MAX_EPOCHS, TrainConfig, scheduled_epochs, train
 
 LABELS = ["barrel", "magazine", "spring"]
 
@@ -44,6 +44,7 @@ def trained(tmp_path_factory):
         threads=1,
         progress=False,
         fit=FitConfig(epochs=6, batch_size=12, patience=10, seed=3),
+        min_steps=0,
     )
     return cfg, train(cfg)
 
@@ -185,11 +186,23 @@ def test_training_from_gallery_and_feedback(tmp_path):
             threads=1,
             progress=False,
             fit=FitConfig(epochs=2, batch_size=12, seed=1),
+            min_steps=5,  # 12 images are one batch: the schedule raises 2 epochs to 5
         )
     )
     assert report.samples == 12 and report.labels == LABELS
+    assert report.config["fit"]["epochs"] == 5 and len(report.fit["history"]) == 1 + 5
     assert all(np.isfinite(h["loss"]) for h in report.fit["history"][1:])
     assert load_model(report.model_dir).config.preprocess.input_size == 64
+
+
+def test_the_schedule_counts_optimiser_steps():
+    # 949 images in batches of 32: 30 a epoch, 12 epochs reach 360 steps.
+    assert scheduled_epochs(6, 949, 32, 360) == 12
+    # 115 images: 4 batches an epoch would need 90 epochs; capped.
+    assert scheduled_epochs(6, 115, 32, 360) == PHOTO_MAX_EPOCHS
+    # Never fewer than asked, and min_steps 0 leaves the epochs as they are.
+    assert scheduled_epochs(6, 20_000, 32, 360) == 6
+    assert scheduled_epochs(3, 115, 32, 0) == 3
 
 
 def test_train_cli(tmp_path, capsys):
