@@ -1,0 +1,64 @@
+"""The validation-split harness behind the photo recipe's choices (issue #15)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+from benchmarks import photo_validation as pv
+from matcher import build_pretrained, save_checkpoint
+from matcher.model import with_preprocess
+from tests.helpers import write_varied_tree
+
+
+def test_the_split_is_symlinks_on_two_sides_of_every_label(tmp_path):
+    gallery = write_varied_tree(tmp_path / "gallery", ["a", "b"], 5)
+    counts = pv.write_split(gallery, tmp_path / "split")
+    train = sorted((tmp_path / "split" / "train").rglob("*.png"))
+    val = sorted((tmp_path / "split" / "val").rglob("*.png"))
+    assert counts == {"train": len(train), "val": len(val), "seed": 0}
+    assert len(train) + len(val) == 10 and {p.parent.name for p in val} == {"a", "b"}
+    assert all(p.is_symlink() and p.resolve().parent.parent == gallery for p in train + val)
+    assert not {p.name for p in train} & {p.name for p in val}
+
+
+def test_vote_and_prototype_follow_the_neighbourhood_not_the_single_nearest():
+    g_labels = np.array(["x", "y", "y", "y"])
+    sim = np.array([[0.90, 0.89, 0.88, 0.87]])  # nearest is x, the next three are y
+    assert pv.label_vote(sim, g_labels, 4, 0.1)[0] == "y"
+    assert pv.label_vote(sim, g_labels, 1, 0.1)[0] == "x"
+    g = pv.unit(np.array([[1.0, 0.0], [0.0, 1.0], [0.1, 1.0], [-0.1, 1.0]]))
+    q = pv.unit(np.array([[0.8, 1.0]]))
+    fused = pv.prototype_fusion(q @ g.T, q, g, g_labels, 2.0)
+    assert g_labels[fused.argmax()] == "y"
+
+
+def test_expansion_and_augmentation_keep_unit_vectors():
+    rng = np.random.default_rng(0)
+    g, q = pv.unit(rng.normal(size=(12, 8))), pv.unit(rng.normal(size=(3, 8)))
+    dba = pv.database_augmentation(g, 3)
+    assert np.allclose(np.linalg.norm(dba, axis=1), 1.0)
+    qe = pv.query_expansion(q, g, 3, 3.0)
+    assert qe.shape == (3, 12) and np.all(np.abs(qe) <= 1.0 + 1e-6)
+
+
+def test_activation_box_maps_the_hot_corner_back_to_image_pixels():
+    img = Image.new("RGB", (400, 200))
+    fmap = torch.zeros(4, 8, 8)
+    fmap[:, 2:4, 0:2] = 1.0  # letterbox rows 2-3 (the image spans rows 2-5), columns 0-1
+    box = pv.activation_box(img, fmap, 64)
+    assert box[0] == 0 and box[1] == 0 and 100 <= box[2] <= 120 and box[3] <= 120
+    assert pv.activation_box(img, torch.zeros(4, 8, 8), 64) == (0, 0, 400, 200)
+
+
+def test_search_prints_a_row_per_view(tmp_path, capsys):
+    gallery = write_varied_tree(tmp_path / "gallery", ["a", "b"], 5)
+    pv.write_split(gallery, tmp_path / "split")
+    model = save_checkpoint(with_preprocess(build_pretrained(), input_size=64), tmp_path / "m")
+    assert pv.main(["search", str(model), str(tmp_path / "split"), "--threads", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["views"] for r in rows][:2] == ["plain", "flip TTA"] and len(rows) == 5
+    assert all(0.0 <= r["nearest"] <= 1.0 and r["val"] == rows[0]["val"] for r in rows)
