@@ -8,6 +8,8 @@ queries/ is never read here. Three steps:
     .venv/bin/gunmatch train runs/split/train --out runs/split-model --threads 2
     # 3a. search-time steps on the validation part: flips, object crops, re-ranking
     .venv/bin/python -m benchmarks.photo_validation search runs/split-model runs/split
+    # the time budget: gunmatch train on the first 125 images of each label (500)
+    .venv/bin/python -m benchmarks.photo_validation subset DATA/gallery runs/500 --per-label 125
     # 3b. schedule lengths: fit variants on one cache of frozen features, mean over splits
     .venv/bin/python -m benchmarks.photo_validation schedule DATA/gallery \\
         --variants '[{"epochs": 6}, {"epochs": 12}]' --split-seeds 0,1,2,3
@@ -63,6 +65,20 @@ def write_split(gallery: Path, out: Path, seed: int = 0) -> dict:
             if not link.exists():
                 link.symlink_to(samples[i].path.resolve())
     return {"train": len(train_idx), "val": len(val_idx), "seed": seed}
+
+
+def write_subset(gallery: Path, out: Path, per_label: int) -> int:
+    """``out/<label>/``: symlinks to the first ``per_label`` images of each label (sorted by
+    name), the data set of the training-time budget (500 images: 125 per label of 4)."""
+    n = 0
+    for label_dir in sorted(p for p in gallery.iterdir() if p.is_dir()):
+        for path in sorted(p for p in label_dir.iterdir() if p.is_file())[:per_label]:
+            link = out / label_dir.name / path.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                link.symlink_to(path.resolve())
+            n += 1
+    return n
 
 
 def activation_box(img: Image.Image, fmap: torch.Tensor, size: int) -> tuple[int, ...]:
@@ -224,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("gallery", type=Path)
     s.add_argument("out", type=Path)
     s.add_argument("--seed", type=int, default=0)
+    b = sub.add_parser("subset", help="the first N images of each label, as symlinks")
+    b.add_argument("gallery", type=Path)
+    b.add_argument("out", type=Path)
+    b.add_argument("--per-label", type=int, default=125)
     r = sub.add_parser("search", help="search-time steps on the validation part")
     r.add_argument("model", type=Path)
     r.add_argument("split", type=Path)
@@ -236,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.step == "split":
         print(json.dumps(write_split(args.gallery, args.out, args.seed)))
+    elif args.step == "subset":
+        print(json.dumps({"images": write_subset(args.gallery, args.out, args.per_label)}))
     elif args.step == "search":
         torch.set_num_threads(args.threads)
         for row in search_table(args.model, args.split):

@@ -25,6 +25,15 @@ def test_the_split_is_symlinks_on_two_sides_of_every_label(tmp_path):
     assert not {p.name for p in train} & {p.name for p in val}
 
 
+def test_the_subset_takes_the_first_images_of_each_label(tmp_path):
+    gallery = write_varied_tree(tmp_path / "gallery", ["a", "b"], 5)
+    assert pv.main(["subset", str(gallery), str(tmp_path / "sub"), "--per-label", "3"]) == 0
+    assert sorted(p.name for p in (tmp_path / "sub" / "b").iterdir()) == [
+        "b_0.png", "b_1.png", "b_2.png"
+    ]
+    assert len(list((tmp_path / "sub").rglob("*.png"))) == 6
+
+
 def test_vote_and_prototype_follow_the_neighbourhood_not_the_single_nearest():
     g_labels = np.array(["x", "y", "y", "y"])
     sim = np.array([[0.90, 0.89, 0.88, 0.87]])  # nearest is x, the next three are y

@@ -196,12 +196,13 @@ def test_training_from_gallery_and_feedback(tmp_path):
 
 
 def test_the_schedule_counts_optimiser_steps():
-    # 949 images in batches of 32: 30 a epoch, 12 epochs reach 360 steps.
-    assert scheduled_epochs(6, 949, 32, 360) == 12
-    # 115 images: 4 batches an epoch would need 90 epochs; capped.
-    assert scheduled_epochs(6, 115, 32, 360) == PHOTO_MAX_EPOCHS
+    # 949 images in batches of 32: 30 a epoch, 10 epochs reach 300 steps.
+    assert scheduled_epochs(6, 949, 32, 300) == 10
+    assert scheduled_epochs(6, 500, 32, 300) == 19
+    # 115 images: 4 batches an epoch would need 75 epochs; capped.
+    assert scheduled_epochs(6, 115, 32, 300) == PHOTO_MAX_EPOCHS
     # Never fewer than asked, and min_steps 0 leaves the epochs as they are.
-    assert scheduled_epochs(6, 20_000, 32, 360) == 6
+    assert scheduled_epochs(6, 20_000, 32, 300) == 6
     assert scheduled_epochs(3, 115, 32, 0) == 3
 
 
