@@ -236,14 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run one step and print its JSON lines."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="step", required=True)
-    s = sub.add_parser("split", help="write the grouped 80/20 split as symlink folders")
-    s.add_argument("gallery", type=Path)
-    s.add_argument("out", type=Path)
-    s.add_argument("--seed", type=int, default=0)
-    b = sub.add_parser("subset", help="the first N images of each label, as symlinks")
-    b.add_argument("gallery", type=Path)
-    b.add_argument("out", type=Path)
-    b.add_argument("--per-label", type=int, default=125)
+    writers = {
+        "split": ("write the grouped 80/20 split as symlink folders", "--seed", 0),
+        "subset": ("the first N images of each label, as symlinks", "--per-label", 125),
+    }
+    for name, (text, option, default) in writers.items():
+        w = sub.add_parser(name, help=text)
+        w.add_argument("gallery", type=Path)
+        w.add_argument("out", type=Path)
+        w.add_argument(option, type=int, default=default)
     r = sub.add_parser("search", help="search-time steps on the validation part")
     r.add_argument("model", type=Path)
     r.add_argument("split", type=Path)
