@@ -32,6 +32,7 @@ from PIL import Image, ImageOps
 from matcher import load_model
 from matcher.images import load_image
 from matcher.model import with_preprocess
+from matcher.pooling import l2_normalize
 from matcher.preprocess import letterbox_box, photo_to_rgb, preprocess
 from training.data import Sample, assign_groups, grouped_split, load_images, scan_folders
 from training.features import cache_views
@@ -39,7 +40,6 @@ from training.fit import fit
 from training.train import (
     PHOTO_INPUT_SIZE,
     TrainConfig,
-    collect_samples,
     photo_fit,
     prepare_model,
 )
@@ -47,17 +47,17 @@ from training.train import (
 VAL_FRACTION = 0.2
 
 
-def split_samples(gallery: Path, seed: int) -> tuple[list[Sample], list[Image.Image], list, list]:
-    """gallery/'s samples, their images and a grouped (train, val) split, as train() makes it."""
+def load_grouped(gallery: Path) -> tuple[list[Sample], list[Image.Image]]:
+    """gallery/'s samples and images, decoded and grouped as train() does it."""
     samples, images = load_images(scan_folders(gallery), TrainConfig(out="").max_side)
     assign_groups(samples, images)
-    train_idx, val_idx = grouped_split(samples, VAL_FRACTION, seed)
-    return samples, images, train_idx, val_idx
+    return samples, images
 
 
 def write_split(gallery: Path, out: Path, seed: int = 0) -> dict:
     """``out/train/<label>/`` and ``out/val/<label>/``: symlinks to gallery/'s images."""
-    samples, _, train_idx, val_idx = split_samples(gallery, seed)
+    samples, _ = load_grouped(gallery)
+    train_idx, val_idx = grouped_split(samples, VAL_FRACTION, seed)
     for part, idx in (("train", train_idx), ("val", val_idx)):
         for i in idx:
             link = out / part / samples[i].label / samples[i].path.name
@@ -116,7 +116,7 @@ def embed_views(model_dir: Path, folder: Path) -> dict[str, np.ndarray]:
             fmap = model.backbone.features(x)
             v = model.pool(fmap)
             v = model.head(v) if model.head is not None else v
-        return torch.nn.functional.normalize(v, dim=1).numpy(), fmap
+        return l2_normalize(v).numpy(), fmap
 
     out: dict[str, list] = {"plain": [], "flip": [], "crop": [], "labels": []}
     for s in scan_folders(folder):
@@ -204,22 +204,24 @@ def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads
     """Validation top-1 per epoch of each fit variant (FitConfig changes), mean over splits,
     on one cache of frozen features (gunmatch train's defaults otherwise)."""
     torch.set_num_threads(threads)
-    cfg = TrainConfig(out="", data=str(gallery))
-    samples, images = load_images(collect_samples(cfg), cfg.max_side)
-    assign_groups(samples, images)
+    cfg = TrainConfig(out="")
+    samples, images = load_grouped(gallery)
     labels_sorted = sorted({s.label for s in samples})
     labels = np.array([labels_sorted.index(s.label) for s in samples])
-    model = with_preprocess(prepare_model(cfg.base, None), input_size=PHOTO_INPUT_SIZE)
+
+    def fresh_model():
+        return with_preprocess(prepare_model(cfg.base, None), input_size=PHOTO_INPUT_SIZE)
+
     views = cache_views(
-        model, images, [s.modality for s in samples], cfg.freeze_blocks, cfg.aug_passes, 0
-    )
+        fresh_model(), images, [s.modality for s in samples], cfg.freeze_blocks,
+        cfg.aug_passes, 0,
+    )  # fmt: skip
     for change in variants:
         curves, seconds = [], 0.0
         for seed in seeds:
             train_idx, val_idx = grouped_split(samples, VAL_FRACTION, seed)
-            fresh = with_preprocess(prepare_model(cfg.base, None), input_size=PHOTO_INPUT_SIZE)
             fc = replace(photo_fit(**change), patience=10**6)
-            res = fit(fresh, views, labels, train_idx, val_idx, cfg.freeze_blocks, fc,
+            res = fit(fresh_model(), views, labels, train_idx, val_idx, cfg.freeze_blocks, fc,
                       len(labels_sorted), None, False)  # fmt: skip
             curves.append([h["val_top1"] for h in res.history])
             seconds += res.seconds

@@ -139,10 +139,9 @@ def ship_threatmap(
     positive = np.array([k != "" for k in val.kinds])
     if members is None:
         plan = parcel_plan(int(train_card.get("parcels", 2400)), clean_every, TRAIN_SEED)
-        hashed = {"plan": plan, "size": size}
         renders = (training_parcel(s, size, k, styles)[1] for s, k in plan[:HASHED_RENDERS])
     else:  # an ensemble's data are its members' (each card holds its own data hash)
-        hashed, renders = {"plan": {"members": members}, "size": size}, iter(())
+        plan, renders = {"members": members}, iter(())
     card = {
         "name": out.name,
         "kind": "xray-threatmap",
@@ -151,7 +150,7 @@ def ship_threatmap(
         "ship_command": f"gunmatch model ship {' '.join(map(str, srcs))} --name {out.name}",
         "seeds": {"train": TRAIN_SEED, "val": VAL_SEED, "torch": cfg.get("seed", 0)},
         "generator": generator_version(),
-        "data_hash": data_hash(hashed, renders),
+        "data_hash": data_hash({"plan": plan, "size": size}, renders),
         "data_hash_covers": f"the training plan and its first {HASHED_RENDERS} parcels"
         if members is None
         else "the member maps' ids",
