@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import shutil
 import sys
@@ -43,7 +44,14 @@ import torch
 from PIL import Image
 
 from benchmarks.report import git_rev, machine, write_section
-from benchmarks.xray_screening import build_gallery, rate_at
+from benchmarks.xray_screening import (
+    VAL_NEGATIVE_SEED,
+    VAL_POSITIVE_SEED,
+    build_gallery,
+    dump_config,
+    dump_row,
+    rate_at,
+)
 from gunmatch.decision import threshold_decision_fn
 from gunmatch.service import Engine, open_engine
 from index import Filters
@@ -169,12 +177,19 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
     decide = threshold_decision_fn(0.9, 0.7)
     scores: dict[bool, list[float]] = {True: [], False: []}
     whole: dict[bool, list[float]] = {True: [], False: []}
-    hit = []
+    hit, dump = [], []
     scale = GUN_SCALE if args.guns else PART_SCALE
+    if args.dump:
+        cfg = dump_config(cfg)
+    val = args.split == "val"
+    pos0, neg0 = (
+        (VAL_POSITIVE_SEED if val else POSITIVE_SEED),
+        (VAL_NEGATIVE_SEED if val else NEGATIVE_SEED),
+    )
     clock = time.perf_counter()
     for i in range(args.positives + args.negatives):
         positive = i < args.positives
-        seed = POSITIVE_SEED + i if positive else NEGATIVE_SEED + i
+        seed = (pos0 if positive else neg0) + i
         style = row.style_of(seed)
         kind = _kind(i, style, args) if positive else None
         parcel, data = scan_png(seed, size, kind, style, scale)
@@ -186,6 +201,8 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
             gt = np.array([parcel.boxes[0].as_tuple()], float)
             top = np.array([res.regions[0].box], float) if res.regions else np.zeros((1, 4))
             hit.append(float(iou(top, gt)[0, 0]))
+        if args.dump:
+            dump.append(dump_row(res, parcel, positive, cfg))
     hit_a = np.array(hit)
     out = {
         "row": row.name,
@@ -196,6 +213,8 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
     }
     if args.whole_image:
         out["whole"] = _figures(np.array(whole[True]), np.array(whole[False]), None)
+    if args.dump:
+        out["dump"] = dump
     log.info("%s: det@1%% %.3f, AUC %.3f", row.name, out[0.01]["det"], out["auc"])
     return out
 
@@ -213,18 +232,28 @@ def run(args: argparse.Namespace) -> list[dict]:
     cfg = ScreeningConfig(
         crop_size=args.crop,
         proposals=ProposalConfig(max_regions=args.regions),
+        score_mode=args.score_mode,
+        score_k=args.score_k,
         map_weight=args.map_weight,
     )
     rows = plan_rows(held_out_arg(args.held_out))
+    if args.only:
+        unknown = set(args.only) - {r.name for r in rows}
+        if unknown:
+            raise ValueError(f"no rows {sorted(unknown)}; rows: {[r.name for r in rows]}")
+        rows = [r for r in rows if r.name in args.only]
     tmp = Path(tempfile.mkdtemp(prefix="xray-domain-"))
     try:
         engine = open_or_build(tmp / "gallery", args)
         try:
-            return [screen_row(engine, row, args, cfg) for row in rows]
+            results = [screen_row(engine, row, args, cfg) for row in rows]
         finally:
             engine.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.dump:
+        Path(args.dump).write_text(json.dumps({r["row"]: r.pop("dump") for r in results}))
+    return results
 
 
 def held_out_arg(names: Sequence[str] | None) -> list[str] | None:
@@ -322,6 +351,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also score each scan by a whole-image search (gunmatch search --no-regions)",
     )
+    p.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="parcel seeds: the reported ones, or validation ones for choosing settings",
+    )
+    p.add_argument("--only", nargs="+", metavar="ROW", help="screen only these rows")
+    p.add_argument("--dump", help="write every scan's regions per row (JSON) for xray_fusion")
     p.add_argument("--gallery", help="screen with this gallery (its model and threat map)")
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--threatmap", help="threat map directory (gunmatch train-threatmap)")
@@ -331,6 +368,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clutter-refs", type=int, default=0)
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--regions", type=int, default=ProposalConfig.max_regions)
+    p.add_argument("--score-mode", choices=("match", "margin"), default=ScreeningConfig.score_mode)
+    p.add_argument("--score-k", type=int, default=ScreeningConfig.score_k)
     p.add_argument("--map-weight", type=float, default=ScreeningConfig.map_weight)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(

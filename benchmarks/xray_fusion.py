@@ -1,11 +1,15 @@
-"""Rescore a screening benchmark's dumped regions at other threat-map weights (offline).
+"""Rescore a screening benchmark's dumped regions with other fusion weights (offline).
 
-``python -m benchmarks.xray_screening --split val --map-weight 0 --dump regions.json ...``
-keeps each scan's regions with their retrieval score and the map's probability. This
-script recomputes every scan's score as max over regions of (retrieval + w x map) for each
-weight, and the map's probability alone, without screening again:
+``python -m benchmarks.xray_screening --split val --dump regions.json ...`` (or
+``benchmarks.xray_domain --split val --dump``, one list per row) keeps every region of
+every scan, unmerged, with its retrieval score, the threat map's logit, the box's fit to the
+map's hot area and whether it is one of the map's own boxes. This script recomputes each
+scan's score as the max over regions of (retrieval + w x logit + f x fit + b x own box) for
+each weight, the old form (retrieval + 20 x probability + fit) and the map's logit alone,
+without screening again:
 
-    python -m benchmarks.xray_fusion regions.json --weights 0.5 1 2 5 10 20
+    python -m benchmarks.xray_fusion regions.json --weights 0.5 1 2 --fit-weights 0 0.5 1 \
+        --box-weights 0 1
 
 Use it on validation parcels only: choosing a weight on the reported ones would tune to them.
 """
@@ -22,11 +26,19 @@ import numpy as np
 from benchmarks.xray_screening import rate_at
 from screening.regions import iou
 
-Score = Callable[[float, float], float]
+# (retrieval, logit, fit, own box) of a scan's regions -> their scores
+Score = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 def scan_scores(rows: list[dict], score: Score) -> tuple[np.ndarray, np.ndarray]:
-    """Each scan's best region score, and the IoU of that region with the part (0 if none)."""
+    """Each scan's best region score, and the IoU of that region with the part (0 if none).
+
+    Ties go to the earlier region: the order screening lists them in (the map's boxes first).
+    """
     best, hit = [], []
     for row in rows:
         regions = [g for g in row["regions"] if g["retrieval"] is not None]
@@ -34,9 +46,14 @@ def scan_scores(rows: list[dict], score: Score) -> tuple[np.ndarray, np.ndarray]
             best.append(-np.inf)
             hit.append(0.0)
             continue
-        s = [score(g["retrieval"], g["map"] or 0.0) for g in regions]
+        s = score(
+            np.array([g["retrieval"] for g in regions]),
+            np.array([g["logit"] or 0.0 for g in regions]),
+            np.array([g["fit"] or 0.0 for g in regions]),
+            np.array([float(g.get("own", False)) for g in regions]),
+        )
         top = regions[int(np.argmax(s))]
-        best.append(max(s))
+        best.append(float(np.max(s)))
         truth = np.array(row["truth"], float).reshape(-1, 4)
         hit.append(float(iou(np.array([top["box"]], float), truth).max()) if len(truth) else 0.0)
     return np.array(best), np.array(hit)
@@ -63,32 +80,63 @@ def figures(rows: list[dict], score: Score) -> dict[str, float]:
         "partial_2": partial_detection(pos, neg, 0.02),
         "auc": float(np.mean(pos[:, None] > neg[None, :])),
         "hit_1": float(np.mean(hit[positive][detected] >= 0.3)) if detected.any() else float("nan"),
+        "hit_all": float(np.mean(hit[positive] >= 0.3)),
     }
+
+
+def cases(
+    weights: list[float], fit_weights: list[float], box_weights: list[float]
+) -> list[tuple[str, Score]]:
+    """The region scores compared: today's form over the weight grid, the old form and the
+    map alone."""
+    out: list[tuple[str, Score]] = [
+        (
+            f"retrieval + {w:g} x logit + {f:g} x fit + {b:g} x own box",
+            lambda r, lg, ft, own, w=w, f=f, b=b: r + w * lg + f * ft + b * own,
+        )
+        for w in weights
+        for f in fit_weights
+        for b in box_weights
+    ]
+    out.append(
+        (
+            "retrieval + 20 x probability + fit (before)",
+            lambda r, lg, ft, own: r + 20 * _sigmoid(lg) + ft,
+        )
+    )
+    out.append(("map logit alone", lambda r, lg, ft, own: lg + 1e-9 * r))
+    return out
+
+
+def load_sets(path: Path) -> dict[str, list[dict]]:
+    """A dump's scans: one set from xray_screening, one per row from xray_domain."""
+    data = json.loads(path.read_text())
+    return {path.stem: data} if isinstance(data, list) else data
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("dump", type=Path, help="regions written by xray_screening --dump")
-    p.add_argument("--weights", type=float, nargs="+", default=[0, 0.5, 1, 2, 5, 10, 20])
+    p.add_argument("dumps", type=Path, nargs="+", help="regions written with --dump")
+    p.add_argument("--weights", type=float, nargs="+", default=[0, 0.5, 1, 2])
+    p.add_argument("--fit-weights", type=float, nargs="+", default=[0, 0.5, 1])
+    p.add_argument("--box-weights", type=float, nargs="+", default=[0, 1])
     args = p.parse_args(argv)
-    rows = json.loads(args.dump.read_text())
-    n_pos = sum(r["positive"] for r in rows)
-    print(f"{args.dump}: {n_pos} parcels with a part, {len(rows) - n_pos} without\n")
-    print(
-        "| region score | det. above highest clean | det. 1% FA | det. 5% FA "
-        "| mean det. 0-2% FA | AUC | box hit (1% FA) |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    cases: list[tuple[str, Score]] = [
-        (f"retrieval + {w:g} x map", lambda r, m, w=w: r + w * m) for w in args.weights
-    ]
-    cases.append(("map probability alone", lambda r, m: m + 1e-9 * r))
-    for name, score in cases:
-        f = figures(rows, score)
-        print(
-            f"| {name} | {f['max_clean']:.3f} | {f['det_1']:.3f} | {f['det_5']:.3f} "
-            f"| {f['partial_2']:.3f} | {f['auc']:.3f} | {f['hit_1']:.3f} |"
-        )
+    for path in args.dumps:
+        for name, rows in load_sets(path).items():
+            n_pos = sum(r["positive"] for r in rows)
+            print(f"\n{path} [{name}]: {n_pos} scans with a threat, {len(rows) - n_pos} without\n")
+            print(
+                "| region score | det. above highest clean | det. 1% FA | det. 5% FA "
+                "| mean det. 0-2% FA | AUC | box hit (1% FA) | box hit (all) |"
+            )
+            print("|---|---|---|---|---|---|---|---|")
+            for label, score in cases(args.weights, args.fit_weights, args.box_weights):
+                f = figures(rows, score)
+                print(
+                    f"| {label} | {f['max_clean']:.3f} | {f['det_1']:.3f} | {f['det_5']:.3f} "
+                    f"| {f['partial_2']:.3f} | {f['auc']:.3f} | {f['hit_1']:.3f} "
+                    f"| {f['hit_all']:.3f} |"
+                )
     return 0
 
 

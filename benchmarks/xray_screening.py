@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -127,9 +128,10 @@ def clutter_items(emb: Embedder, args: argparse.Namespace) -> list[NewItem]:
     return items[: args.clutter_refs]
 
 
-def _dump_row(res, parcel, positive: bool, cfg: ScreeningConfig) -> dict:
-    """One scan's regions for offline study: box, score without the map, map probability
-    and the box's fit to the map's hot area."""
+def dump_row(res, parcel, positive: bool, cfg: ScreeningConfig) -> dict:
+    """One scan's regions for offline study (``benchmarks.xray_fusion``): box, score without
+    the map, the map's logit, the box's fit to the map's hot area, whether it is one of the
+    map's own boxes, and its proposal score."""
     gt = [parcel.boxes[0].as_tuple()] if positive else []
     return {
         "positive": positive,
@@ -139,16 +141,25 @@ def _dump_row(res, parcel, positive: bool, cfg: ScreeningConfig) -> dict:
             {
                 "box": list(r.box),
                 "retrieval": r.threat_score
-                - cfg.map_weight * (r.map_score or 0.0)
+                - cfg.map_weight * (r.map_logit or 0.0)
                 - cfg.map_fit_weight * (r.map_fit or 0.0)
+                - cfg.map_box_weight * r.from_map
                 if r.threat_score is not None
                 else None,
-                "map": r.map_score,
+                "logit": r.map_logit,
                 "fit": r.map_fit,
+                "own": r.from_map,
+                "proposal": r.proposal_score,
             }
             for r in res.regions
         ],
     }
+
+
+def dump_config(cfg: ScreeningConfig) -> ScreeningConfig:
+    """``cfg`` for ``--dump``: every region kept and none merged, so that rescoring offline
+    picks the very box a screening with other weights would report."""
+    return replace(cfg, max_regions=100_000, merge_iou=1.0)
 
 
 def rate_at(pos: np.ndarray, neg: np.ndarray, fa: float) -> tuple[float, float]:
@@ -169,8 +180,9 @@ def run(args: argparse.Namespace) -> dict:
         map_weight=args.map_weight,
         map_fit_weight=args.map_fit_weight,
         map_flip=not args.no_map_flip,
-        max_regions=1000 if args.dump else ScreeningConfig.max_regions,
     )
+    if args.dump:
+        cfg = dump_config(cfg)
     decide = threshold_decision_fn(0.9, 0.7)
     tmp = Path(tempfile.mkdtemp(prefix="xray-bench-"))
     try:
@@ -206,7 +218,7 @@ def run(args: argparse.Namespace) -> dict:
             else:
                 neg.append(score)
             if args.dump:
-                dump.append(_dump_row(res, parcel, positive, cfg))
+                dump.append(dump_row(res, parcel, positive, cfg))
             if (i + 1) % 20 == 0:
                 log.info("%d / %d scans", i + 1, args.positives + args.negatives)
         engine.close()
@@ -329,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         "--map-weight",
         type=float,
         default=ScreeningConfig.map_weight,
-        help="weight of the threat map's probability in each region's score",
+        help="weight of the threat map's logit in each region's score",
     )
     p.add_argument(
         "--map-fit-weight",
@@ -358,5 +370,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-
     raise SystemExit(main(sys.argv[1:]))

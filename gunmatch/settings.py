@@ -55,11 +55,11 @@ class Settings(BaseSettings):
     )
     screen_score_k: int = Field(1, ge=1, le=50, description="references averaged per side")
     screen_map_weight: float = Field(
-        20.0,  # = ScreeningConfig.map_weight (a test keeps them equal)
+        1.0,  # = ScreeningConfig.map_weight (a test keeps them equal)
         ge=0.0,
         le=100.0,
-        description="weight of the gallery's X-ray threat map probability in region scores "
-        "(0 = its regions are screened but do not add to scores)",
+        description="weight of the gallery's X-ray threat map logit (log-odds) in region "
+        "scores (0 = its regions are screened but do not add to scores)",
     )
     microbatch_ms: float = Field(
         0.0,

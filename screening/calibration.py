@@ -2,7 +2,7 @@
 
 A gallery's calibration file (``calibration.json``) puts thresholds on the similarity of a
 query to its best threat reference, measured on isolated scans. A screened scan's score is
-a different quantity (a margin, plus the threat map's probability), so a station that wants
+a different quantity (a margin, plus the threat map's logit), so a station that wants
 "stop about 1 in 100 clean parcels" measures it: ``gunmatch gallery calibrate-screening
 CLEARED_SCANS`` screens scans known to hold no threat with the very settings searches use
 and writes ``screening-calibration.json``, whose alert threshold lets at most a
@@ -45,7 +45,12 @@ def screening_key(engine: ScanEngine, cfg: ScreeningConfig) -> dict:
         if tmap is None
         else {
             "id": tmap.map_id,
+            # Files from before the logit term (weight x probability) carry no "term" and
+            # so no longer fit.
+            "term": "logit",
             "weight": cfg.map_weight,
+            "fit_weight": cfg.map_fit_weight,
+            "box_weight": cfg.map_box_weight,
             "threshold": cfg.map_threshold,
             "regions": cfg.map_regions,
             "flip": cfg.map_flip,
@@ -119,7 +124,7 @@ def fitting_calibration(engine: ScanEngine, cfg: ScreeningConfig) -> dict | None
         if cfg.use_map and engine.threatmap is not None:
             log.warning(
                 "%s has a threat map but no screening calibration: region scores (retrieval + "
-                "%g x map probability) are judged on the gallery's thresholds, measured on "
+                "%g x map logit) are judged on the gallery's thresholds, measured on "
                 "isolated references; run gunmatch gallery calibrate-screening on cleared scans",
                 engine.gallery.root,
                 cfg.map_weight,

@@ -79,26 +79,38 @@ def test_xray_fusion_rescores_dumped_regions(tmp_path, capsys):
         return {
             "positive": positive,
             "truth": [list(truth)] if positive else [],
-            "regions": [{"box": list(b), "retrieval": r, "map": m} for b, r, m in regions],
+            "regions": [
+                {"box": list(b), "retrieval": r, "logit": lg, "fit": ft, "own": own}
+                for b, r, lg, ft, own in regions
+            ],
         }
 
     rows = [
         # Found by the map on the part (retrieval prefers a stray box), then by retrieval only.
-        row(True, [((0, 0, 10, 10), 0.1, 0.9), ((50, 50, 10, 10), 0.5, 0.0)]),
-        row(True, [((0, 0, 10, 10), 0.6, 0.0)]),
-        row(False, [((0, 0, 10, 10), 0.3, 0.2)]),
-        row(False, [((0, 0, 10, 10), 0.2, 0.1)]),
+        row(True, [((0, 0, 10, 10), 0.1, 2.0, 1.0, 0), ((50, 50, 10, 10), 0.5, -3.0, 0.0, 0)]),
+        row(True, [((0, 0, 10, 10), 0.6, -3.0, 0.0, 0)]),
+        row(False, [((0, 0, 10, 10), 0.3, -1.0, 0.0, 0)]),
+        row(False, [((0, 0, 10, 10), 0.2, -2.0, 0.0, 0)]),
     ]
-    retrieval = figures(rows, lambda r, m: r)
+    retrieval = figures(rows, lambda r, lg, ft, own: r)
     assert retrieval["max_clean"] == 1.0 and retrieval["auc"] == 1.0
     assert retrieval["hit_1"] == 0.5  # the first parcel's top box is the stray one
-    fused = figures(rows, lambda r, m: r + 1.0 * m)  # scores 1.0, 0.6 vs 0.5, 0.3
-    assert fused["max_clean"] == 1.0 and fused["hit_1"] == 1.0
-    map_only = figures(rows, lambda r, m: m)  # 0.9, 0.0 vs 0.2, 0.1
+    fused = figures(rows, lambda r, lg, ft, own: r + 0.1 * lg + ft)  # 1.3, 0.3 vs 0.2, 0.0
+    assert fused["max_clean"] == 1.0 and fused["hit_1"] == 1.0 and fused["hit_all"] == 1.0
+    map_only = figures(rows, lambda r, lg, ft, own: lg)  # 2.0, -3.0 vs -1.0, -2.0
     assert map_only["max_clean"] == 0.5 and map_only["auc"] == 0.5
+    # Of two boxes the map rates alike, the map's own wins with the box weight.
+    gun = [row(True, [((0, 0, 4, 4), 0.9, 3.0, 1.0, 0), ((0, 0, 10, 10), 0.4, 3.0, 1.0, 1)])]
+    assert figures(gun + rows[2:], lambda r, lg, ft, own: r + lg + ft)["hit_all"] == 0.0
+    assert figures(gun + rows[2:], lambda r, lg, ft, own: r + lg + ft + own)["hit_all"] == 1.0
     assert partial_detection(np.array([3.0, 1.5]), np.array([2.0, 1.0, 0.0]), 0.34) == 0.75
+    # A screening benchmark's dump is one set; a domain benchmark's, one set per row.
     path = tmp_path / "dump.json"
     path.write_text(json.dumps(rows))
-    assert xray_fusion.main([str(path), "--weights", "0", "1"]) == 0
+    rows_path = tmp_path / "domain.json"
+    rows_path.write_text(json.dumps({"in-domain mix": rows}))
+    assert xray_fusion.main([str(path), str(rows_path), "--weights", "0", "1"]) == 0
     out = capsys.readouterr().out
-    assert "| retrieval + 1 x map | 1.000 |" in out and "map probability alone" in out
+    assert "[in-domain mix]" in out and "[dump]" in out
+    assert "| retrieval + 0 x logit + 0 x fit + 0 x own box | 1.000 | 1.000 |" in out
+    assert "| map logit alone | 0.500 |" in out and "20 x probability + fit (before)" in out

@@ -203,7 +203,9 @@ def test_screening_adds_map_regions_and_weighs_scores(engine, scan, tiny_map, ca
     assert res0.proposals > plain.proposals  # the map's hot areas come on top
     assert "map_ms" in res0.timings_ms
     assert all(0.0 <= r.map_score <= 1.0 for r in res0.regions)
-    # Weight 0: scores are the retrieval scores alone; weight 2 adds twice the map probability.
+    for r in res0.regions:  # the probability shown is the logit's
+        assert r.map_score == pytest.approx(1.0 / (1.0 + np.exp(-r.map_logit)))
+    # Weight 0: scores are the retrieval scores alone; weight 2 adds twice the map's logit.
     by_box = {r.box: r for r in res0.regions}
     cfg2 = replace(cfg0, map_weight=2.0)
     res2 = screen_transmission(with_map, image, 2, None, decide, cfg2)
@@ -211,10 +213,23 @@ def test_screening_adds_map_regions_and_weighs_scores(engine, scan, tiny_map, ca
     assert same
     for r in same:
         base = by_box[r.box]
-        assert r.threat_score == pytest.approx(base.threat_score + 2.0 * base.map_score)
+        assert r.threat_score == pytest.approx(base.threat_score + 2.0 * base.map_logit)
+    # The map's own boxes come first and gain map_box_weight; the dense proposals do not.
+    own = replace(cfg0, map_box_weight=5.0, merge_iou=1.0)
+    by_box0 = {
+        r.box: r
+        for r in screen_transmission(
+            with_map, image, 2, None, decide, replace(cfg0, merge_iou=1.0)
+        ).regions
+    }
+    res5 = screen_transmission(with_map, image, 2, None, decide, own)
+    assert any(r.from_map for r in res5.regions) and not all(r.from_map for r in res5.regions)
+    for r in res5.regions:
+        assert r.threat_score == pytest.approx(by_box0[r.box].threat_score + 5.0 * r.from_map)
     off = screen_transmission(with_map, image, 2, None, decide, replace(CFG, use_map=False))
     assert off.proposals == plain.proposals and off.score == pytest.approx(plain.score)
     assert res0.to_dict()["regions"][0]["map_score"] is not None
+    assert res0.to_dict()["regions"][0]["map_logit"] is not None
     # A screening calibration measured with the mirror average does not fit one pass.
 
     assert screening_key(with_map, cfg0) != screening_key(with_map, replace(cfg0, map_flip=False))
@@ -327,7 +342,6 @@ def _usage_error(main, argv: list[str]) -> None:
 
 
 def test_api_regions_carry_map_scores_and_screening_thresholds(engine, tiny_map, tmp_path):  # noqa: F811
-
 
     root = tmp_path / "g"
     engine.gallery.flush()
