@@ -9,6 +9,11 @@ benchmark's validation parcels (``--split val`` seeds), never the reported ones:
 ``--styles`` renders each parcel in a scanner style drawn for its seed (every look and scene
 of ``synth.styles``) and decodes its station export as the service decodes an upload;
 ``--guns`` puts a whole pistol or revolver at 25-45% of the side in each positive.
+``--shares`` with two maps also scores their ensembles (``gunmatch model ship A B --shares
+S 1-S``) from each map's logits, one row per share S of the first map:
+
+    python -m benchmarks.threatmap_parcels models/threatmap-v1 models/threatmap-v3 \
+        --one-pass --styles --guns --shares 0 0.3 0.4 0.5 1
 """
 
 from __future__ import annotations
@@ -40,6 +45,14 @@ def parcel_image(seed: int, size, kind: str | None, styles: StyleSampler | None,
     return load_transmission(data, DEFAULT_MAX_PIXELS, PreprocessConfig().xray_white_percentile)
 
 
+def mixed_best(first: list[np.ndarray], second: list[np.ndarray], share: float) -> np.ndarray:
+    """Each scan's hottest cell of ``share`` x the first map's logits + the rest x the second's
+    (an ensemble's logits, ``matcher.threatmap.ensemble_threatmaps``)."""
+    return np.array(
+        [(share * a + (1.0 - share) * b).max() for a, b in zip(first, second, strict=True)]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("maps", nargs="+", help="threat map directories")
@@ -50,13 +63,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--styles", action="store_true", help="parcels in scanner styles")
     p.add_argument("--guns", action="store_true", help="whole handguns at 25-45%% of the side")
     p.add_argument("--one-pass", action="store_true", help="only the default (mirror) pass")
+    p.add_argument(
+        "--shares",
+        type=float,
+        nargs="+",
+        help="with two maps: also their ensembles, this share of the first map's logits",
+    )
     args = p.parse_args(argv)
+    if args.shares and (len(args.maps) != 2 or not all(0 <= x <= 1 for x in args.shares)):
+        p.error("--shares needs two maps and shares between 0 and 1")
     styles = StyleSampler(()) if args.styles else None
     passes = (True,) if args.one_pass else (False, True)
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
     maps = {d: load_threatmap(d).use_onnx(args.threads) for d in args.maps}  # as screening runs it
     scores: dict[tuple[str, bool], list[float]] = {(d, f): [] for d in maps for f in passes}
+    grids: dict[str, list[np.ndarray]] = {d: [] for d in maps}  # mirror-averaged, for --shares
     n = args.positives + args.negatives
     positive = np.arange(n) < args.positives
     kinds = HANDGUNS if args.guns else THREAT_KINDS
@@ -66,19 +88,26 @@ def main(argv: list[str] | None = None) -> int:
         image = parcel_image(seed, size, kind, styles, args.guns)
         for d, tmap in maps.items():
             for flip in passes:
-                scores[(d, flip)].append(tmap.predict(image, flip=flip).best)
+                hot = tmap.predict(image, flip=flip)
+                scores[(d, flip)].append(hot.best)
+                if flip and args.shares:
+                    grids[d].append(hot.logits)
     what = "a whole handgun" if args.guns else "a part"
     look = ", styled" if args.styles else ""
     print(f"{args.positives} parcels with {what}, {args.negatives} without")
     print(f"(validation seeds{look})\n")
     print("| map | passes | AUC | det. above highest clean | det. 1% FA | det. 5% FA |")
     print("|---|---|---|---|---|---|")
-    for (d, flip), s in scores.items():
-        a = np.array(s)
+    rows = {(d, "scan + mirror" if flip else "one"): np.array(s) for (d, flip), s in scores.items()}
+    first, second = args.maps if args.shares else ("", "")
+    for share in args.shares or []:
+        name = f"{share:g} x {first} + {1 - share:g} x {second}"
+        rows[(name, "scan + mirror")] = mixed_best(grids[first], grids[second], share)
+    for (d, how), a in rows.items():
         r = ranking(a, positive)
         det1 = rate_at(a[positive], a[~positive], 0.01)[0]
         print(
-            f"| {d} | {'scan + mirror' if flip else 'one'} | {r['auc']:.3f} "
+            f"| {d} | {how} | {r['auc']:.3f} "
             f"| {r['det_max_clean']:.3f} | {det1:.3f} | {r['det_5']:.3f} |"
         )
     return 0

@@ -94,6 +94,13 @@ class ThreatMap(nn.Module):
             nn.ModuleList(_head(channels, self.config.width))
             for _ in range(self.config.members - 1)
         )
+        if self.config.members > 1:
+            # The heads' shares of the ensemble's logits (``ensemble_threatmaps``), a buffer so
+            # that the saved weights, the map's id and its ONNX graph carry them. Maps saved
+            # before it existed load with equal shares.
+            self.register_buffer(
+                "mix", torch.full((self.config.members,), 1.0 / self.config.members)
+            )
         self.card: dict = {}
         # Identity of the trained head (SHA-256 prefix of its saved weights; "" until saved).
         self.map_id = ""
@@ -122,9 +129,12 @@ class ThreatMap(nn.Module):
         """Trunk features (finest first) -> logits at the finest level's resolution (the
         mean over the heads of an ensemble)."""
         out = _member_forward(self.lateral, self.head, feats)
-        for lateral, head in self.others:
-            out = out + _member_forward(lateral, head, feats)
-        return out / self.config.members
+        if not len(self.others):
+            return out
+        out = out * self.mix[0]
+        for share, (lateral, head) in zip(self.mix[1:], self.others, strict=True):
+            out = out + share * _member_forward(lateral, head, feats)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head_forward(self.features(x))
@@ -220,17 +230,25 @@ def _member_forward(
     return head(y)[:, 0]
 
 
-def ensemble_threatmaps(maps: list[ThreatMap]) -> ThreatMap:
-    """One map whose logits are the mean of ``maps``' (single heads on the same trunk and
-    levels); its card names the members by map id and keeps their cards."""
+def ensemble_threatmaps(maps: list[ThreatMap], shares: list[float] | None = None) -> ThreatMap:
+    """One map whose logits are the weighted mean of ``maps``' (single heads on the same trunk
+    and levels; ``shares`` default to equal ones and are normalised to sum to 1); its card
+    names the members by map id, their shares, and keeps their cards."""
     if len(maps) < 2:
         raise ValueError("an ensemble needs at least two threat maps")
+    w = np.ones(len(maps)) if shares is None else np.asarray(shares, dtype=np.float64)
+    if w.shape != (len(maps),) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"need one non-negative share per map, not all zero: {shares}")
+    w = w / w.sum()
     first = maps[0].config
     for m in maps:
         if m.config.members != 1:
             raise ValueError("ensemble single maps only (a member is itself an ensemble)")
         if (m.config.backbone, m.config.levels, m.config.width, m.config.long_side) != (
-            first.backbone, first.levels, first.width, first.long_side
+            first.backbone,
+            first.levels,
+            first.width,
+            first.long_side,
         ):
             raise ValueError(f"maps differ in trunk, levels, width or input size: {m.config}")
     out = ThreatMap(replace(first, members=len(maps)))
@@ -239,9 +257,13 @@ def ensemble_threatmaps(maps: list[ThreatMap]) -> ThreatMap:
     for (lateral, head), m in zip(out.others, maps[1:], strict=True):
         lateral.load_state_dict(m.lateral.state_dict())
         head.load_state_dict(m.head.state_dict())
+    out.mix.copy_(torch.as_tensor(w, dtype=torch.float32))
     out.card = {
         "kind": "xray-threatmap-ensemble",
-        "members": [{"map_id": m.map_id, "card": m.card} for m in maps],
+        "members": [
+            {"map_id": m.map_id, "share": round(float(x), 6), "card": m.card}
+            for m, x in zip(maps, w, strict=True)
+        ],
     }
     out.eval()
     return out.to(memory_format=torch.channels_last)
@@ -386,7 +408,9 @@ def load_threatmap(path: str | Path) -> ThreatMap:
     raw = (p / WEIGHTS).read_bytes()
     state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    bad = [k for k in missing if not k.startswith("trunk.")] + list(unexpected)
+    old_mean = ["mix"]  # an ensemble saved before shares: equal ones, as it was
+    bad = [k for k in missing if not k.startswith("trunk.") and k not in old_mean]
+    bad += list(unexpected)
     if bad:
         raise ValueError(f"{p}: threat map weights do not fit the config ({', '.join(bad[:4])})")
     model.card = meta.get("card", {})

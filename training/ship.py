@@ -109,22 +109,29 @@ def trained_styles(cfg: dict) -> StyleSampler | None:
 
 
 def ship_threatmap(
-    src: str | Path | list[str | Path], out: str | Path, command: str, progress: bool = True
+    src: str | Path | list[str | Path],
+    out: str | Path,
+    command: str,
+    progress: bool = True,
+    shares: list[float] | None = None,
 ) -> dict:
     """Store a trained map's head in float16 under ``out``, re-measured, carded, with goldens.
 
-    Several maps make one ensemble (``ensemble_threatmaps``: their logits averaged); its card
-    keeps each member's and is re-measured on the default generator's held-out parcels.
+    Several maps make one ensemble (``ensemble_threatmaps``: their logits averaged, weighted
+    by ``shares`` when given); its card keeps each member's and is re-measured on the default
+    generator's held-out parcels.
     """
     out = Path(out)
     srcs = [Path(p) for p in src] if isinstance(src, list) else [Path(src)]
+    if shares is not None and len(shares) != len(srcs):
+        raise ValueError(f"{len(shares)} shares for {len(srcs)} maps")
     if len(srcs) == 1:
         trained = load_threatmap(srcs[0])
         train_card = trained.card
         cfg = train_card.get("config", {})
         members = None
     else:
-        trained = ensemble_threatmaps([load_threatmap(p) for p in srcs])
+        trained = ensemble_threatmaps([load_threatmap(p) for p in srcs], shares)
         train_card = trained.card
         cfg = {}
         members = [m["map_id"] for m in train_card["members"]]
@@ -147,7 +154,8 @@ def ship_threatmap(
         "kind": "xray-threatmap",
         "map_id": shipped.map_id,
         "command": command,
-        "ship_command": f"gunmatch model ship {' '.join(map(str, srcs))} --name {out.name}",
+        "ship_command": f"gunmatch model ship {' '.join(map(str, srcs))} --name {out.name}"
+        + (f" --shares {' '.join(f'{x:g}' for x in shares)}" if shares else ""),
         "seeds": {"train": TRAIN_SEED, "val": VAL_SEED, "torch": cfg.get("seed", 0)},
         "generator": generator_version(),
         "data_hash": data_hash({"plan": plan, "size": size}, renders),

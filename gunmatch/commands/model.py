@@ -111,6 +111,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a threat map (train-threatmap) or model (train-xray); several threat maps make "
         "one ensemble whose logits are their mean",
     )
+    p.add_argument(
+        "--shares",
+        type=float,
+        nargs="+",
+        default=None,
+        help="an ensemble's weight of each map's logits, in SRC order (default: equal)",
+    )
     p.add_argument("--name", required=True, help="artifact name, e.g. threatmap-v1")
     p.add_argument("--out", type=Path, default=None, help="parent directory (default: models/)")
     p.add_argument("--command", default="", help="the command that trained SRC, for the card")
@@ -200,8 +207,12 @@ def cmd_ship(args: argparse.Namespace) -> int:
         raise UsageError("--name must be a plain directory name, e.g. threatmap-v1")
     dest = (args.out or MODELS_DIR) / args.name
     srcs = args.src
+    if args.shares is not None and (len(srcs) < 2 or len(args.shares) != len(srcs)):
+        raise UsageError("--shares needs several threat maps and one share for each")
+    if args.shares is not None and (min(args.shares) < 0 or sum(args.shares) <= 0):
+        raise UsageError("--shares must be non-negative and not all zero")
     if all(is_threatmap(p) for p in srcs):
-        card = ship_threatmap(srcs, dest, args.command, progress=not args.quiet)
+        card = ship_threatmap(srcs, dest, args.command, not args.quiet, args.shares)
         what = f"threat map {card['map_id']}, held-out AUC {card['metrics']['val']['auc']:.3f}"
     elif len(srcs) > 1:
         raise UsageError("several sources must all be threat maps (they make one ensemble)")

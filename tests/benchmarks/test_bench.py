@@ -114,3 +114,19 @@ def test_xray_fusion_rescores_dumped_regions(tmp_path, capsys):
     assert "[in-domain mix]" in out and "[dump]" in out
     assert "| retrieval + 0 x logit + 0 x fit + 0 x own box | 1.000 | 1.000 |" in out
     assert "| map logit alone | 0.500 |" in out and "20 x probability + fit (before)" in out
+
+
+def test_threatmap_parcels_mixes_two_maps_logits_as_an_ensemble_would():
+    from benchmarks.threatmap_parcels import main as parcels_main
+    from benchmarks.threatmap_parcels import mixed_best
+
+    a = [np.array([[4.0, 0.0]]), np.array([[-2.0, 1.0]])]
+    b = [np.array([[0.0, 2.0]]), np.array([[2.0, -1.0]])]
+    np.testing.assert_allclose(mixed_best(a, b, 1.0), [4.0, 1.0])
+    np.testing.assert_allclose(mixed_best(a, b, 0.0), [2.0, 2.0])
+    # 0.25 x a + 0.75 x b: the hottest cell of the mixture, not a mix of the hottest cells
+    np.testing.assert_allclose(mixed_best(a, b, 0.25), [1.5, 1.0])
+    with pytest.raises(SystemExit):
+        parcels_main(["only-one-map", "--shares", "0.5"])
+    with pytest.raises(SystemExit):
+        parcels_main(["m1", "m2", "--shares", "1.5"])

@@ -425,6 +425,24 @@ def test_an_ensemble_averages_its_members_logits_and_round_trips(tiny_map, tmp_p
     save_threatmap(both, tmp_path / "ens")
     again = load_threatmap(tmp_path / "ens").use_onnx(threads=1, cache_dir=tmp_path)
     np.testing.assert_allclose(again.predict(image).logits, (la + lb) / 2, atol=1e-3)
+    # Shares weigh the members; they travel in the saved weights, so the map's id (and its
+    # ONNX graph) differ from the equal-shares ensemble's.
+    tilted = ensemble_threatmaps([a, b], [3.0, 1.0])
+    assert [m["share"] for m in tilted.card["members"]] == [0.75, 0.25]
+    np.testing.assert_allclose(tilted.predict(image).logits, 0.75 * la + 0.25 * lb, atol=1e-4)
+    save_threatmap(tilted, tmp_path / "tilted")
+    assert tilted.map_id != both.map_id
+    tilted = load_threatmap(tmp_path / "tilted").use_onnx(threads=1, cache_dir=tmp_path)
+    np.testing.assert_allclose(tilted.predict(image).logits, 0.75 * la + 0.25 * lb, atol=1e-3)
+    # An ensemble saved before shares existed (no "mix" in its weights) loads as the mean.
+    old = torch.load(tmp_path / "ens" / "head.pt", weights_only=True)
+    torch.save({k: v for k, v in old.items() if k != "mix"}, tmp_path / "ens" / "head.pt")
+    np.testing.assert_allclose(
+        load_threatmap(tmp_path / "ens").predict(image).logits, (la + lb) / 2, atol=1e-4
+    )
+    for bad in ([1.0], [1.0, -1.0], [0.0, 0.0], [1.0, float("nan")]):
+        with pytest.raises(ValueError, match="share"):
+            ensemble_threatmaps([a, b], bad)
     with pytest.raises(ValueError, match="at least two"):
         ensemble_threatmaps([a])
     with pytest.raises(ValueError, match="single maps"):

@@ -76,3 +76,16 @@ def test_cli_ship_model_as_delta(tmp_path, capsys):
     np.testing.assert_allclose(model_golden(shipped)["first"], golden["first"], atol=1e-5)
     with pytest.raises(SystemExit):
         main(["model", "ship", str(tmp_path), "--name", "x", "--out", str(tmp_path / "m")])
+
+
+def test_cli_ship_refuses_shares_that_do_not_fit_the_maps(tiny_map, tmp_path):
+    m = str(tiny_map[0])
+    for argv in (
+        [m, "--shares", "1"],  # one map is no ensemble
+        [m, m, "--shares", "1"],  # one share for two maps
+        [m, m, "--shares", "1", "-1"],
+        [m, m, "--shares", "0", "0"],
+    ):
+        with pytest.raises(SystemExit):
+            main(["model", "ship", *argv, "--name", "x", "--out", str(tmp_path / "m")])
+    assert not (tmp_path / "m").exists()
