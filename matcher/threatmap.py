@@ -126,8 +126,8 @@ class ThreatMap(nn.Module):
         return out
 
     def head_forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Trunk features (finest first) -> logits at the finest level's resolution (the
-        mean over the heads of an ensemble)."""
+        """Trunk features (finest first) -> logits at the finest level's resolution (over
+        the heads of an ensemble, their mean weighted by its shares)."""
         out = _member_forward(self.lateral, self.head, feats)
         if not len(self.others):
             return out
@@ -408,8 +408,8 @@ def load_threatmap(path: str | Path) -> ThreatMap:
     raw = (p / WEIGHTS).read_bytes()
     state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    old_mean = ["mix"]  # an ensemble saved before shares: equal ones, as it was
-    bad = [k for k in missing if not k.startswith("trunk.") and k not in old_mean]
+    optional = {"mix"}  # an ensemble saved before shares keeps equal ones, as it had
+    bad = [k for k in missing if not k.startswith("trunk.") and k not in optional]
     bad += list(unexpected)
     if bad:
         raise ValueError(f"{p}: threat map weights do not fit the config ({', '.join(bad[:4])})")

@@ -109,7 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         nargs="+",
         help="a threat map (train-threatmap) or model (train-xray); several threat maps make "
-        "one ensemble whose logits are their mean",
+        "one ensemble whose logits are their mean (weighted with --shares)",
     )
     p.add_argument(
         "--shares",
