@@ -179,8 +179,6 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
     whole: dict[bool, list[float]] = {True: [], False: []}
     hit, dump = [], []
     scale = GUN_SCALE if args.guns else PART_SCALE
-    if args.dump:
-        cfg = dump_config(cfg)
     val = args.split == "val"
     pos0, neg0 = (
         (VAL_POSITIVE_SEED if val else POSITIVE_SEED),
@@ -236,6 +234,8 @@ def run(args: argparse.Namespace) -> list[dict]:
         score_k=args.score_k,
         map_weight=args.map_weight,
     )
+    if args.dump:
+        cfg = dump_config(cfg)
     rows = plan_rows(held_out_arg(args.held_out))
     if args.only:
         unknown = set(args.only) - {r.name for r in rows}

@@ -41,7 +41,7 @@ from matcher.preprocess import grey_to_tensor, letterbox_grey
 from screening.augment import GALLERY_BACKGROUND_SEED, AugmentConfig, projected_variants
 from screening.augment import clutter_items as xray_clutter_items
 from screening.regions import ProposalConfig, iou
-from screening.screen import ScreeningConfig, screen_image, screen_transmission
+from screening.screen import MapTerms, ScreeningConfig, screen_image, screen_transmission
 from synth.shapes import PART_KINDS, THREAT_KINDS
 from synth.xray import render_isolated, render_parcel
 
@@ -133,6 +133,12 @@ def dump_row(res, parcel, positive: bool, cfg: ScreeningConfig) -> dict:
     the map, the map's logit, the box's fit to the map's hot area, whether it is one of the
     map's own boxes, and its proposal score."""
     gt = [parcel.boxes[0].as_tuple()] if positive else []
+    regions = res.regions
+    map_part = MapTerms(  # what screening added to each threat score (0 without a map)
+        logit=np.array([r.map_logit or 0.0 for r in regions]),
+        fit=np.array([r.map_fit or 0.0 for r in regions]),
+        own=np.array([r.from_map for r in regions], dtype=bool),
+    ).score(cfg)
     return {
         "positive": positive,
         "kind": parcel.threat_kind,
@@ -140,18 +146,13 @@ def dump_row(res, parcel, positive: bool, cfg: ScreeningConfig) -> dict:
         "regions": [
             {
                 "box": list(r.box),
-                "retrieval": r.threat_score
-                - cfg.map_weight * (r.map_logit or 0.0)
-                - cfg.map_fit_weight * (r.map_fit or 0.0)
-                - cfg.map_box_weight * r.from_map
-                if r.threat_score is not None
-                else None,
+                "retrieval": None if r.threat_score is None else r.threat_score - float(part),
                 "logit": r.map_logit,
                 "fit": r.map_fit,
                 "own": r.from_map,
                 "proposal": r.proposal_score,
             }
-            for r in res.regions
+            for r, part in zip(regions, map_part, strict=True)
         ],
     }
 

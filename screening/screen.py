@@ -424,6 +424,7 @@ def screen_image(
 
 __all__ = [
     "DecisionFn",
+    "MapTerms",
     "RegionResult",
     "ScanEngine",
     "ScreeningConfig",

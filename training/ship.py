@@ -123,8 +123,8 @@ def ship_threatmap(
     """
     out = Path(out)
     srcs = [Path(p) for p in src] if isinstance(src, list) else [Path(src)]
-    if shares is not None and len(shares) != len(srcs):
-        raise ValueError(f"{len(shares)} shares for {len(srcs)} maps")
+    if shares is not None and len(srcs) == 1:  # ensemble_threatmaps checks the shares
+        raise ValueError("shares weigh the maps of an ensemble: give several maps")
     if len(srcs) == 1:
         trained = load_threatmap(srcs[0])
         train_card = trained.card

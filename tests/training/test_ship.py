@@ -89,3 +89,6 @@ def test_cli_ship_refuses_shares_that_do_not_fit_the_maps(tiny_map, tmp_path):
         with pytest.raises(SystemExit):
             main(["model", "ship", *argv, "--name", "x", "--out", str(tmp_path / "m")])
     assert not (tmp_path / "m").exists()
+    with pytest.raises(ValueError, match="several maps"):  # shares of one map weigh nothing
+        ship_threatmap(tiny_map[0], tmp_path / "m" / "x", "", progress=False, shares=[1.0])
+    assert not (tmp_path / "m").exists()
