@@ -86,6 +86,11 @@ def test_tiny_run_screens_every_row():
         assert 0.0 <= r[0.01]["det"] <= r[0.05]["det"] <= 1.0
     text = xray_domain.markdown(args, results, "cmd")
     assert "| noisy-lowres | yes |" in text and "| default | no |" in text
+    assert "models trained without noisy-lowres" in text.splitlines()[0]
+    assert xray_domain.section_name(False, results) == "domain-held-out"
+    assert xray_domain.section_name(True, [dict(r, held_out=False) for r in results]) == (
+        "domain-guns"
+    )
 
 
 def test_tiny_guns_run_scores_the_whole_image_too():
