@@ -17,6 +17,7 @@ from training.xray.adapt import (
     split_holdout,
     station_samples,
 )
+from training.xray.threatmap import Cache
 
 QUICK = AdaptConfig(epochs=2, gate_parcels=6, holdout=0.5, minutes=30)
 
@@ -99,3 +100,21 @@ def test_adapt_needs_references_and_scans(tiny_map):
         adapt_threatmap(base, _cleared(4), [], QUICK, progress=False)
     with pytest.raises(ValueError, match="more cleared scans"):
         adapt_threatmap(base, _cleared(1), _refs(), QUICK, progress=False)
+
+
+def test_batches_of_scans_of_several_sizes_are_counted_for_the_schedule():
+    targets = [np.zeros((2, 3), np.float16)] * 5 + [np.zeros((3, 3), np.float16)] * 2
+    cache = Cache([[np.zeros((1, 1, 1), np.float16)] * 7], targets, [""] * 7)
+    assert cache.n_batches(2) == len(list(cache.batches(np.arange(7), 2))) == 4
+
+
+def test_adapt_trains_on_scans_of_several_sizes(tiny_map):
+    # A station's scans need not share a size; each map shape makes its own batches, so an
+    # epoch has more batches than scans / batch size (the schedule once ran out mid-training).
+    scans = [
+        render_parcel(700 + i, size=(400, 240 + 40 * i), threat_kind=None, n_clutter=3).image
+        for i in range(8)
+    ]
+    cfg = replace(QUICK, batch_size=4)
+    res = adapt_threatmap(load_threatmap(tiny_map[0]), scans, _refs(), cfg, progress=False)
+    assert len(res.report["history"]) == cfg.epochs

@@ -99,6 +99,13 @@ class Cache:
             for j in range(0, len(members), size):
                 yield np.sort(np.array(members[j : j + size]))
 
+    def n_batches(self, size: int) -> int:
+        """How many batches ``batches`` yields (one shape's remainder is a batch of its own)."""
+        shapes: dict[tuple[int, ...], int] = {}
+        for t in self.targets:
+            shapes[t.shape] = shapes.get(t.shape, 0) + 1
+        return sum((n + size - 1) // size for n in shapes.values())
+
 
 def parcel_plan(n: int, clean_every: int, seed0: int) -> list[tuple[int, str | None]]:
     """(seed, part kind or None) of ``n`` parcels: kinds in turn, every n-th parcel clean."""
@@ -202,7 +209,7 @@ def fit_head(
     """Train the head on cached features; keep the epoch with the best held-out AUC."""
     params = [p for n, p in model.named_parameters() if not n.startswith("trunk.")]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * ((len(train) + cfg.batch_size - 1) // cfg.batch_size)
+    steps = cfg.epochs * train.n_batches(cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1))
     pos_weight = torch.tensor(cfg.pos_weight)
     positive = np.array([k != "" for k in val.kinds])
