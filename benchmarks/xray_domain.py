@@ -224,9 +224,8 @@ def open_or_build(root: Path, args: argparse.Namespace) -> Engine:
     return build_gallery(root, args)
 
 
-def run(args: argparse.Namespace) -> list[dict]:
-    """Build or open the gallery, screen every row, return each row's figures."""
-    torch.set_num_threads(args.threads)
+def screening_config(args: argparse.Namespace) -> ScreeningConfig:
+    """The screening settings the options ask for (unmerged regions with ``--dump``)."""
     cfg = ScreeningConfig(
         crop_size=args.crop,
         proposals=ProposalConfig(max_regions=args.regions),
@@ -234,14 +233,25 @@ def run(args: argparse.Namespace) -> list[dict]:
         score_k=args.score_k,
         map_weight=args.map_weight,
     )
-    if args.dump:
-        cfg = dump_config(cfg)
-    rows = plan_rows(held_out_arg(args.held_out))
-    if args.only:
-        unknown = set(args.only) - {r.name for r in rows}
+    return dump_config(cfg) if getattr(args, "dump", None) else cfg
+
+
+def chosen_rows(held_out: Sequence[str] | None, only: Sequence[str] | None) -> list[Row]:
+    """``plan_rows(held_out)``, limited to the rows named in ``only`` (if any)."""
+    rows = plan_rows(held_out)
+    if only:
+        unknown = set(only) - {r.name for r in rows}
         if unknown:
             raise ValueError(f"no rows {sorted(unknown)}; rows: {[r.name for r in rows]}")
-        rows = [r for r in rows if r.name in args.only]
+        rows = [r for r in rows if r.name in only]
+    return rows
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Build or open the gallery, screen every row, return each row's figures."""
+    torch.set_num_threads(args.threads)
+    cfg = screening_config(args)
+    rows = chosen_rows(held_out_arg(args.held_out), args.only)
     tmp = Path(tempfile.mkdtemp(prefix="xray-domain-"))
     try:
         engine = open_or_build(tmp / "gallery", args)

@@ -1,0 +1,180 @@
+"""X-ray station adaptation on a scanner look the models never saw (issue #13).
+
+The maintainers' acceptance runs ``gunmatch adapt`` with a station's cleared scans before
+searching its test scans. This is the project's own version of it, on a look held out from
+training (``--held-out``, as ``benchmarks.xray_domain`` reads it):
+
+1. the gallery is built as ``benchmarks.xray_screening`` builds it (``--model``,
+   ``--threatmap``);
+2. ``--cleared`` clean parcels in the station's look are written as its PNG exports (seeds
+   from 88,000,000, disjoint from every training, validation and benchmark range);
+3. the station's row and the default row of ``benchmarks.xray_domain`` are screened;
+4. ``gunmatch adapt --gallery G CLEARED/ --minutes M`` runs through the public CLI with its
+   defaults otherwise (it installs the adapted map only if its gate accepts it);
+5. the same rows are screened again with whatever adapt left in the gallery.
+
+    .venv/bin/python -m benchmarks.xray_adapt --station dual-energy-vivid --guns \\
+        --held-out dual-energy-orange dual-energy-vivid dense \\
+        --model runs/xray-loso --threatmap runs/threatmap-loso --crop 112 --clutter-refs 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks import xray_domain
+from benchmarks.report import git_rev, machine, write_section
+from benchmarks.xray_screening import build_gallery
+from gunmatch.adapt import REPORT_FILE
+from gunmatch.cli import main as gunmatch_main
+from gunmatch.service import open_engine
+
+log = logging.getLogger("benchmarks.xray_adapt")
+
+CLEARED_SEED = 88_000_000  # the station's cleared scans
+
+
+def write_cleared(folder: Path, row: xray_domain.Row, n: int, size: tuple[int, int]) -> None:
+    """``n`` clean parcels in ``row``'s style, as the station's PNG exports."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        seed = CLEARED_SEED + i
+        _, data = xray_domain.scan_png(seed, size, None, row.style_of(seed))
+        (folder / f"cleared-{i:04d}.png").write_bytes(data)
+
+
+def screen_rows(gallery: Path, rows: list[xray_domain.Row], args: argparse.Namespace) -> list:
+    """Each row's figures, screened with what the gallery holds now."""
+    cfg = xray_domain.screening_config(args)
+    engine = open_engine(gallery, threads=args.threads)
+    try:
+        return [xray_domain.screen_row(engine, row, args, cfg) for row in rows]
+    finally:
+        engine.close()
+
+
+def adapt(gallery: Path, cleared: Path, args: argparse.Namespace) -> tuple[int, dict, float]:
+    """``gunmatch adapt`` as a station runs it: exit status, report, wall-clock seconds."""
+    argv = ["adapt", str(cleared), "--gallery", str(gallery), "--minutes", str(args.minutes),
+            "--threads", str(args.threads), "--json", "--quiet"]  # fmt: skip
+    clock = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = gunmatch_main(argv)
+    seconds = time.perf_counter() - clock
+    report = gallery / REPORT_FILE
+    if status not in (0, 1) or not report.is_file():  # 1: refused by the gate, with a report
+        raise RuntimeError(f"gunmatch adapt failed (exit status {status}); its message is above")
+    return status, json.loads(report.read_text()), seconds
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Build, screen, adapt, screen again; the figures before and after."""
+    torch.set_num_threads(args.threads)
+    held = xray_domain.held_out_arg(args.held_out)
+    rows = xray_domain.chosen_rows(held, [args.station, "default"])
+    station = next(r for r in rows if r.name == args.station)
+    size = tuple(int(v) for v in args.size.split("x"))
+    tmp = Path(tempfile.mkdtemp(prefix="xray-adapt-"))
+    try:
+        gallery = tmp / "gallery"
+        build_gallery(gallery, args).close()
+        write_cleared(tmp / "cleared", station, args.cleared, size)
+        before = screen_rows(gallery, rows, args)
+        status, report, seconds = adapt(gallery, tmp / "cleared", args)
+        after = screen_rows(gallery, rows, args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("adapt exit %d in %.0f s, accepted %s", status, seconds, report["gate"]["accepted"])
+    return {"before": before, "after": after, "report": report, "adapt_seconds": seconds,
+            "exit": status, "held_out": station.held_out}  # fmt: skip
+
+
+def _cells(r: dict) -> str:
+    return (
+        f"{r[0.01]['det']:.3f} / {r[0.05]['det']:.3f} | {r['auc']:.3f} | "
+        f"{r[0.01]['hit']:.3f}"
+    )
+
+
+def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
+    """The docs/benchmarks.md section."""
+    rep = res["report"]
+    b, a = rep["before"], rep["after"]
+    gate = rep["gate"]
+    verdict = "accepted and installed" if gate["accepted"] else "refused (the map is unchanged)"
+    positives = (
+        f"a whole pistol or revolver at {xray_domain.GUN_SCALE[0]:.0%}-"
+        f"{xray_domain.GUN_SCALE[1]:.0%} of the side"
+        if args.guns
+        else "part kinds in turn"
+    )
+    lines = [
+        f"## X-ray station adaptation: {args.station} "
+        + ("(a look held out from training)" if res["held_out"] else "(a trained look)"),
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine()}; commit {git_rev()}  ",
+        f"Gallery as benchmarks.xray_screening builds it (model {args.model}, threat map "
+        f"{args.threatmap or 'none'}); crops {args.crop} px, {args.regions} proposals.  ",
+        f"Station: {args.cleared} cleared parcels in the {args.station} look (scenes drawn "
+        f"from the trained ones), written as its PNG exports; then `gunmatch adapt --gallery G "
+        f"CLEARED/ --minutes {args.minutes:g}` with its defaults: {verdict} after "
+        f"{res['adapt_seconds']:.0f} s wall clock ({rep['training_scans']} training and "
+        f"{rep['held_out_scans']} held-out scans, {rep['references']} references). Its own "
+        f"measures, AUC before -> after: held-out station scans with projected references "
+        f"{b['station']['auc']:.3f} -> {a['station']['auc']:.3f}; generated parcels (the "
+        f"gate, margin {gate['margin']}) {b['generated']['auc']:.3f} -> "
+        f"{a['generated']['auc']:.3f}.  ",
+        f"Test parcels per row: {args.positives} with a threat ({positives}) and "
+        f"{args.negatives} clean, the seeds of benchmarks.xray_domain; false-alarm thresholds "
+        f"are quantiles of the row's own clean parcels.",
+        "",
+        "| row | before: detection at 1% / 5% FA | AUC | box hit at 1% FA "
+        "| after: detection at 1% / 5% FA | AUC | box hit at 1% FA |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for before, after in zip(res["before"], res["after"]):
+        lines.append(f"| {before['row']} | {_cells(before)} | {_cells(after)} |")
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    """``benchmarks.xray_domain``'s options, plus the station's."""
+    p = xray_domain.parser()
+    p.description = __doc__.splitlines()[0]
+    p.add_argument("--station", required=True, help="the station's scanner look")
+    p.add_argument("--cleared", type=int, default=200, help="the station's cleared scans")
+    p.add_argument("--minutes", type=float, default=15.0, help="gunmatch adapt's time budget")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry."""
+    args = parser().parse_args(argv)
+    if args.station not in xray_domain.LOOKS:
+        raise SystemExit(f"--station must be a look: {', '.join(xray_domain.LOOKS)}")
+    if args.gallery or args.dump or args.only or args.quick or args.whole_image:
+        raise SystemExit("--gallery, --dump, --only, --quick and --whole-image do not apply here")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    res = run(args)
+    command = ".venv/bin/python -m benchmarks.xray_adapt " + " ".join(argv or [])
+    text = markdown(args, res, command.strip())
+    print(text)  # noqa: T201
+    if args.write:
+        write_section("adapt", text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,52 @@
+"""benchmarks.xray_adapt: a station's cleared scans in its look, adapt through the CLI, rows
+screened before and after."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks import xray_adapt, xray_domain
+from gunmatch.commands import adapt as adapt_command
+from training.xray.adapt import AdaptConfig
+
+
+def test_cleared_scans_are_clean_exports_in_the_station_look(tmp_path):
+    rows = {r.name: r for r in xray_domain.plan_rows(["dual-energy-vivid"])}
+    xray_adapt.write_cleared(tmp_path / "vivid", rows["dual-energy-vivid"], 2, (256, 200))
+    xray_adapt.write_cleared(tmp_path / "default", rows["default"], 2, (256, 200))
+    vivid = sorted((tmp_path / "vivid").glob("*.png"))
+    assert [p.name for p in vivid] == ["cleared-0000.png", "cleared-0001.png"]
+    colour = np.asarray(Image.open(vivid[0]).convert("RGB")).astype(int)
+    grey = np.asarray(Image.open(tmp_path / "default" / "cleared-0000.png").convert("RGB"))
+    # a dual-energy export is pseudo-colour; the default generator's is grey
+    assert np.abs(colour[..., 0] - colour[..., 2]).max() > 40
+    assert np.ptp(grey.astype(int), axis=2).max() == 0
+
+
+def test_station_look_must_be_a_look():
+    with pytest.raises(SystemExit, match="must be a look"):
+        xray_adapt.main(["--station", "dense"])
+
+
+def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(tmp_path, monkeypatch):
+    quick = replace(AdaptConfig(), epochs=1, gate_parcels=6, holdout=0.5)
+    monkeypatch.setattr(adapt_command, "AdaptConfig", lambda: quick)
+    args = xray_adapt.parser().parse_args(
+        ["--station", "noisy-lowres", "--held-out", "noisy-lowres", "--cleared", "6",
+         "--minutes", "30", "--positives", "2", "--negatives", "2", "--size", "320x250",
+         "--refs-per-kind", "1", "--benign-refs", "1", "--augment", "0", "--crop", "64",
+         "--regions", "8", "--threads", "1"]
+    )  # fmt: skip
+    res = xray_adapt.run(args)
+    assert [r["row"] for r in res["before"]] == [r["row"] for r in res["after"]] == [
+        "default",
+        "noisy-lowres",
+    ]
+    assert res["held_out"] and res["exit"] == (0 if res["report"]["gate"]["accepted"] else 1)
+    assert res["report"]["training_scans"] + res["report"]["held_out_scans"] == 6
+    text = xray_adapt.markdown(args, res, "cmd")
+    assert "held out from training" in text and "| noisy-lowres |" in text
