@@ -144,7 +144,7 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
         "| after: detection at 1% / 5% FA | AUC | box hit at 1% FA |",
         "|---|---|---|---|---|---|---|",
     ]
-    for before, after in zip(res["before"], res["after"]):
+    for before, after in zip(res["before"], res["after"], strict=True):
         lines.append(f"| {before['row']} | {_cells(before)} | {_cells(after)} |")
     return "\n".join(lines)
 
