@@ -101,10 +101,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _cells(r: dict) -> str:
-    return (
-        f"{r[0.01]['det']:.3f} / {r[0.05]['det']:.3f} | {r['auc']:.3f} | "
-        f"{r[0.01]['hit']:.3f}"
-    )
+    return f"{r[0.01]['det']:.3f} / {r[0.05]['det']:.3f} | {r['auc']:.3f} | {r[0.01]['hit']:.3f}"
 
 
 def markdown(args: argparse.Namespace, res: dict, command: str) -> str:

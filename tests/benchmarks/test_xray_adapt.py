@@ -42,10 +42,14 @@ def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(tmp_path, 
          "--regions", "8", "--threads", "1"]
     )  # fmt: skip
     res = xray_adapt.run(args)
-    assert [r["row"] for r in res["before"]] == [r["row"] for r in res["after"]] == [
-        "default",
-        "noisy-lowres",
-    ]
+    assert (
+        [r["row"] for r in res["before"]]
+        == [r["row"] for r in res["after"]]
+        == [
+            "default",
+            "noisy-lowres",
+        ]
+    )
     assert res["held_out"] and res["exit"] == (0 if res["report"]["gate"]["accepted"] else 1)
     assert res["report"]["training_scans"] + res["report"]["held_out_scans"] == 6
     text = xray_adapt.markdown(args, res, "cmd")
