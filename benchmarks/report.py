@@ -61,3 +61,15 @@ def write_section(name: str, body: str, doc: Path = DOC) -> Path:
         text = text.rstrip() + f"\n\n{block}\n"
     doc.write_text(text)
     return doc
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """How a script run was invoked, for the section's Command line."""
+    return f".venv/bin/python -m {module} {' '.join(argv or [])}".strip()
+
+
+def publish(text: str, section: str, write: bool) -> None:
+    """Print a script's section; with ``write``, also put it in docs/benchmarks.md."""
+    print(text)  # noqa: T201
+    if write:
+        write_section(section, text)

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import xray_domain
-from benchmarks.report import git_rev, machine, write_section
+from benchmarks.report import command_line, git_rev, machine, publish
 from benchmarks.xray_screening import build_gallery
 from gunmatch.adapt import REPORT_FILE
 from gunmatch.cli import main as gunmatch_main
@@ -165,11 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--gallery, --dump, --only, --quick and --whole-image do not apply here")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = run(args)
-    command = ".venv/bin/python -m benchmarks.xray_adapt " + " ".join(argv or [])
-    text = markdown(args, res, command.strip())
-    print(text)  # noqa: T201
-    if args.write:
-        write_section("adapt", text)
+    publish(markdown(args, res, command_line("benchmarks.xray_adapt", argv)), "adapt", args.write)
     return 0
 
 

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.report import git_rev, machine, write_section
+from benchmarks.report import command_line, git_rev, machine, publish
 from benchmarks.xray_screening import (
     VAL_NEGATIVE_SEED,
     VAL_POSITIVE_SEED,
@@ -418,11 +418,8 @@ def main(argv: list[str] | None = None) -> int:
                 setattr(args, key, value)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = run(args)
-    command = ".venv/bin/python -m benchmarks.xray_domain " + " ".join(argv or [])
-    text = markdown(args, results, command.strip())
-    print(text)  # noqa: T201
-    if args.write:
-        write_section(section_name(args.guns, results), text)
+    text = markdown(args, results, command_line("benchmarks.xray_domain", argv))
+    publish(text, section_name(args.guns, results), args.write)
     return 0
 
 

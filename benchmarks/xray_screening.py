@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.report import git_rev, machine, write_section
+from benchmarks.report import command_line, git_rev, machine, publish
 from gunmatch.decision import threshold_decision_fn
 from gunmatch.service import Engine, open_threatmap
 from index import Gallery, NewItem
@@ -361,12 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     r = run(args)
-    command = ".venv/bin/python -m benchmarks.xray_screening " + " ".join(argv or [])
-    text = markdown(args, r, command.strip())
-    print(text)
-    if args.write:
-        # The bundled ImageNet model is the baseline; a trained model directory is the result.
-        write_section("xray" if Path(args.model).is_dir() else "xray-imagenet", text)
+    text = markdown(args, r, command_line("benchmarks.xray_screening", argv))
+    # The bundled ImageNet model is the baseline; a trained model directory is the result.
+    publish(text, "xray" if Path(args.model).is_dir() else "xray-imagenet", args.write)
     return 0
 
 
