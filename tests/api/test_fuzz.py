@@ -89,5 +89,5 @@ def test_api_fuzz(fuzz_schema, keys):
     elapsed = time.monotonic() - start
     print(f"fuzz: {RUN['cases']} cases on {len(operations)} operations in {elapsed:.1f} s; "
           f"statuses {dict(sorted(RUN['statuses'].items()))}")  # fmt: skip
-    assert RUN["cases"] >= 200 and elapsed < 60
+    assert RUN["cases"] >= 200  # its time is reported above, not asserted (loaded machines)
     assert not any(code >= 500 and code != 503 for code in RUN["statuses"])
