@@ -233,7 +233,7 @@ def screening_config(args: argparse.Namespace) -> ScreeningConfig:
         score_k=args.score_k,
         map_weight=args.map_weight,
     )
-    return dump_config(cfg) if getattr(args, "dump", None) else cfg
+    return dump_config(cfg) if args.dump else cfg
 
 
 def chosen_rows(held_out: Sequence[str] | None, only: Sequence[str] | None) -> list[Row]:

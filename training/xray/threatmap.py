@@ -101,10 +101,7 @@ class Cache:
 
     def n_batches(self, size: int) -> int:
         """How many batches ``batches`` yields (one shape's remainder is a batch of its own)."""
-        shapes: dict[tuple[int, ...], int] = {}
-        for t in self.targets:
-            shapes[t.shape] = shapes.get(t.shape, 0) + 1
-        return sum((n + size - 1) // size for n in shapes.values())
+        return sum(1 for _ in self.batches(np.arange(len(self)), size))
 
 
 def parcel_plan(n: int, clean_every: int, seed0: int) -> list[tuple[int, str | None]]:
