@@ -47,6 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument(
+        "--rehearsal",
+        type=float,
+        default=defaults.rehearsal,
+        help="generated training parcels mixed in per station training sample, so that the "
+        "map does not forget the generator (default %(default)s; 0: none)",
+    )
+    p.add_argument(
         "--gate-margin",
         type=float,
         default=defaults.gate_margin,
@@ -65,8 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_adapt(args: argparse.Namespace) -> int:
     """Adapt, and say what changed."""
-    if args.minutes <= 0 or args.epochs < 1 or not 0 < args.holdout < 1:
-        raise UsageError("need --minutes > 0, --epochs >= 1 and 0 < --holdout < 1")
+    if args.minutes <= 0 or args.epochs < 1 or not 0 < args.holdout < 1 or args.rehearsal < 0:
+        raise UsageError(
+            "need --minutes > 0, --epochs >= 1, 0 < --holdout < 1 and --rehearsal >= 0"
+        )
     if not 0 < args.false_alarm <= args.review_rate < 1:
         raise UsageError("need 0 < --false-alarm <= --review-rate < 1")
     cfg = replace(
@@ -74,6 +83,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         minutes=args.minutes,
         holdout=args.holdout,
         epochs=args.epochs,
+        rehearsal=args.rehearsal,
         gate_margin=args.gate_margin,
         seed=args.seed,
     )

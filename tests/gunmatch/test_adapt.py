@@ -69,7 +69,9 @@ def test_cli_adapt(mapped_gallery, tmp_path, capsys):
     assert report["cleared_scans"] == 4 and len(report["unreadable_scans"]) == 1
 
 
-@pytest.mark.parametrize("extra", [["--holdout", "1.5"], ["--false-alarm", "0.2"], []])
+@pytest.mark.parametrize(
+    "extra", [["--holdout", "1.5"], ["--false-alarm", "0.2"], ["--rehearsal", "-1"], []]
+)
 def test_cli_adapt_refuses_bad_input(mapped_gallery, tmp_path, extra):
     gallery = mapped_gallery
     # Bad numbers, and (without extra flags) a folder holding no images: usage errors.

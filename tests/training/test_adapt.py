@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from matcher.threatmap import load_threatmap
+from synth.shapes import THREAT_KINDS
 from synth.xray import render_isolated, render_parcel
+from training.xray import adapt as adapt_module
 from training.xray.adapt import (
     AdaptConfig,
     adapt_threatmap,
@@ -17,7 +19,7 @@ from training.xray.adapt import (
     split_holdout,
     station_samples,
 )
-from training.xray.threatmap import Cache
+from training.xray.threatmap import Cache, fit_head
 
 QUICK = AdaptConfig(epochs=2, gate_parcels=6, holdout=0.5, minutes=30)
 
@@ -102,10 +104,42 @@ def test_adapt_needs_references_and_scans(tiny_map):
         adapt_threatmap(base, _cleared(1), _refs(), QUICK, progress=False)
 
 
+def test_adapt_rehearses_generated_parcels_among_the_station_samples(tiny_map, monkeypatch):
+    seen = []
+
+    def recording_fit(model, train, val, cfg, progress):
+        seen.append(list(train.kinds))
+        return fit_head(model, train, val, cfg, progress)
+
+    monkeypatch.setattr(adapt_module, "fit_head", recording_fit)
+    base, scans = load_threatmap(tiny_map[0]), _cleared(6)
+    res = adapt_threatmap(base, scans, _refs(), replace(QUICK, rehearsal=1.0), False)
+    generated = [k for k in seen[0] if k not in ("", "projected")]
+    # 3 training scans, each a negative and one projection: 6 station samples, 6 parcels of
+    # which every third is clean and the others carry generated parts.
+    assert res.report["rehearsal_parcels"] == 6 and len(seen[0]) == 12
+    assert seen[0].count("projected") == 3 and len(generated) == 4
+    assert set(generated) <= set(THREAT_KINDS)
+    adapt_threatmap(base, scans, _refs(), replace(QUICK, rehearsal=0.0), False)
+    assert len(seen[1]) == 6 and set(seen[1]) == {"", "projected"}
+    with pytest.raises(ValueError, match="rehearsal"):
+        adapt_threatmap(base, scans, _refs(), replace(QUICK, rehearsal=-0.5), False)
+
+
 def test_batches_of_scans_of_several_sizes_are_counted_for_the_schedule():
     targets = [np.zeros((2, 3), np.float16)] * 5 + [np.zeros((3, 3), np.float16)] * 2
     cache = Cache([[np.zeros((1, 1, 1), np.float16)] * 7], targets, [""] * 7)
     assert cache.n_batches(2) == len(list(cache.batches(np.arange(7), 2))) == 4
+
+
+def test_batches_of_two_shapes_interleave_in_the_epoch_order():
+    # Station scans and generated parcels differ in size; one shape's batches must not all
+    # come before the other's, or each epoch would end on one kind of data.
+    targets = [np.zeros((2, 3), np.float16)] * 4 + [np.zeros((3, 3), np.float16)] * 4
+    cache = Cache([[np.zeros((1, 1, 1), np.float16)] * 8], targets, [""] * 8)
+    order = np.array([0, 4, 1, 5, 2, 6, 3, 7])
+    chunks = [c.tolist() for c in cache.batches(order, 2)]
+    assert chunks == [[0, 1], [4, 5], [2, 3], [6, 7]]
 
 
 def test_adapt_trains_on_scans_of_several_sizes(tiny_map):

@@ -4,15 +4,19 @@ A station owns thousands of cleared scans from its own scanner and a gallery of 
 threat references. The cleared scans are real negatives; projecting the gallery's own threat
 references into them (threat image projection, multiplicative like X-rays) gives positives on
 real backgrounds with known masks, from a firing pin to a whole gun. The map's head is
-fine-tuned on both (the trunk stays frozen), the epoch kept is the best on held-out cleared
-scans with their own projections, and the result is refused when it forgets the generated
-parcels it was trained on (``gate_margin`` on their AUC).
+fine-tuned on both (the trunk stays frozen), with generated training parcels mixed into its
+batches (rehearsal: without them the head forgets the generator while it learns the station),
+the epoch kept is the best on held-out cleared scans with their own projections, and the
+result is refused when it forgets the generated parcels all the same (``gate_margin`` on the
+AUC of held-out generated parcels, a seed range rehearsal never draws from).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -24,6 +28,7 @@ from matcher.threatmap import ThreatMap
 from screening.augment import object_patch
 from synth.projection import transform_object
 from training.xray.threatmap import (
+    TRAIN_SEED,
     VAL_SEED,
     Cache,
     ThreatMapTrainConfig,
@@ -31,6 +36,7 @@ from training.xray.threatmap import (
     cache_samples,
     fit_head,
     parcel_plan,
+    parcel_samples,
     ranking,
     scan_scores,
 )
@@ -58,6 +64,10 @@ class AdaptConfig:
     batch_size: int = 8
     pos_weight: float = 5.0
     target_gain: float = 3.0
+    # Rehearsal: generated training parcels (seeds from TRAIN_SEED, every third one clean,
+    # the default generator the gate measures) per station training sample, mixed into the
+    # training batches.
+    rehearsal: float = 0.5
     # The gate: generated validation parcels (every third one clean) whose AUC may fall by at
     # most ``gate_margin``; with ``require_gain`` the held-out station scans' AUC must not
     # fall either.
@@ -167,6 +177,8 @@ def adapt_threatmap(
         raise ValueError("the gallery has no X-ray threat references to project")
     if not 0.0 < cfg.holdout < 1.0 or cfg.projections < 1 or cfg.epochs < 1:
         raise ValueError("need 0 < holdout < 1, projections >= 1 and epochs >= 1")
+    if cfg.rehearsal < 0.0:
+        raise ValueError("rehearsal is a share of the training samples: need >= 0")
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     patches = reference_patches(references)
@@ -175,11 +187,13 @@ def adapt_threatmap(
     model._session = None  # the copy trains in torch; ONNX Runtime is for serving
 
     # Budget: caching dominates (one trunk pass per sample); keep about half the budget for it.
+    # A generated parcel costs about two trunk passes (rendering is the other one).
     per_scan = _seconds_per_scan(model, scans[train_idx[0]])
     samples_per_scan = 1 + cfg.projections
+    per_training_scan = per_scan * samples_per_scan * (1.0 + 2.0 * cfg.rehearsal)
     fixed = per_scan * (len(held_idx) * samples_per_scan + cfg.gate_parcels * 2)
     room = max(0.5 * cfg.minutes * 60.0 - fixed, 0.0)
-    fits = max(1, int(room / (per_scan * samples_per_scan)))
+    fits = max(1, int(room / per_training_scan))
     if fits < len(train_idx):
         log.warning(
             "time budget of %.0f min: training on %d of %d cleared scans", cfg.minutes, fits,
@@ -188,12 +202,17 @@ def adapt_threatmap(
         keep = np.random.default_rng(cfg.seed + 1).choice(len(train_idx), fits, replace=False)
         train_idx = sorted(train_idx[int(i)] for i in keep)
 
-    def cached(idx: list[int], seed: int, desc: str) -> Cache:
+    def cached(idx: list[int], seed: int, desc: str, rehearsal: int = 0) -> Cache:
         chosen = [scans[i] for i in idx]
-        samples = station_samples(chosen, patches, cfg.projections, cfg.scale_range, seed)
-        return cache_samples(model, samples, len(idx) * samples_per_scan, progress, desc)
+        samples = itertools.chain(
+            station_samples(chosen, patches, cfg.projections, cfg.scale_range, seed),
+            parcel_samples(parcel_plan(rehearsal, 3, TRAIN_SEED)),
+        )
+        total = len(idx) * samples_per_scan + rehearsal
+        return cache_samples(model, samples, total, progress, desc)
 
-    train = cached(train_idx, cfg.seed + 10, "station scans (training)")
+    rehearsal = math.ceil(cfg.rehearsal * len(train_idx) * samples_per_scan)
+    train = cached(train_idx, cfg.seed + 10, "station scans and generated parcels", rehearsal)
     held = cached(held_idx, cfg.seed + 20, "station scans (held out)")
     gate = build_cache(
         model, parcel_plan(cfg.gate_parcels, 3, VAL_SEED), progress=progress,
@@ -225,6 +244,7 @@ def adapt_threatmap(
         "cleared_scans": len(scans),
         "training_scans": len(train_idx),
         "held_out_scans": len(held_idx),
+        "rehearsal_parcels": rehearsal,
         "references": len(patches),
         "before": before,
         "after": after,

@@ -91,13 +91,20 @@ class Cache:
         return feats, torch.from_numpy(targets)
 
     def batches(self, order: np.ndarray, size: int) -> Iterator[np.ndarray]:
-        """Chunks of at most ``size`` indices, in ``order``, each of one map shape."""
+        """Chunks of at most ``size`` indices, each of one map shape, taken in ``order`` and
+        yielded in the order of their first member (shapes interleave through an epoch
+        instead of following one another)."""
         groups: dict[tuple[int, ...], list[int]] = {}
         for i in order:
             groups.setdefault(self.targets[int(i)].shape, []).append(int(i))
-        for members in groups.values():
-            for j in range(0, len(members), size):
-                yield np.sort(np.array(members[j : j + size]))
+        position = {int(i): p for p, i in enumerate(order)}
+        chunks = [
+            members[j : j + size]
+            for members in groups.values()
+            for j in range(0, len(members), size)
+        ]
+        for chunk in sorted(chunks, key=lambda c: position[c[0]]):
+            yield np.sort(np.array(chunk))
 
     def n_batches(self, size: int) -> int:
         """How many batches ``batches`` yields (one shape's remainder is a batch of its own)."""
@@ -130,12 +137,18 @@ def build_cache(
     With ``styles`` each parcel is rendered in its seed's style and seen as decoded.
     """
 
-    def parcels() -> Iterator[tuple[np.ndarray, np.ndarray | None, str]]:
-        for seed, kind in plan:
-            parcel, image = training_parcel(seed, size, kind, styles)
-            yield image, parcel.threat_mask, kind or ""
+    return cache_samples(model, parcel_samples(plan, size, styles), len(plan), progress, desc)
 
-    return cache_samples(model, parcels(), len(plan), progress, desc)
+
+def parcel_samples(
+    plan: list[tuple[int, str | None]],
+    size: tuple[int, int] = PARCEL_SIZE,
+    styles: StyleSampler | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray | None, str]]:
+    """Each planned parcel rendered as (transmission, part mask, kind or "")."""
+    for seed, kind in plan:
+        parcel, image = training_parcel(seed, size, kind, styles)
+        yield image, parcel.threat_mask, kind or ""
 
 
 def cache_samples(
@@ -314,6 +327,7 @@ __all__ = [
     "cache_samples",
     "fit_head",
     "parcel_plan",
+    "parcel_samples",
     "ranking",
     "scan_scores",
     "train_threatmap",
