@@ -12,8 +12,11 @@ from synth.shapes import THREAT_KINDS
 from synth.xray import render_isolated, render_parcel
 from training.xray import adapt as adapt_module
 from training.xray.adapt import (
+    BUDGET_SHARE,
     AdaptConfig,
+    Costs,
     adapt_threatmap,
+    measure_costs,
     project_reference,
     reference_patches,
     split_holdout,
@@ -124,6 +127,22 @@ def test_adapt_rehearses_generated_parcels_among_the_station_samples(tiny_map, m
     assert len(seen[1]) == 6 and set(seen[1]) == {"", "projected"}
     with pytest.raises(ValueError, match="rehearsal"):
         adapt_threatmap(base, scans, _refs(), replace(QUICK, rehearsal=-0.5), False)
+
+
+def test_the_budget_counts_caching_rehearsal_and_training():
+    costs = Costs(scan=1.0, parcel=2.0, step=0.1, score=0.05)
+    cfg = AdaptConfig(minutes=15, epochs=8, rehearsal=1.0, gate_parcels=60)
+    # A training scan: 2 samples x (1 + 8 x 0.1) + 2 rehearsal parcels x (2 + 8 x 0.1) = 9.2 s;
+    # fixed: 80 held-out scans x 2 x (1 + 10 x 0.05) + 60 x (2 + 0.1) = 366 s.
+    assert costs.training_scans(cfg, 80) == int((BUDGET_SHARE * 900 - 366) / 9.2)
+    assert costs.training_scans(replace(cfg, rehearsal=0.0), 80) > costs.training_scans(cfg, 80)
+    assert costs.training_scans(replace(cfg, epochs=16), 80) < costs.training_scans(cfg, 80)
+    assert costs.training_scans(replace(cfg, minutes=1), 80) == 1  # never none
+
+
+def test_costs_are_measured_on_this_machine(tiny_map):
+    costs = measure_costs(load_threatmap(tiny_map[0]), _cleared(1)[0], batch_size=4)
+    assert 0 < costs.score < costs.scan < costs.parcel and costs.step > 0
 
 
 def test_batches_of_scans_of_several_sizes_are_counted_for_the_schedule():

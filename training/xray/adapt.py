@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from matcher.threatmap import ThreatMap
 from screening.augment import object_patch
@@ -44,6 +45,9 @@ from training.xray.threatmap import (
 log = logging.getLogger(__name__)
 
 OBJECT_THRESHOLD = 0.98  # transmission below this is part of an isolated reference's object
+# Share of the time budget planned for the adaptation itself; the rest is for reading the
+# scans before it and measuring the screening thresholds after it (``gunmatch.adapt``).
+BUDGET_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -66,15 +70,17 @@ class AdaptConfig:
     target_gain: float = 3.0
     # Rehearsal: generated training parcels (seeds from TRAIN_SEED, every third one clean,
     # the default generator the gate measures) per station training sample, mixed into the
-    # training batches.
-    rehearsal: float = 0.5
+    # training batches. On a held-out look, 0.5 still forgot too much for the gate (docs/
+    # benchmarks.md, section "adapt"); 1.0 did not.
+    rehearsal: float = 1.0
     # The gate: generated validation parcels (every third one clean) whose AUC may fall by at
     # most ``gate_margin``; with ``require_gain`` the held-out station scans' AUC must not
     # fall either.
     gate_parcels: int = 60
     gate_margin: float = 0.02
     require_gain: bool = True
-    # Time budget; training scans are subsampled when caching them all would not fit.
+    # Time budget; training scans are subsampled when caching and training on them all would
+    # not fit (``Costs.training_scans``).
     minutes: float = 15.0
     seed: int = 0
 
@@ -145,12 +151,56 @@ def _measure(model: ThreatMap, cache: Cache) -> dict[str, float]:
     return ranking(scan_scores(model, cache), positive)
 
 
-def _seconds_per_scan(model: ThreatMap, scan: np.ndarray) -> float:
+@dataclass(frozen=True)
+class Costs:
+    """Seconds each piece of an adaptation takes on this machine, measured on one scan."""
+
+    scan: float  # one trunk pass over a station sample
+    parcel: float  # rendering a generated parcel and its trunk pass
+    step: float  # training the head on one sample (forward and backward)
+    score: float  # scoring one sample with the head
+
+    def training_scans(self, cfg: AdaptConfig, held: int) -> int:
+        """How many training scans fit ``cfg.minutes``, with ``held`` scans held out: each
+        brings its samples, its share of rehearsal parcels and their epochs of training;
+        the held-out samples and the gate parcels are cached and scored whatever happens."""
+        per_scan = 1 + cfg.projections
+        epochs = cfg.epochs
+        each = per_scan * (self.scan + epochs * self.step) + per_scan * cfg.rehearsal * (
+            self.parcel + epochs * self.step
+        )
+        fixed = held * per_scan * (self.scan + (epochs + 2) * self.score) + cfg.gate_parcels * (
+            self.parcel + 2 * self.score
+        )
+        return max(1, int((BUDGET_SHARE * cfg.minutes * 60.0 - fixed) / each))
+
+
+def measure_costs(model: ThreatMap, scan: np.ndarray, batch_size: int) -> Costs:
+    """``Costs`` of ``model`` on this machine, from ``scan`` and one generated parcel."""
     clock = time.perf_counter()
     x, _ = model.scan_tensor(scan)
     with torch.inference_mode():
-        model.features(x)
-    return time.perf_counter() - clock
+        feats = model.features(x)
+    scan_s = time.perf_counter() - clock
+    clock = time.perf_counter()
+    image, _, _ = next(parcel_samples(parcel_plan(1, 3, TRAIN_SEED)))
+    with torch.inference_mode():
+        model.features(model.scan_tensor(image)[0])
+    parcel_s = time.perf_counter() - clock
+    batch = [f.expand(batch_size, *f.shape[1:]).clone() for f in feats]
+    model.train()
+    for _ in range(2):  # the second pass is timed: the first one warms the allocator up
+        clock = time.perf_counter()
+        logits = model.head_forward(batch)
+        F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits)).backward()
+        step_s = time.perf_counter() - clock
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    clock = time.perf_counter()
+    with torch.inference_mode():
+        model.head_forward(batch)
+    score_s = time.perf_counter() - clock
+    return Costs(scan_s, parcel_s, step_s / batch_size, score_s / batch_size)
 
 
 def split_holdout(n: int, cfg: AdaptConfig) -> tuple[list[int], list[int]]:
@@ -187,13 +237,9 @@ def adapt_threatmap(
     model._session = None  # the copy trains in torch; ONNX Runtime is for serving
 
     # Budget: caching dominates (one trunk pass per sample); keep about half the budget for it.
-    # A generated parcel costs about two trunk passes (rendering is the other one).
-    per_scan = _seconds_per_scan(model, scans[train_idx[0]])
+    costs = measure_costs(model, scans[train_idx[0]], cfg.batch_size)
     samples_per_scan = 1 + cfg.projections
-    per_training_scan = per_scan * samples_per_scan * (1.0 + 2.0 * cfg.rehearsal)
-    fixed = per_scan * (len(held_idx) * samples_per_scan + cfg.gate_parcels * 2)
-    room = max(0.5 * cfg.minutes * 60.0 - fixed, 0.0)
-    fits = max(1, int(room / per_training_scan))
+    fits = costs.training_scans(cfg, len(held_idx))
     if fits < len(train_idx):
         log.warning(
             "time budget of %.0f min: training on %d of %d cleared scans", cfg.minutes, fits,
@@ -245,6 +291,7 @@ def adapt_threatmap(
         "training_scans": len(train_idx),
         "held_out_scans": len(held_idx),
         "rehearsal_parcels": rehearsal,
+        "costs_s": {k: round(v, 4) for k, v in asdict(costs).items()},
         "references": len(patches),
         "before": before,
         "after": after,
@@ -268,7 +315,9 @@ def adapt_threatmap(
 __all__ = [
     "AdaptConfig",
     "AdaptResult",
+    "Costs",
     "adapt_threatmap",
+    "measure_costs",
     "reference_patches",
     "project_reference",
     "split_holdout",
