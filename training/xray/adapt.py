@@ -236,7 +236,7 @@ def adapt_threatmap(
     model = copy.deepcopy(base).to(memory_format=torch.channels_last)
     model._session = None  # the copy trains in torch; ONNX Runtime is for serving
 
-    # Budget: caching dominates (one trunk pass per sample); keep about half the budget for it.
+    # Budget: as many training scans as caching, rehearsal and training on them leave room for.
     costs = measure_costs(model, scans[train_idx[0]], cfg.batch_size)
     samples_per_scan = 1 + cfg.projections
     fits = costs.training_scans(cfg, len(held_idx))
