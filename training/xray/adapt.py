@@ -84,6 +84,11 @@ class AdaptConfig:
     minutes: float = 15.0
     seed: int = 0
 
+    @property
+    def samples_per_scan(self) -> int:
+        """A cleared scan's samples: itself as a negative, then its projections."""
+        return 1 + self.projections
+
 
 @dataclass
 class AdaptResult:
@@ -164,7 +169,7 @@ class Costs:
         """How many training scans fit ``cfg.minutes``, with ``held`` scans held out: each
         brings its samples, its share of rehearsal parcels and their epochs of training;
         the held-out samples and the gate parcels are cached and scored whatever happens."""
-        per_scan = 1 + cfg.projections
+        per_scan = cfg.samples_per_scan
         epochs = cfg.epochs
         each = per_scan * (self.scan + epochs * self.step) + per_scan * cfg.rehearsal * (
             self.parcel + epochs * self.step
@@ -238,7 +243,7 @@ def adapt_threatmap(
 
     # Budget: as many training scans as caching, rehearsal and training on them leave room for.
     costs = measure_costs(model, scans[train_idx[0]], cfg.batch_size)
-    samples_per_scan = 1 + cfg.projections
+    samples_per_scan = cfg.samples_per_scan
     fits = costs.training_scans(cfg, len(held_idx))
     if fits < len(train_idx):
         log.warning(
