@@ -10,9 +10,10 @@ queries/ is never read here. Three steps:
     .venv/bin/python -m benchmarks.photo_validation search runs/split-model runs/split
     # the time budget: gunmatch train on the first 125 images of each label (500)
     .venv/bin/python -m benchmarks.photo_validation subset DATA/gallery runs/500 --per-label 125
-    # 3b. schedule lengths: fit variants on one cache of frozen features, mean over splits
+    # 3b. schedule lengths and other fit settings (and "freeze_blocks"): variants on one
+    #     cache of frozen features per frozen-block count, mean over splits
     .venv/bin/python -m benchmarks.photo_validation schedule DATA/gallery \\
-        --variants '[{"epochs": 6}, {"epochs": 12}]' --split-seeds 0,1,2,3
+        --variants '[{"epochs": 6}, {"epochs": 12, "freeze_blocks": 6}]' --split-seeds 0,1
 
 Each step prints JSON lines; the choices and their figures are in benchmarks/notes/training.md.
 """
@@ -201,8 +202,9 @@ def search_table(model_dir: Path, split: Path) -> list[dict]:
 
 
 def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads: int):
-    """Validation top-1 per epoch of each fit variant (FitConfig changes), mean over splits,
-    on one cache of frozen features (gunmatch train's defaults otherwise)."""
+    """Validation top-1 per epoch of each fit variant (FitConfig changes, and
+    ``freeze_blocks``), mean over splits, on one cache of frozen features per frozen-block
+    count (gunmatch train's defaults otherwise)."""
     torch.set_num_threads(threads)
     cfg = TrainConfig(out="")
     samples, images = load_grouped(gallery)
@@ -212,21 +214,26 @@ def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads
     def fresh_model():
         return with_preprocess(prepare_model(cfg.base, None), input_size=PHOTO_INPUT_SIZE)
 
-    views = cache_views(
-        fresh_model(), images, [s.modality for s in samples], cfg.freeze_blocks,
-        cfg.aug_passes, 0,
-    )  # fmt: skip
-    for change in variants:
+    cached_for, views = None, None
+    for variant in variants:
+        change = dict(variant)
+        frozen = change.pop("freeze_blocks", cfg.freeze_blocks)
+        if frozen != cached_for:
+            views = None  # one cache in memory at a time
+            views = cache_views(
+                fresh_model(), images, [s.modality for s in samples], frozen, cfg.aug_passes, 0
+            )
+            cached_for = frozen
         curves, seconds = [], 0.0
         for seed in seeds:
             train_idx, val_idx = grouped_split(samples, VAL_FRACTION, seed)
             fc = replace(photo_fit(**change), patience=10**6)
-            res = fit(fresh_model(), views, labels, train_idx, val_idx, cfg.freeze_blocks, fc,
+            res = fit(fresh_model(), views, labels, train_idx, val_idx, frozen, fc,
                       len(labels_sorted), None, False)  # fmt: skip
             curves.append([h["val_top1"] for h in res.history])
             seconds += res.seconds
         yield {
-            **change,
+            **variant,
             "split_seeds": seeds,
             "val_top1_per_epoch": [round(float(x), 3) for x in np.mean(curves, 0)],
             "last_per_split": [round(c[-1], 3) for c in curves],

@@ -29,7 +29,9 @@ def test_the_subset_takes_the_first_images_of_each_label(tmp_path):
     gallery = write_varied_tree(tmp_path / "gallery", ["a", "b"], 5)
     assert pv.main(["subset", str(gallery), str(tmp_path / "sub"), "--per-label", "3"]) == 0
     assert sorted(p.name for p in (tmp_path / "sub" / "b").iterdir()) == [
-        "b_0.png", "b_1.png", "b_2.png"
+        "b_0.png",
+        "b_1.png",
+        "b_2.png",
     ]
     assert len(list((tmp_path / "sub").rglob("*.png"))) == 6
 
@@ -71,3 +73,23 @@ def test_search_prints_a_row_per_view(tmp_path, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["views"] for r in rows][:2] == ["plain", "flip TTA"] and len(rows) == 5
     assert all(0.0 <= r["nearest"] <= 1.0 and r["val"] == rows[0]["val"] for r in rows)
+
+
+def test_schedule_fits_each_variant_on_a_cache_of_its_own_frozen_blocks(tmp_path, monkeypatch):
+    gallery = write_varied_tree(tmp_path / "gallery", ["a", "b"], 5)
+    monkeypatch.setattr(pv, "PHOTO_INPUT_SIZE", 64)
+    cached: list[int] = []
+    cache_views = pv.cache_views
+
+    def counting(model, images, modalities, freeze_blocks, *args):
+        cached.append(freeze_blocks)
+        return cache_views(model, images, modalities, freeze_blocks, *args)
+
+    monkeypatch.setattr(pv, "cache_views", counting)
+    variants = [{"epochs": 1}, {"epochs": 2, "lr": 1e-3}, {"epochs": 1, "freeze_blocks": 12}]
+    rows = list(pv.schedule_rows(gallery, variants, [0], threads=1))
+    assert cached == [8, 12]  # the default's cache serves the first two variants
+    # the history starts with the untrained model's top-1
+    assert [len(r["val_top1_per_epoch"]) for r in rows] == [2, 3, 2]
+    assert rows[2]["freeze_blocks"] == 12 and rows[1]["lr"] == 1e-3
+    assert all(0.0 <= r["last_per_split"][0] <= 1.0 for r in rows)
