@@ -10,8 +10,8 @@ queries/ is never read here. Three steps:
     .venv/bin/python -m benchmarks.photo_validation search runs/split-model runs/split
     # the time budget: gunmatch train on the first 125 images of each label (500)
     .venv/bin/python -m benchmarks.photo_validation subset DATA/gallery runs/500 --per-label 125
-    # 3b. schedule lengths and other fit settings (and "freeze_blocks"): variants on one
-    #     cache of frozen features per frozen-block count, mean over splits
+    # 3b. schedule lengths and other fit settings ("freeze_blocks", "aug_passes" too):
+    #     variants on one cache of frozen features per cache setting, mean over splits
     .venv/bin/python -m benchmarks.photo_validation schedule DATA/gallery \\
         --variants '[{"epochs": 6}, {"epochs": 12, "freeze_blocks": 6}]' --split-seeds 0,1
 
@@ -202,9 +202,9 @@ def search_table(model_dir: Path, split: Path) -> list[dict]:
 
 
 def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads: int):
-    """Validation top-1 per epoch of each fit variant (FitConfig changes, and
-    ``freeze_blocks``), mean over splits, on one cache of frozen features per frozen-block
-    count (gunmatch train's defaults otherwise)."""
+    """Validation top-1 per epoch of each fit variant (FitConfig changes, ``freeze_blocks``
+    and ``aug_passes``), mean over splits, on one cache of frozen features per frozen-block
+    count and number of augmented views (gunmatch train's defaults otherwise)."""
     torch.set_num_threads(threads)
     cfg = TrainConfig(out="")
     samples, images = load_grouped(gallery)
@@ -218,12 +218,13 @@ def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads
     for variant in variants:
         change = dict(variant)
         frozen = change.pop("freeze_blocks", cfg.freeze_blocks)
-        if frozen != cached_for:
+        passes = change.pop("aug_passes", cfg.aug_passes)
+        if (frozen, passes) != cached_for:
             views = None  # one cache in memory at a time
             views = cache_views(
-                fresh_model(), images, [s.modality for s in samples], frozen, cfg.aug_passes, 0
+                fresh_model(), images, [s.modality for s in samples], frozen, passes, 0
             )
-            cached_for = frozen
+            cached_for = (frozen, passes)
         curves, seconds = [], 0.0
         for seed in seeds:
             train_idx, val_idx = grouped_split(samples, VAL_FRACTION, seed)
