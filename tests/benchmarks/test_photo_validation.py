@@ -76,7 +76,7 @@ def test_search_prints_a_row_per_view(tmp_path, capsys):
     assert all(0.0 <= r["nearest"] <= 1.0 and r["val"] == rows[0]["val"] for r in rows)
 
 
-def test_schedule_fits_each_variant_on_a_cache_of_its_own_frozen_blocks(tmp_path, monkeypatch):
+def test_schedule_fits_each_variant_on_the_cache_of_its_own_setting(tmp_path, monkeypatch):
     gallery = write_varied_tree(tmp_path / "gallery", ["a", "b"], 5)
     monkeypatch.setattr(pv, "PHOTO_INPUT_SIZE", 64)
     cached: list[tuple[int, int, int]] = []
