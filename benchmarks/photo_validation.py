@@ -35,7 +35,14 @@ from matcher.images import load_image
 from matcher.model import with_preprocess
 from matcher.pooling import l2_normalize
 from matcher.preprocess import letterbox_box, photo_to_rgb, preprocess
-from training.data import Sample, assign_groups, grouped_split, load_images, scan_folders
+from training.data import (
+    Sample,
+    assign_groups,
+    co_labels,
+    grouped_split,
+    load_images,
+    scan_folders,
+)
 from training.features import cache_views
 from training.fit import fit
 from training.train import (
@@ -211,6 +218,7 @@ def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads
     samples, images = load_grouped(gallery)
     labels_sorted = sorted({s.label for s in samples})
     labels = np.array([labels_sorted.index(s.label) for s in samples])
+    copies = co_labels(samples, {lab: i for i, lab in enumerate(labels_sorted)})
 
     def fresh_model(base: str):
         return with_preprocess(prepare_model(base, None), input_size=PHOTO_INPUT_SIZE)
@@ -232,7 +240,7 @@ def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads
             train_idx, val_idx = grouped_split(samples, VAL_FRACTION, seed)
             fc = replace(photo_fit(**change), patience=10**6)
             res = fit(fresh_model(base), views, labels, train_idx, val_idx, frozen, fc,
-                      len(labels_sorted), None, False)  # fmt: skip
+                      len(labels_sorted), None, False, copies)  # fmt: skip
             curves.append([h["val_top1"] for h in res.history])
             seconds += res.seconds
         yield {

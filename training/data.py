@@ -99,6 +99,21 @@ def assign_groups(samples: list[Sample], images: list[Image.Image], max_distance
         s.group = f"g{find(i)}"
 
 
+def co_labels(samples: list[Sample], index: dict[str, int]) -> dict[int, list[int]]:
+    """Per sample whose group also holds other labels, those labels' indices: the same
+    picture filed under two labels (a wall of rifles and shotguns), after ``assign_groups``."""
+    by_group: dict[str, set[str]] = defaultdict(set)
+    for s in samples:
+        if s.label:
+            by_group[s.group].add(s.label)
+    out = {}
+    for i, s in enumerate(samples):
+        others = sorted(by_group[s.group] - {s.label})
+        if s.label and others:
+            out[i] = [index[lab] for lab in others]
+    return out
+
+
 def grouped_split(
     samples: list[Sample], val_fraction: float, seed: int
 ) -> tuple[list[int], list[int]]:

@@ -32,6 +32,10 @@ class FitConfig:
     loss: str = "cosface"
     patience: int = 4
     hard_negative_weight: float = 1.0
+    # A picture filed under several labels (its near-copies carry others): "keep" trains each
+    # copy towards its label and away from the rest, "mask" leaves the copy's other labels out
+    # of its softmax, "drop" leaves such copies out of the loss (they stay references).
+    co_labels: str = "keep"
     seed: int = 0
 
 
@@ -109,12 +113,18 @@ def fit(
     n_classes: int,
     negatives: dict[int, list[int]] | None = None,
     progress: bool = True,
+    co_labels: dict[int, list[int]] | None = None,
 ) -> FitResult:
     """Train the unfrozen top on ``views[v, i]`` (view v of sample i); keep the best epoch.
 
     ``labels`` holds class indices (-1: no known label, the sample only carries negatives);
-    ``negatives`` maps a sample index to class indices it must not match (analyst rejections).
+    ``negatives`` maps a sample index to class indices it must not match (analyst rejections);
+    ``co_labels`` maps a sample index to the other labels its near-copies carry, used as
+    ``cfg.co_labels`` says.
     """
+    if cfg.co_labels not in ("keep", "mask", "drop"):
+        raise ValueError(f"co_labels must be keep, mask or drop, not {cfg.co_labels!r}")
+    co_labels = co_labels if cfg.co_labels != "keep" else {}
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -153,7 +163,7 @@ def fit(
             v = torch.from_numpy(rng.integers(0, views.shape[0], len(batch)))
             x = views[v, torch.from_numpy(batch)].float()
             emb = trainable_forward(model, x, freeze_blocks)
-            loss = _loss(emb, labels[batch], batch, negatives, loss_mod, cfg)
+            loss = _loss(emb, labels[batch], batch, negatives, loss_mod, cfg, co_labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -182,11 +192,19 @@ def fit(
     return result
 
 
-def _loss(emb, batch_labels, batch, negatives, loss_mod, cfg: FitConfig) -> torch.Tensor:
+def _loss(emb, batch_labels, batch, negatives, loss_mod, cfg: FitConfig, co_labels) -> torch.Tensor:
     lab = torch.from_numpy(batch_labels).long()
     known = lab >= 0
+    if cfg.co_labels == "drop":
+        known &= torch.tensor([i not in co_labels for i in batch.tolist()])
     if isinstance(loss_mod, ProxyLoss):
-        loss = loss_mod(emb[known], lab[known]) if known.any() else emb.sum() * 0.0
+        exclude = None
+        if cfg.co_labels == "mask":
+            exclude = torch.zeros(len(batch), loss_mod.proxies.shape[0], dtype=torch.bool)
+            for r, i in enumerate(batch.tolist()):
+                exclude[r, co_labels.get(i, [])] = True
+            exclude = exclude[known]
+        loss = loss_mod(emb[known], lab[known], exclude) if known.any() else emb.sum() * 0.0
         pairs = [(r, c) for r, i in enumerate(batch.tolist()) for c in negatives.get(i, [])]
         if pairs and cfg.hard_negative_weight > 0:
             cos = loss_mod.cosines(emb)

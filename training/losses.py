@@ -35,15 +35,26 @@ class ProxyLoss(nn.Module):
         """(n, classes) cosine between each embedding and each proxy."""
         return l2_normalize(emb) @ l2_normalize(self.proxies).T
 
-    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, emb: torch.Tensor, labels: torch.Tensor, exclude: torch.Tensor | None = None
+    ) -> torch.Tensor:
         cos = self.cosines(emb)
-        return margin_softmax(cos, labels, self.kind, self.scale, self.margin)
+        return margin_softmax(cos, labels, self.kind, self.scale, self.margin, exclude)
 
 
 def margin_softmax(
-    cos: torch.Tensor, labels: torch.Tensor, kind: str, scale: float, margin: float
+    cos: torch.Tensor,
+    labels: torch.Tensor,
+    kind: str,
+    scale: float,
+    margin: float,
+    exclude: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """CosFace (cos - m) or ArcFace (cos(theta + m)) logits for the true class, then CE."""
+    """CosFace (cos - m) or ArcFace (cos(theta + m)) logits for the true class, then CE.
+
+    ``exclude``: an (n, classes) boolean mask of classes left out of a row's softmax (labels
+    the same picture also carries elsewhere in the data), so the row is not pushed from them.
+    """
     onehot = F.one_hot(labels, cos.shape[1]).to(cos.dtype)
     if kind == "cosface":
         logits = cos - margin * onehot
@@ -53,7 +64,10 @@ def margin_softmax(
         # Past pi - m the angular margin is no longer monotone; fall back to CosFace there.
         target = torch.where(theta < math.pi - margin, target, cos - margin * math.sin(margin))
         logits = torch.where(onehot.bool(), target, cos)
-    return F.cross_entropy(scale * logits, labels)
+    logits = scale * logits
+    if exclude is not None:
+        logits = logits.masked_fill(exclude & ~onehot.bool(), float("-inf"))
+    return F.cross_entropy(logits, labels)
 
 
 def multi_similarity(

@@ -29,7 +29,14 @@ from matcher.model import (
 )
 from matcher.preprocess import check_modality
 from training.augment import AugmentConfig
-from training.data import Sample, assign_groups, grouped_split, load_images, scan_folders
+from training.data import (
+    Sample,
+    assign_groups,
+    co_labels,
+    grouped_split,
+    load_images,
+    scan_folders,
+)
 from training.features import cache_views
 from training.feedback import FeedbackSet, gallery_samples
 from training.fit import FitConfig, fit
@@ -213,6 +220,7 @@ def train(cfg: TrainConfig, feedback: FeedbackSet | None = None) -> TrainReport:
         len(labels_sorted),
         negatives,
         cfg.progress,
+        co_labels(samples, index),
     )
     times["fit"] = result.seconds
     times["total"] = round(time.perf_counter() - t0, 2)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from gunmatch.cli import main
@@ -22,9 +23,18 @@ from tests.helpers import (
     write_varied_tree,
 )
 from training.augment import AugmentConfig, augment, clutter_background
-from training.data import Sample, assign_groups, dhash, grouped_split, scan_folders, stem_key
+from training.data import (
+    Sample,
+    assign_groups,
+    co_labels,
+    dhash,
+    grouped_split,
+    scan_folders,
+    stem_key,
+)
 from training.feedback import gallery_samples
 from training.fit import FitConfig
+from training.losses import margin_softmax
 from training.train import PHOTO_MAX_EPOCHS, TrainConfig, scheduled_epochs, train
 
 LABELS = ["barrel", "magazine", "spring"]
@@ -106,6 +116,59 @@ def test_grouped_split_keeps_near_copies_together(tmp_path):
     groups_train = {samples[i].group for i in train_idx}
     groups_val = {samples[i].group for i in val_idx}
     assert groups_train and groups_val and not groups_train & groups_val
+
+
+def test_a_picture_filed_under_two_labels_is_found(tmp_path):
+    tree = write_varied_tree(tmp_path / "data", LABELS, 2)
+    # One picture of a barrel and a magazine together, filed under both labels.
+    both = varied_image("both", 7)
+    for label in ("barrel", "magazine"):
+        both.save(tree / label / "wall.png")
+    samples = scan_folders(tree)
+    images = [Image.open(s.path).convert("RGB") for s in samples]
+    assign_groups(samples, images)
+    index = {lab: i for i, lab in enumerate(LABELS)}
+    found = co_labels(samples, index)
+    wall = {i: samples[i].label for i, s in enumerate(samples) if s.path.name == "wall.png"}
+    assert sorted(found) == sorted(wall)
+    assert {wall[i]: found[i] for i in found} == {"barrel": [1], "magazine": [0]}
+
+
+def test_excluded_labels_leave_the_softmax():
+    cos = torch.tensor([[0.5, 0.6, 0.1], [0.2, 0.1, 0.9]], requires_grad=True)
+    labels = torch.tensor([0, 2])
+    # Row 0's picture is also filed under label 1; row 2 marks its own label, which stays.
+    exclude = torch.tensor([[False, True, False], [False, False, True]])
+    loss = margin_softmax(cos, labels, "cosface", 30.0, 0.2, exclude)
+    row0 = torch.nn.functional.cross_entropy(30 * torch.tensor([[0.3, 0.1]]), torch.tensor([0]))
+    row1 = torch.nn.functional.cross_entropy(30 * torch.tensor([[0.2, 0.1, 0.7]]), labels[1:])
+    assert torch.isclose(loss, (row0 + row1) / 2, atol=1e-5)
+    loss.backward()
+    assert cos.grad[0, 1] == 0 and cos.grad[1, 2] != 0
+    kept = margin_softmax(cos.detach(), labels, "cosface", 30.0, 0.2)
+    assert kept > loss  # kept in, label 1 (the higher cosine) pushes row 0 harder
+
+
+def test_co_labels_settings_reach_the_loss(tmp_path):
+    tree = write_varied_tree(tmp_path / "data", LABELS[:2], 3)
+    for label in LABELS[:2]:
+        varied_image("both", 7).save(tree / label / "wall.png")
+    first_losses = {}
+    for setting in ("keep", "mask", "drop"):
+        cfg = TrainConfig(
+            out=str(tmp_path / setting),
+            data=str(tree),
+            input_size=64,
+            aug_passes=1,
+            threads=1,
+            progress=False,
+            min_steps=0,
+            fit=FitConfig(epochs=1, batch_size=8, seed=1, co_labels=setting),
+        )
+        first_losses[setting] = train(cfg).fit["history"][1]["loss"]
+    assert len(set(first_losses.values())) == 3
+    with pytest.raises(ValueError, match="co_labels"):
+        train(replace(cfg, fit=replace(cfg.fit, co_labels="vote")))
 
 
 def test_stem_key_and_dhash():
