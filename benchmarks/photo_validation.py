@@ -10,7 +10,8 @@ queries/ is never read here. Three steps:
     .venv/bin/python -m benchmarks.photo_validation search runs/split-model runs/split
     # the time budget: gunmatch train on the first 125 images of each label (500)
     .venv/bin/python -m benchmarks.photo_validation subset DATA/gallery runs/500 --per-label 125
-    # 3b. schedule lengths and other settings ("base", "freeze_blocks", "aug_passes" too):
+    # 3b. schedule lengths and other settings ("base", "input_size", "freeze_blocks" and
+    #     "aug_passes" too):
     #     variants on one cache of frozen features per cache setting, mean over splits
     .venv/bin/python -m benchmarks.photo_validation schedule DATA/gallery \\
         --variants '[{"epochs": 6}, {"epochs": 12, "freeze_blocks": 6}]' --split-seeds 0,1
@@ -48,6 +49,7 @@ from training.fit import fit
 from training.train import (
     PHOTO_INPUT_SIZE,
     TrainConfig,
+    decode_side,
     photo_fit,
     prepare_model,
 )
@@ -55,9 +57,12 @@ from training.train import (
 VAL_FRACTION = 0.2
 
 
-def load_grouped(gallery: Path) -> tuple[list[Sample], list[Image.Image]]:
-    """gallery/'s samples and images, decoded and grouped as train() does it."""
-    samples, images = load_images(scan_folders(gallery), TrainConfig(out="").max_side)
+def load_grouped(
+    gallery: Path, input_size: int = PHOTO_INPUT_SIZE
+) -> tuple[list[Sample], list[Image.Image]]:
+    """gallery/'s samples and images, decoded (for ``input_size``) and grouped as train()
+    does it."""
+    samples, images = load_images(scan_folders(gallery), decode_side(input_size))
     assign_groups(samples, images)
     return samples, images
 
@@ -210,36 +215,39 @@ def search_table(model_dir: Path, split: Path) -> list[dict]:
 
 def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads: int):
     """Validation top-1 per epoch of each fit variant (FitConfig changes, ``base``,
-    ``freeze_blocks`` and ``aug_passes``), mean over splits, on one cache of frozen features
-    per backbone, frozen-block count and number of augmented views (gunmatch train's defaults
-    otherwise)."""
+    ``input_size``, ``freeze_blocks`` and ``aug_passes``), mean over splits, on one cache of
+    frozen features per backbone, input size, frozen-block count and number of augmented
+    views (gunmatch train's defaults otherwise)."""
     torch.set_num_threads(threads)
     cfg = TrainConfig(out="")
-    samples, images = load_grouped(gallery)
+    # Decoded once for the largest input size asked for (320 px up to 288).
+    largest = max(v.get("input_size", PHOTO_INPUT_SIZE) for v in variants)
+    samples, images = load_grouped(gallery, largest)
     labels_sorted = sorted({s.label for s in samples})
     labels = np.array([labels_sorted.index(s.label) for s in samples])
     copies = co_labels(samples, {lab: i for i, lab in enumerate(labels_sorted)})
 
-    def fresh_model(base: str):
-        return with_preprocess(prepare_model(base, None), input_size=PHOTO_INPUT_SIZE)
+    def fresh_model(base: str, size: int):
+        return with_preprocess(prepare_model(base, None), input_size=size)
 
     cached_for, views = None, None
     for variant in variants:
         change = dict(variant)
         base = change.pop("base", cfg.base)
+        size = change.pop("input_size", PHOTO_INPUT_SIZE)
         frozen = change.pop("freeze_blocks", cfg.freeze_blocks)
         passes = change.pop("aug_passes", cfg.aug_passes)
-        if (base, frozen, passes) != cached_for:
+        if (base, size, frozen, passes) != cached_for:
             views = None  # one cache in memory at a time
             views = cache_views(
-                fresh_model(base), images, [s.modality for s in samples], frozen, passes, 0
+                fresh_model(base, size), images, [s.modality for s in samples], frozen, passes, 0
             )
-            cached_for = (base, frozen, passes)
+            cached_for = (base, size, frozen, passes)
         curves, seconds = [], 0.0
         for seed in seeds:
             train_idx, val_idx = grouped_split(samples, VAL_FRACTION, seed)
             fc = replace(photo_fit(**change), patience=10**6)
-            res = fit(fresh_model(base), views, labels, train_idx, val_idx, frozen, fc,
+            res = fit(fresh_model(base, size), views, labels, train_idx, val_idx, frozen, fc,
                       len(labels_sorted), None, False, copies)  # fmt: skip
             curves.append([h["val_top1"] for h in res.history])
             seconds += res.seconds

@@ -57,6 +57,12 @@ PHOTO_MIN_STEPS = 300
 PHOTO_MAX_EPOCHS = 48
 
 
+def decode_side(input_size: int) -> int:
+    """Longest side images are decoded at for training at ``input_size``: a ninth of headroom
+    for the augmentations' crops (320 px at 288), never below 320."""
+    return max(320, math.ceil(input_size * 10 / 9))
+
+
 def photo_fit(**changes) -> FitConfig:
     """The photo recipe's optimisation: ``PHOTO_EPOCHS`` epochs, else ``FitConfig``'s."""
     return replace(FitConfig(epochs=PHOTO_EPOCHS), **changes)
@@ -93,7 +99,8 @@ class TrainConfig:
     # Share of the images held out for early stopping. 0 (the default) trains on all of them
     # for ``fit.epochs``, the number the validation split chose.
     val_fraction: float = 0.0
-    max_side: int = 320
+    # Longest side of the decoded images; None: ``decode_side`` of the input size.
+    max_side: int | None = None
     threads: int | None = None
     progress: bool = True
     fit: FitConfig = field(default_factory=photo_fit)
@@ -170,7 +177,12 @@ def train(cfg: TrainConfig, feedback: FeedbackSet | None = None) -> TrainReport:
     torch.manual_seed(cfg.fit.seed)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    samples, images = load_images(collect_samples(cfg, feedback), cfg.max_side)
+    model = prepare_model(cfg.base, cfg.head_dim)
+    size = cfg.input_size or (None if Path(cfg.base).is_dir() else PHOTO_INPUT_SIZE)
+    if size and size != model.config.preprocess.input_size:
+        model = with_preprocess(model, input_size=size)
+    max_side = cfg.max_side or decode_side(model.config.preprocess.input_size)
+    samples, images = load_images(collect_samples(cfg, feedback), max_side)
     if not samples:
         raise ValueError("none of the training images could be read")
     assign_groups(samples, images)
@@ -185,10 +197,6 @@ def train(cfg: TrainConfig, feedback: FeedbackSet | None = None) -> TrainReport:
     cfg = replace(cfg, fit=replace(cfg.fit, epochs=epochs))
     times["load"] = round(time.perf_counter() - t0, 2)
 
-    model = prepare_model(cfg.base, cfg.head_dim)
-    size = cfg.input_size or (None if Path(cfg.base).is_dir() else PHOTO_INPUT_SIZE)
-    if size and size != model.config.preprocess.input_size:
-        model = with_preprocess(model, input_size=size)
     base_id = load_model(cfg.base).model_id if cfg.head_dim else model.model_id
     if not 0 <= cfg.freeze_blocks < n_blocks(model):
         raise ValueError(f"freeze_blocks must be in [0, {n_blocks(model) - 1}]")

@@ -79,11 +79,12 @@ def test_search_prints_a_row_per_view(tmp_path, capsys):
 def test_schedule_fits_each_variant_on_the_cache_of_its_own_setting(tmp_path, monkeypatch):
     gallery = write_varied_tree(tmp_path / "gallery", ["a", "b"], 5)
     monkeypatch.setattr(pv, "PHOTO_INPUT_SIZE", 64)
-    cached: list[tuple[int, int, int]] = []
+    cached: list[tuple[int, int, int, int]] = []
     cache_views = pv.cache_views
 
     def counting(model, images, modalities, freeze_blocks, passes, *args):
-        cached.append((n_blocks(model), freeze_blocks, passes))
+        size = model.config.preprocess.input_size
+        cached.append((n_blocks(model), size, freeze_blocks, passes))
         return cache_views(model, images, modalities, freeze_blocks, passes, *args)
 
     monkeypatch.setattr(pv, "cache_views", counting)
@@ -93,11 +94,18 @@ def test_schedule_fits_each_variant_on_the_cache_of_its_own_setting(tmp_path, mo
         {"epochs": 1, "freeze_blocks": 12},
         {"epochs": 1, "freeze_blocks": 12, "aug_passes": 1},
         {"epochs": 1, "freeze_blocks": 12, "aug_passes": 1, "base": "efficientnet_lite2"},
+        {"epochs": 1, "freeze_blocks": 12, "aug_passes": 1, "input_size": 96},
     ]
     rows = list(pv.schedule_rows(gallery, variants, [0], threads=1))
     # the default's cache serves two variants
-    assert cached == [(16, 8, 3), (16, 12, 3), (16, 12, 1), (21, 12, 1)]
+    assert cached == [
+        (16, 64, 8, 3),
+        (16, 64, 12, 3),
+        (16, 64, 12, 1),
+        (21, 64, 12, 1),
+        (16, 96, 12, 1),
+    ]
     # the history starts with the untrained model's top-1
-    assert [len(r["val_top1_per_epoch"]) for r in rows] == [2, 3, 2, 2, 2]
+    assert [len(r["val_top1_per_epoch"]) for r in rows] == [2, 3, 2, 2, 2, 2]
     assert rows[2]["freeze_blocks"] == 12 and rows[1]["lr"] == 1e-3
     assert all(0.0 <= r["last_per_split"][0] <= 1.0 for r in rows)

@@ -35,7 +35,13 @@ from training.data import (
 from training.feedback import gallery_samples
 from training.fit import FitConfig
 from training.losses import margin_softmax
-from training.train import PHOTO_MAX_EPOCHS, TrainConfig, scheduled_epochs, train
+from training.train import (
+    PHOTO_MAX_EPOCHS,
+    TrainConfig,
+    decode_side,
+    scheduled_epochs,
+    train,
+)
 
 LABELS = ["barrel", "magazine", "spring"]
 
@@ -267,6 +273,12 @@ def test_the_schedule_counts_optimiser_steps():
     # Never fewer than asked, and min_steps 0 leaves the epochs as they are.
     assert scheduled_epochs(6, 20_000, 32, 300) == 6
     assert scheduled_epochs(3, 115, 32, 0) == 3
+
+
+def test_images_are_decoded_for_the_input_size():
+    # 320 px for the photo recipe's 288 and anything smaller; a ninth above larger inputs.
+    assert decode_side(288) == decode_side(64) == 320
+    assert decode_side(384) == 427
 
 
 def test_train_cli(tmp_path, capsys):
