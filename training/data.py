@@ -67,9 +67,10 @@ def stem_key(path: Path) -> str:
     return key or stem
 
 
-def assign_groups(samples: list[Sample], images: list[Image.Image], max_distance: int = 4) -> None:
-    """Set ``Sample.group``: samples sharing a stem key or a near-equal dHash share a group."""
-    parent = list(range(len(samples)))
+def near_copy_roots(paths: list[Path], hashes: list[int], max_distance: int = 4) -> list[int]:
+    """Per item, the smallest index of its group: items sharing a stem key (copy markers
+    stripped) or a dHash within ``max_distance`` bits, transitively, share a group."""
+    parent = list(range(len(paths)))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -83,20 +84,26 @@ def assign_groups(samples: list[Sample], images: list[Image.Image], max_distance
             parent[max(ra, rb)] = min(ra, rb)
 
     by_stem: dict[str, int] = {}
-    for i, s in enumerate(samples):
-        key = stem_key(s.path)
+    for i, path in enumerate(paths):
+        key = stem_key(path)
         if key in by_stem:
             union(i, by_stem[key])
         else:
             by_stem[key] = i
-    hashes = np.array([dhash(im) for im in images], dtype=np.uint64)
-    for i in range(len(hashes)):
-        x = np.bitwise_xor(hashes[i + 1 :], hashes[i])
+    bits = np.array(hashes, dtype=np.uint64)
+    for i in range(len(bits)):
+        x = np.bitwise_xor(bits[i + 1 :], bits[i])
         dist = np.array([bin(int(v)).count("1") for v in x], dtype=np.int32)
         for j in np.nonzero(dist <= max_distance)[0]:
             union(i, i + 1 + int(j))
-    for i, s in enumerate(samples):
-        s.group = f"g{find(i)}"
+    return [find(i) for i in range(len(paths))]
+
+
+def assign_groups(samples: list[Sample], images: list[Image.Image], max_distance: int = 4) -> None:
+    """Set ``Sample.group``: samples sharing a stem key or a near-equal dHash share a group."""
+    roots = near_copy_roots([s.path for s in samples], [dhash(im) for im in images], max_distance)
+    for s, root in zip(samples, roots, strict=True):
+        s.group = f"g{root}"
 
 
 def co_labels(samples: list[Sample], index: dict[str, int]) -> dict[int, list[int]]:

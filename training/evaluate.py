@@ -19,7 +19,7 @@ from tqdm import tqdm
 from index import Gallery
 from matcher import Embedder
 from matcher.images import load_image
-from training.data import scan_folders
+from training.data import dhash, near_copy_roots, scan_folders
 from training.metrics import (
     auc,
     confusion_matrix,
@@ -28,6 +28,7 @@ from training.metrics import (
     per_label_accuracy,
     recall_at_k,
     roc_curve,
+    shared_pictures,
     threat_scores,
     top1_accuracy,
 )
@@ -47,6 +48,8 @@ class EmbeddedSet:
     labels: list[str]
     names: list[str]
     failed: list[str] = field(default_factory=list)
+    # dHash per row (embed_folder fills it): finds one picture filed under several labels.
+    hashes: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -65,7 +68,7 @@ def embed_folder(
 ) -> EmbeddedSet:
     """Embed every image of ``root/<label>/``; unreadable images are listed, not fatal."""
     samples = scan_folders(root, modality)
-    vecs, labels, names, failed = [], [], [], []
+    vecs, labels, names, failed, hashes = [], [], [], [], []
     batch: list = []
 
     def flush() -> None:
@@ -77,18 +80,20 @@ def embed_folder(
         samples, desc=f"embedding {Path(root).name}", unit="img", disable=not progress or None
     ):
         try:
-            batch.append(embedder.prepare(load_image(s.path), modality))
+            img = load_image(s.path)
+            batch.append(embedder.prepare(img, modality))
         except (ValueError, OSError) as exc:
             log.warning("skipping %s: %s", s.path, exc)
             failed.append(str(s.path))
             continue
+        hashes.append(dhash(img))
         labels.append(s.label)
         names.append(str(s.path))
         if len(batch) == embedder.batch_size:
             flush()
     flush()
     v = np.concatenate(vecs) if vecs else np.zeros((0, embedder.dim), np.float32)
-    return EmbeddedSet(v, labels, names, failed)
+    return EmbeddedSet(v, labels, names, failed, hashes)
 
 
 def gallery_set(gallery: Gallery) -> tuple[EmbeddedSet, np.ndarray]:
@@ -164,6 +169,9 @@ def evaluate_sets(
     """Metrics for already-embedded sets (``sim`` overrides the plain dot product)."""
     sim = queries.vectors @ gallery.vectors.T if sim is None else sim
     metrics, roc = compute_metrics(sim, queries.labels, gallery.labels, threat_labels)
+    if len(queries.hashes) == len(queries.labels):
+        roots = near_copy_roots([Path(n) for n in queries.names], queries.hashes)
+        metrics["shared_pictures"] = shared_pictures(roots, queries.labels)
     return Evaluation(metrics, sim, queries, gallery, roc)
 
 

@@ -26,6 +26,24 @@ def _hits(sim: np.ndarray, q_labels: Sequence[str], g_labels: Sequence[str], k: 
     return g[order] == np.asarray(q_labels, dtype=object)[:, None]
 
 
+def shared_pictures(groups: Sequence[int], labels: Sequence[str]) -> dict:
+    """Queries that are one picture filed under several labels (``groups``: a near-copy group
+    per query). Such a picture's copies all find the same references, so top-1 can be right
+    for one of its labels only: ``top1_ceiling`` is the best top-1 any model can reach."""
+    by_group: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for g, lab in zip(groups, labels, strict=True):
+        by_group[g][lab] += 1
+    shared = [c for c in by_group.values() if len(c) > 1]
+    files = sum(sum(c.values()) for c in shared)
+    misses = sum(sum(c.values()) - max(c.values()) for c in shared)
+    n = len(labels)
+    return {
+        "pictures": len(shared),
+        "queries": files,
+        "top1_ceiling": 1.0 - misses / n if n else float("nan"),
+    }
+
+
 def top1_accuracy(sim: np.ndarray, q_labels: Sequence[str], g_labels: Sequence[str]) -> float:
     """Fraction of queries whose nearest gallery item has their label."""
     if len(q_labels) == 0:

@@ -112,6 +112,23 @@ def plot_confusion(confusion: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def shared_pictures_text(m: dict) -> str | None:
+    """One sentence on queries filed under several labels, or None where there are none."""
+    shared = m.get("shared_pictures")
+    if not shared or not shared["queries"]:
+        return None
+    pictures = f"{shared['pictures']} picture{'s' if shared['pictures'] != 1 else ''}"
+    return (
+        f"{shared['queries']} queries are {pictures} filed under several labels; top-1 can "
+        f"be right for one label of each, so at most {shared['top1_ceiling']:.4f}"
+    )
+
+
+def _shared_line(m: dict) -> list[str]:
+    text = shared_pictures_text(m)
+    return [f"Note: {text}.", ""] if text else []
+
+
 def markdown_report(m: dict, plots: bool = True) -> str:
     """A short human-readable summary of metrics.json."""
     lines = [
@@ -121,6 +138,7 @@ def markdown_report(m: dict, plots: bool = True) -> str:
         f"- gallery: `{m.get('gallery_src', '?')}` ({m['gallery_items']} references)",
         f"- queries: `{m.get('queries_src', '?')}` ({m['queries']} images)",
         "",
+        *_shared_line(m),
         "| metric | value |",
         "|---|---|",
         f"| top-1 accuracy | {m['top1']:.4f} |",

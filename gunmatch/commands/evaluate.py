@@ -11,7 +11,7 @@ from gunmatch.decision import calibration_path
 from matcher import Embedder, load_checkpoint, load_model
 from matcher.preprocess import MODALITIES
 from training.evaluate import evaluate
-from training.report import write_calibration, write_report
+from training.report import shared_pictures_text, write_calibration, write_report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -82,6 +82,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"top-1 {m['top1']:.4f}  recall@5 {m['recall@5']:.4f}  recall@10 {m['recall@10']:.4f}  "
         f"mAP@10 {m['map@10']:.4f}"
     )
+    shared = shared_pictures_text(m)
+    if shared:
+        out(shared)
     for lab, v in m["per_label"].items():
         out(
             f"  {lab:<20} top-1 {v['accuracy']:.3f}  recall@5 {v['recall@5']:.3f}  "

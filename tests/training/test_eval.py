@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from matcher import Embedder, build_pretrained, load_model, save_checkpoint
 from matcher.model import with_preprocess
 from tests.helpers import write_varied_tree
 from training.evaluate import compute_metrics, evaluate
-from training.metrics import auc, operating_point, roc_curve
+from training.metrics import auc, operating_point, roc_curve, shared_pictures
 from training.report import calibration_from_metrics, write_calibration, write_report
 
 # 4 queries x 3 references; worked out by hand in the comments.
@@ -42,6 +43,19 @@ def test_retrieval_metrics_known_answers():
         "b": {"accuracy": 0.5, "recall@5": 1.0, "map@10": pytest.approx(b_map), "queries": 2},
     }
     assert m["confusion"] == {"labels": ["a", "b"], "matrix": [[1, 1], [1, 1]]}
+
+
+def test_shared_pictures_bound_top1():
+    # Group 0 is one picture filed under a, a and b (2 of 3 can be right), group 5 under
+    # b and c (1 of 2); groups 3 and 4 hold one label each.
+    groups = [0, 0, 0, 3, 3, 4, 5, 5]
+    labels = ["a", "a", "b", "a", "a", "b", "b", "c"]
+    assert shared_pictures(groups, labels) == {
+        "pictures": 2,
+        "queries": 5,
+        "top1_ceiling": 1.0 - 2 / 8,
+    }
+    assert shared_pictures([1, 2], ["a", "a"])["top1_ceiling"] == 1.0
 
 
 def test_threat_roc_known_answers():
@@ -138,8 +152,24 @@ def test_eval_cli(small_model, sets, tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "top-1" in text and "threat AUC" in text
+    assert "filed under several labels" not in text
     assert json.loads(cal.read_text())["model_id"].startswith("efficientnet_lite0-")
     assert (tmp_path / "r" / "roc.png").is_file()
+
+
+def test_eval_counts_a_picture_filed_under_two_labels(small_model, sets, tmp_path, capsys):
+    g, q = sets[0], shutil.copytree(sets[1], tmp_path / "q")
+    wall = next((q / "barrel").iterdir())
+    other = next(p for p in q.iterdir() if p.is_dir() and p.name != "barrel")
+    (other / f"copy-{wall.name}").write_bytes(wall.read_bytes())
+    args = ["eval", "--gallery-src", str(g), "--queries", str(q), "--model", str(small_model)]
+    assert main([*args, "--quiet", "--threads", "1", "--out", str(tmp_path / "r")]) == 0
+    text = capsys.readouterr().out
+    assert "2 queries are 1 picture filed under several labels" in text
+    assert "at most 0.8571" in text  # 7 queries, one of the two copies must miss
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["shared_pictures"] == {"pictures": 1, "queries": 2, "top1_ceiling": 1 - 1 / 7}
+    assert "filed under several labels" in (tmp_path / "r" / "report.md").read_text()
 
 
 def test_eval_cli_bad_arguments(tmp_path):
