@@ -57,12 +57,9 @@ from training.train import (
 VAL_FRACTION = 0.2
 
 
-def load_grouped(
-    gallery: Path, input_size: int = PHOTO_INPUT_SIZE
-) -> tuple[list[Sample], list[Image.Image]]:
-    """gallery/'s samples and images, decoded (for ``input_size``) and grouped as train()
-    does it."""
-    samples, images = load_images(scan_folders(gallery), decode_side(input_size))
+def load_grouped(gallery: Path) -> tuple[list[Sample], list[Image.Image]]:
+    """gallery/'s samples and images, decoded and grouped as train() does it at 288 px."""
+    samples, images = load_images(scan_folders(gallery), decode_side(PHOTO_INPUT_SIZE))
     assign_groups(samples, images)
     return samples, images
 
@@ -220,9 +217,7 @@ def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads
     views (gunmatch train's defaults otherwise)."""
     torch.set_num_threads(threads)
     cfg = TrainConfig(out="")
-    # Decoded once for the largest input size asked for (320 px up to 288).
-    largest = max(v.get("input_size", PHOTO_INPUT_SIZE) for v in variants)
-    samples, images = load_grouped(gallery, largest)
+    samples, images = load_grouped(gallery)  # grouped (so split) once, as for 288 px
     labels_sorted = sorted({s.label for s in samples})
     labels = np.array([labels_sorted.index(s.label) for s in samples])
     copies = co_labels(samples, {lab: i for i, lab in enumerate(labels_sorted)})
@@ -239,9 +234,14 @@ def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads
         passes = change.pop("aug_passes", cfg.aug_passes)
         if (base, size, frozen, passes) != cached_for:
             views = None  # one cache in memory at a time
+            # decoded for the input size, as train() does (320 px up to 288)
+            sized = images
+            if decode_side(size) != decode_side(PHOTO_INPUT_SIZE):
+                sized = load_images(samples, decode_side(size))[1]
             views = cache_views(
-                fresh_model(base, size), images, [s.modality for s in samples], frozen, passes, 0
+                fresh_model(base, size), sized, [s.modality for s in samples], frozen, passes, 0
             )
+            del sized
             cached_for = (base, size, frozen, passes)
         curves, seconds = [], 0.0
         for seed in seeds:

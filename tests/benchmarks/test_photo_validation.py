@@ -88,6 +88,14 @@ def test_schedule_fits_each_variant_on_the_cache_of_its_own_setting(tmp_path, mo
         return cache_views(model, images, modalities, freeze_blocks, passes, *args)
 
     monkeypatch.setattr(pv, "cache_views", counting)
+    decoded: list[int] = []
+    load_images = pv.load_images
+
+    def decoding(samples, max_side):
+        decoded.append(max_side)
+        return load_images(samples, max_side)
+
+    monkeypatch.setattr(pv, "load_images", decoding)
     variants = [
         {"epochs": 1},
         {"epochs": 2, "lr": 1e-3},
@@ -95,6 +103,7 @@ def test_schedule_fits_each_variant_on_the_cache_of_its_own_setting(tmp_path, mo
         {"epochs": 1, "freeze_blocks": 12, "aug_passes": 1},
         {"epochs": 1, "freeze_blocks": 12, "aug_passes": 1, "base": "efficientnet_lite2"},
         {"epochs": 1, "freeze_blocks": 12, "aug_passes": 1, "input_size": 96},
+        {"epochs": 1, "freeze_blocks": 12, "aug_passes": 1, "input_size": 384},
     ]
     rows = list(pv.schedule_rows(gallery, variants, [0], threads=1))
     # the default's cache serves two variants
@@ -104,8 +113,11 @@ def test_schedule_fits_each_variant_on_the_cache_of_its_own_setting(tmp_path, mo
         (16, 64, 12, 1),
         (21, 64, 12, 1),
         (16, 96, 12, 1),
+        (16, 384, 12, 1),
     ]
+    # decoded once at 320 px for grouping and inputs up to 288, again only for 384
+    assert decoded == [320, 427]
     # the history starts with the untrained model's top-1
-    assert [len(r["val_top1_per_epoch"]) for r in rows] == [2, 3, 2, 2, 2, 2]
+    assert [len(r["val_top1_per_epoch"]) for r in rows] == [2, 3, 2, 2, 2, 2, 2]
     assert rows[2]["freeze_blocks"] == 12 and rows[1]["lr"] == 1e-3
     assert all(0.0 <= r["last_per_split"][0] <= 1.0 for r in rows)
