@@ -124,7 +124,7 @@ def fit(
     """
     if cfg.co_labels not in ("keep", "mask", "drop"):
         raise ValueError(f"co_labels must be keep, mask or drop, not {cfg.co_labels!r}")
-    co_labels = co_labels if cfg.co_labels != "keep" else {}
+    co_labels = {} if cfg.co_labels == "keep" else co_labels or {}
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

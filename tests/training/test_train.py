@@ -32,8 +32,9 @@ from training.data import (
     scan_folders,
     stem_key,
 )
+from training.features import cache_views
 from training.feedback import gallery_samples
-from training.fit import FitConfig
+from training.fit import FitConfig, fit
 from training.losses import margin_softmax
 from training.train import (
     PHOTO_MAX_EPOCHS,
@@ -175,6 +176,23 @@ def test_co_labels_settings_reach_the_loss(tmp_path):
     assert len(set(first_losses.values())) == 3
     with pytest.raises(ValueError, match="co_labels"):
         train(replace(cfg, fit=replace(cfg.fit, co_labels="vote")))
+
+
+def test_co_labels_without_a_map_train_as_keep():
+    # train-xray calls fit without a map of pictures filed under several labels.
+    images = [varied_image(label, i) for label in ("a", "b") for i in range(3)]
+    labels = np.array([0, 0, 0, 1, 1, 1])
+
+    def model():
+        return with_preprocess(build_pretrained(), input_size=64)
+
+    views = cache_views(model(), images, ["photo"] * 6, 12, 1, 0)
+    losses = {}
+    for setting in ("keep", "mask", "drop"):
+        cfg = FitConfig(epochs=1, batch_size=4, co_labels=setting)
+        result = fit(model(), views, labels, list(range(6)), [], 12, cfg, 2, None, False)
+        losses[setting] = result.history[-1]["loss"]
+    assert losses["mask"] == losses["drop"] == losses["keep"]
 
 
 def test_stem_key_and_dhash():
