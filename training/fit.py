@@ -36,6 +36,9 @@ class FitConfig:
     # copy towards its label and away from the rest, "mask" leaves the copy's other labels out
     # of its softmax, "drop" leaves such copies out of the loss (they stay references).
     co_labels: str = "keep"
+    # How batches are drawn for proxy losses: "random" (a shuffled epoch) or "balanced"
+    # (each batch holds every label, or as many as fit two images each, in equal numbers).
+    sampler: str = "random"
     seed: int = 0
 
 
@@ -86,8 +89,12 @@ def validation_top1(
 
 
 def _batches(labels: np.ndarray, idx: list[int], cfg: FitConfig, rng: np.random.Generator):
-    """Random batches; for pair losses, P labels x K samples so every batch has positives."""
+    """Random batches; for pair losses, P labels x K samples so every batch has positives;
+    with ``cfg.sampler`` "balanced", label-balanced batches (``_balanced_batches``)."""
     idx = np.asarray(idx)
+    if cfg.sampler == "balanced" and cfg.loss != "multi_similarity":
+        yield from _balanced_batches(labels, idx, cfg.batch_size, rng)
+        return
     if cfg.loss != "multi_similarity":
         order = rng.permutation(idx)
         for i in range(0, len(order), cfg.batch_size):
@@ -100,6 +107,36 @@ def _batches(labels: np.ndarray, idx: list[int], cfg: FitConfig, rng: np.random.
     per = max(2, cfg.batch_size // k)
     for i in range(0, len(order), per):
         yield np.concatenate([chunks[j] for j in order[i : i + per]])
+
+
+def _balanced_batches(
+    labels: np.ndarray, idx: np.ndarray, batch_size: int, rng: np.random.Generator
+):
+    """As many batches as a shuffled epoch, each of P labels x K images (P labels taken in
+    turn from a shuffled cycle, at most ``batch_size // 2`` of them; K = ``batch_size // P``).
+    Each label's images are drawn in a shuffled cycle, so a small label repeats within an
+    epoch and a large one waits for the next. Images without a label (-1: analyst
+    rejections only) form a group of their own."""
+    groups = [idx[labels[idx] == lab] for lab in np.unique(labels[idx])]
+    p = max(1, min(len(groups), batch_size // 2))
+    k = max(1, batch_size // p)
+    queues = [rng.permutation(g) for g in groups]
+    heads = [0] * len(groups)
+    cycle: list[int] = []
+    for _ in range(math.ceil(len(idx) / batch_size)):
+        chosen = []
+        while len(chosen) < p:
+            if not cycle:
+                cycle = list(rng.permutation(len(groups)))
+            chosen.append(int(cycle.pop()))
+        batch = []
+        for g in chosen:
+            for _ in range(k):
+                if heads[g] == len(queues[g]):
+                    queues[g], heads[g] = rng.permutation(groups[g]), 0
+                batch.append(queues[g][heads[g]])
+                heads[g] += 1
+        yield np.asarray(batch)
 
 
 def fit(
@@ -124,6 +161,8 @@ def fit(
     """
     if cfg.co_labels not in ("keep", "mask", "drop"):
         raise ValueError(f"co_labels must be keep, mask or drop, not {cfg.co_labels!r}")
+    if cfg.sampler not in ("random", "balanced"):
+        raise ValueError(f"sampler must be random or balanced, not {cfg.sampler!r}")
     co_labels = {} if cfg.co_labels == "keep" else co_labels or {}
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)

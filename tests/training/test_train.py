@@ -34,7 +34,7 @@ from training.data import (
 )
 from training.features import cache_views
 from training.feedback import gallery_samples
-from training.fit import FitConfig, fit
+from training.fit import FitConfig, _batches, fit
 from training.losses import margin_softmax
 from training.train import (
     PHOTO_MAX_EPOCHS,
@@ -193,6 +193,24 @@ def test_co_labels_without_a_map_train_as_keep():
         result = fit(model(), views, labels, list(range(6)), [], 12, cfg, 2, None, False)
         losses[setting] = result.history[-1]["loss"]
     assert losses["mask"] == losses["drop"] == losses["keep"]
+
+
+def test_balanced_batches_hold_every_label_equally():
+    labels = np.array([0] * 50 + [1] * 6 + [2] * 30 + [-1] * 4)
+    idx = list(range(len(labels)))
+    cfg = FitConfig(batch_size=32, sampler="balanced")
+    batches = list(_batches(labels, idx, cfg, np.random.default_rng(0)))
+    assert len(batches) == 3  # as many steps as a shuffled epoch of 90 images
+    for b in batches:  # 4 groups (the unlabelled one included) x 8 images
+        assert np.bincount(labels[b] + 1, minlength=4).tolist() == [8, 8, 8, 8]
+    small = np.concatenate(batches)[labels[np.concatenate(batches)] == 1]
+    assert set(small.tolist()) == set(range(50, 56))  # the small label cycles through all
+
+
+def test_an_unknown_sampler_is_refused():
+    views = torch.zeros(1, 2, 1, 1, 1)
+    with pytest.raises(ValueError, match="sampler"):
+        fit(None, views, np.array([0, 1]), [0, 1], [], 0, FitConfig(sampler="pk"), 2)
 
 
 def test_stem_key_and_dhash():
