@@ -10,8 +10,8 @@ queries/ is never read here. Three steps:
     .venv/bin/python -m benchmarks.photo_validation search runs/split-model runs/split
     # the time budget: gunmatch train on the first 125 images of each label (500)
     .venv/bin/python -m benchmarks.photo_validation subset DATA/gallery runs/500 --per-label 125
-    # 3b. schedule lengths and other settings ("base", "input_size", "freeze_blocks" and
-    #     "aug_passes" too):
+    # 3b. schedule lengths and other settings ("base", "input_size", "freeze_blocks",
+    #     "aug_passes" and "last_stride" too):
     #     variants on one cache of frozen features per cache setting, mean over splits
     .venv/bin/python -m benchmarks.photo_validation schedule DATA/gallery \\
         --variants '[{"epochs": 6}, {"epochs": 12, "freeze_blocks": 6}]' --split-seeds 0,1
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from torch import nn
 
 from matcher import load_model
 from matcher.images import load_image
@@ -210,11 +211,25 @@ def search_table(model_dir: Path, split: Path) -> list[dict]:
     return rows
 
 
+def with_last_stride_one(model, frozen: int):
+    """``model`` with its last stride-2 block at stride 1 (padded to keep the size): the
+    trained blocks after it see twice the resolution on each side, the frozen ones the same
+    input (so their cached outputs still serve)."""
+    blocks = model.backbone.net._blocks
+    i = max(j for j, b in enumerate(blocks) if tuple(b._depthwise_conv.stride) == (2, 2))
+    if i < frozen:
+        raise ValueError(f"the last stride-2 block ({i}) is frozen; freeze fewer than {i + 1}")
+    conv = blocks[i]._depthwise_conv
+    conv.stride = (1, 1)
+    conv.static_padding = nn.ZeroPad2d(conv.kernel_size[0] // 2)
+    return model
+
+
 def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads: int):
     """Validation top-1 per epoch of each fit variant (FitConfig changes, ``base``,
-    ``input_size``, ``freeze_blocks`` and ``aug_passes``), mean over splits, on one cache of
-    frozen features per backbone, input size, frozen-block count and number of augmented
-    views (gunmatch train's defaults otherwise)."""
+    ``input_size``, ``freeze_blocks``, ``aug_passes`` and ``last_stride`` 1 or 2), mean over
+    splits, on one cache of frozen features per backbone, input size, frozen-block count and
+    number of augmented views (gunmatch train's defaults otherwise)."""
     torch.set_num_threads(threads)
     cfg = TrainConfig(out="")
     samples, images = load_grouped(gallery)  # grouped (so split) once, as for 288 px
@@ -232,6 +247,7 @@ def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads
         size = change.pop("input_size", PHOTO_INPUT_SIZE)
         frozen = change.pop("freeze_blocks", cfg.freeze_blocks)
         passes = change.pop("aug_passes", cfg.aug_passes)
+        last_stride = change.pop("last_stride", 2)
         if (base, size, frozen, passes) != cached_for:
             views = None  # one cache in memory at a time
             # decoded for the input size, as train() does (320 px up to 288)
@@ -247,7 +263,10 @@ def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads
         for seed in seeds:
             train_idx, val_idx = grouped_split(samples, VAL_FRACTION, seed)
             fc = replace(photo_fit(**change), patience=10**6)
-            res = fit(fresh_model(base, size), views, labels, train_idx, val_idx, frozen, fc,
+            model = fresh_model(base, size)
+            if last_stride == 1:
+                model = with_last_stride_one(model, frozen)
+            res = fit(model, views, labels, train_idx, val_idx, frozen, fc,
                       len(labels_sorted), None, False, copies)  # fmt: skip
             curves.append([h["val_top1"] for h in res.history])
             seconds += res.seconds

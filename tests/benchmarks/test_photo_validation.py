@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -12,7 +13,7 @@ from benchmarks import photo_validation as pv
 from matcher import build_pretrained, save_checkpoint
 from matcher.model import with_preprocess
 from tests.helpers import write_varied_tree
-from training.trunk import n_blocks
+from training.trunk import n_blocks, trainable_forward
 
 
 def test_the_split_is_symlinks_on_two_sides_of_every_label(tmp_path):
@@ -121,3 +122,25 @@ def test_schedule_fits_each_variant_on_the_cache_of_its_own_setting(tmp_path, mo
     assert [len(r["val_top1_per_epoch"]) for r in rows] == [2, 3, 2, 2, 2, 2, 2]
     assert rows[2]["freeze_blocks"] == 12 and rows[1]["lr"] == 1e-3
     assert all(0.0 <= r["last_per_split"][0] <= 1.0 for r in rows)
+
+
+def test_last_stride_one_doubles_the_trained_blocks_resolution():
+    model = with_preprocess(build_pretrained(), input_size=64)
+    net = model.backbone.net
+    fmap = torch.randn(1, net._blocks[7]._project_conv.out_channels, 4, 4)
+
+    def last_map(m):
+        y = fmap
+        for block in m.backbone.net._blocks[8:]:
+            y = block(y)
+        return y.shape[-2:]
+
+    with torch.no_grad():
+        before = last_map(model)
+        pv.with_last_stride_one(model, 8)
+        after = last_map(model)
+        emb = trainable_forward(model, fmap, 8)
+    assert tuple(before) == (2, 2) and tuple(after) == (4, 4)
+    assert emb.shape == (1, model.dim) and torch.isfinite(emb).all()
+    with pytest.raises(ValueError, match="frozen"):
+        pv.with_last_stride_one(with_preprocess(build_pretrained(), input_size=64), 12)
