@@ -124,11 +124,15 @@ def _balanced_batches(
     heads = [0] * len(groups)
     cycle: list[int] = []
     for _ in range(math.ceil(len(idx) / batch_size)):
-        chosen = []
+        chosen: list[int] = []
         while len(chosen) < p:
             if not cycle:
                 cycle = list(rng.permutation(len(groups)))
-            chosen.append(int(cycle.pop()))
+            g = int(cycle.pop())
+            if g in chosen:  # a fresh cycle began inside this batch: it waits its turn
+                cycle.insert(0, g)
+            else:
+                chosen.append(g)
         batch = []
         for g in chosen:
             for _ in range(k):

@@ -205,6 +205,9 @@ def test_balanced_batches_hold_every_label_equally():
         assert np.bincount(labels[b] + 1, minlength=4).tolist() == [8, 8, 8, 8]
     small = np.concatenate(batches)[labels[np.concatenate(batches)] == 1]
     assert set(small.tolist()) == set(range(50, 56))  # the small label cycles through all
+    many = np.repeat(np.arange(10), 5)  # more labels than fit: 4 distinct labels x 2 each
+    for b in _batches(many, list(range(50)), replace(cfg, batch_size=8), np.random.default_rng(1)):
+        assert sorted(np.bincount(many[b]).tolist())[-4:] == [2, 2, 2, 2]
 
 
 def test_an_unknown_sampler_is_refused():
