@@ -92,7 +92,7 @@ def _batches(labels: np.ndarray, idx: list[int], cfg: FitConfig, rng: np.random.
     """Random batches; for pair losses, P labels x K samples so every batch has positives;
     with ``cfg.sampler`` "balanced", label-balanced batches (``_balanced_batches``)."""
     idx = np.asarray(idx)
-    if cfg.sampler == "balanced" and cfg.loss != "multi_similarity":
+    if cfg.sampler == "balanced":
         yield from _balanced_batches(labels, idx, cfg.batch_size, rng)
         return
     if cfg.loss != "multi_similarity":
@@ -167,6 +167,8 @@ def fit(
         raise ValueError(f"co_labels must be keep, mask or drop, not {cfg.co_labels!r}")
     if cfg.sampler not in ("random", "balanced"):
         raise ValueError(f"sampler must be random or balanced, not {cfg.sampler!r}")
+    if cfg.sampler == "balanced" and cfg.loss == "multi_similarity":
+        raise ValueError("multi_similarity draws its own P x K batches: use sampler random")
     co_labels = {} if cfg.co_labels == "keep" else co_labels or {}
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)

@@ -216,6 +216,13 @@ def test_an_unknown_sampler_is_refused():
         fit(None, views, np.array([0, 1]), [0, 1], [], 0, FitConfig(sampler="pk"), 2)
 
 
+def test_balanced_batches_are_refused_with_the_pair_loss_that_draws_its_own():
+    views = torch.zeros(1, 2, 1, 1, 1)
+    cfg = FitConfig(sampler="balanced", loss="multi_similarity")
+    with pytest.raises(ValueError, match="use sampler random"):
+        fit(None, views, np.array([0, 1]), [0, 1], [], 0, cfg, 2)
+
+
 def test_stem_key_and_dhash():
     assert stem_key(Path("gun (1).jpg")) == stem_key(Path("gun.jpg"))
     assert stem_key(Path("a_jpg.rf.0123abcd.jpg")) == "a"
