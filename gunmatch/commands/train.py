@@ -10,6 +10,7 @@ from gunmatch.commands.common import UsageError, emit_json, out
 from gunmatch.feedback import train_on_gallery
 from gunmatch.settings import get_settings
 from matcher.preprocess import MODALITIES
+from matcher.threatmap import is_threatmap
 from synth.styles import StyleSampler
 from training.registry import Registry
 from training.train import TrainConfig, photo_fit
@@ -94,6 +95,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--long-side", type=int, default=None, help="scan's longer side for the map, px (960)"
     )
     m.add_argument("--threads", type=int, default=None, help="CPU threads")
+    m.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="MAP",
+        help="start from this threat map's heads (one map or an ensemble) and go on training "
+        "them; its input size is kept",
+    )
+    m.add_argument("--lr", type=float, default=None, help="peak learning rate (0.002)")
     m.add_argument("--quiet", action="store_true", help="no progress bars")
     m.add_argument("--json", action="store_true", help="print the card as JSON")
     _style_flags(m)
@@ -272,7 +282,17 @@ def cmd_train_threatmap(args: argparse.Namespace) -> int:
     if args.long_side is not None:
         if not 64 <= args.long_side <= 4096:
             raise UsageError("--long-side must be between 64 and 4096")
+        if args.init is not None:
+            raise UsageError("--long-side comes from the --init map; give one or the other")
         changes["map"] = replace(cfg.map, long_side=args.long_side)
+    if args.lr is not None:
+        if not 0 < args.lr <= 1:
+            raise UsageError("--lr must be in (0, 1]")
+        changes["lr"] = args.lr
+    if args.init is not None:
+        if not is_threatmap(args.init):
+            raise UsageError(f"--init {args.init} is not a threat map (gunmatch model list)")
+        changes["init"] = str(args.init)
     changes["styles"] = style_sampler(args)
     card = train_threatmap(replace(cfg, **changes), args.out, progress=not args.quiet)
     if args.json:

@@ -332,6 +332,13 @@ def test_cli_threatmap_errors(tiny_map, tmp_path, capsys):
     _usage_error(main, ["train-threatmap", "--out", str(tmp_path / "m"), "--epochs", "0"])
     _usage_error(main, ["train-threatmap", "--out", str(tmp_path / "m"), "--long-side", "10"])
     assert "--long-side must be between" in capsys.readouterr().err
+    init = ["train-threatmap", "--out", str(tmp_path / "m"), "--init"]
+    _usage_error(main, [*init, str(tiny_map[0]), "--long-side", "512"])
+    assert "--long-side comes from the --init map" in capsys.readouterr().err
+    _usage_error(main, [*init, str(tmp_path)])
+    assert "is not a threat map" in capsys.readouterr().err
+    _usage_error(main, ["train-threatmap", "--out", str(tmp_path / "m"), "--lr", "0"])
+    assert "--lr must be in" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
 
@@ -406,6 +413,31 @@ def test_half_precision_map_is_smaller_and_close(tiny_map, tmp_path, scan):
     a, b = full.predict(scan[0]).logits, half.predict(scan[0]).logits
     np.testing.assert_allclose(a, b, atol=2e-2)
     assert half.map_id != full.map_id
+
+
+def test_training_goes_on_from_a_saved_map_heads_shares_and_size(tiny_map, tmp_path):
+    a = load_threatmap(tiny_map[0])
+    b = load_threatmap(tiny_map[0])
+    with torch.no_grad():
+        for p in b.head.parameters():
+            p.mul_(-0.5)
+    start = ensemble_threatmaps([a, b], [1.0, 3.0])
+    save_threatmap(start, tmp_path / "start")
+    image = synth.render_parcel(5, size=(400, 320), threat_kind="slide").image
+    before = start.predict(image).logits
+    # The run's own map config (another input size) gives way to the saved map's.
+    run = replace(
+        TINY, map=replace(TINY.map, long_side=320), epochs=1, init=str(tmp_path / "start")
+    )
+    card = train_threatmap(replace(run, lr=1e-9), tmp_path / "still", progress=False)
+    still = load_threatmap(tmp_path / "still")
+    assert still.config == start.config and still.config.long_side == TINY.map.long_side
+    assert card["init_map_id"] == start.map_id and card["config"]["init"] == str(tmp_path / "start")
+    np.testing.assert_allclose(still.mix.numpy(), [0.25, 0.75], atol=1e-6)
+    np.testing.assert_allclose(still.predict(image).logits, before, atol=1e-3)
+    train_threatmap(replace(run, lr=2e-2, epochs=3), tmp_path / "moved", progress=False)
+    moved = load_threatmap(tmp_path / "moved").predict(image).logits
+    assert np.abs(moved - before).max() > 1e-2
 
 
 def test_an_ensemble_averages_its_members_logits_and_round_trips(tiny_map, tmp_path):

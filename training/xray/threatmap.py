@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from matcher.threatmap import ThreatMap, ThreatMapConfig, cell_targets, save_threatmap
+from matcher.threatmap import (
+    ThreatMap,
+    ThreatMapConfig,
+    cell_targets,
+    load_threatmap,
+    save_threatmap,
+)
 from synth.shapes import THREAT_KINDS
 from synth.styles import StyleSampler
 from training.xray.styled import training_parcel
@@ -64,6 +70,9 @@ class ThreatMapTrainConfig:
     # Domain randomisation: each parcel (training and held out) in a style drawn for its
     # seed, trained on its decoded export; None renders today's parcels.
     styles: StyleSampler | None = None
+    # A saved threat map (a single head or an ensemble) whose heads the run starts from and
+    # goes on training, all at once; its trunk, levels, width and input size replace ``map``.
+    init: str | None = None
 
 
 @dataclass
@@ -278,7 +287,14 @@ def train_threatmap(cfg: ThreatMapTrainConfig, out_dir: str | Path, progress: bo
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     clock = time.perf_counter()
-    model = ThreatMap(cfg.map).to(memory_format=torch.channels_last)
+    if cfg.init is not None:
+        model = load_threatmap(cfg.init)
+        cfg = replace(cfg, map=model.config)
+        start = {"init": str(cfg.init), "init_map_id": model.map_id}
+    else:
+        model = ThreatMap(cfg.map)
+        start = {}
+    model = model.to(memory_format=torch.channels_last)
     train, val = (
         build_cache(
             model,
@@ -302,6 +318,7 @@ def train_threatmap(cfg: ThreatMapTrainConfig, out_dir: str | Path, progress: bo
         "kind": "xray-threatmap",
         "trainer": "training.xray.threatmap",
         "config": asdict(cfg),
+        **start,
         "parcels": cfg.parcels,
         "val_parcels": cfg.val_parcels,
         "train_seed": TRAIN_SEED,
