@@ -54,6 +54,7 @@ from training.train import (
     photo_fit,
     prepare_model,
 )
+from training.trunk import blocks
 
 VAL_FRACTION = 0.2
 
@@ -215,11 +216,11 @@ def with_last_stride_one(model, frozen: int):
     """``model`` with its last stride-2 block at stride 1 (padded to keep the size): the
     trained blocks after it see twice the resolution on each side, the frozen ones the same
     input (so their cached outputs still serve)."""
-    blocks = model.backbone.net._blocks
-    i = max(j for j, b in enumerate(blocks) if tuple(b._depthwise_conv.stride) == (2, 2))
+    mb = blocks(model)
+    i = max(j for j, b in enumerate(mb) if tuple(b._depthwise_conv.stride) == (2, 2))
     if i < frozen:
         raise ValueError(f"the last stride-2 block ({i}) is frozen; freeze fewer than {i + 1}")
-    conv = blocks[i]._depthwise_conv
+    conv = mb[i]._depthwise_conv
     conv.stride = (1, 1)
     conv.static_padding = nn.ZeroPad2d(conv.kernel_size[0] // 2)
     return model
@@ -230,6 +231,9 @@ def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads
     ``input_size``, ``freeze_blocks``, ``aug_passes`` and ``last_stride`` 1 or 2), mean over
     splits, on one cache of frozen features per backbone, input size, frozen-block count and
     number of augmented views (gunmatch train's defaults otherwise)."""
+    for variant in variants:  # before the images are read
+        if variant.get("last_stride", 2) not in (1, 2):
+            raise ValueError(f"last_stride is 1 or 2, not {variant['last_stride']!r}")
     torch.set_num_threads(threads)
     cfg = TrainConfig(out="")
     samples, images = load_grouped(gallery)  # grouped (so split) once, as for 288 px

@@ -22,9 +22,14 @@ def _net(model: EmbeddingModel) -> nn.Module:
     return net
 
 
+def blocks(model: EmbeddingModel) -> nn.ModuleList:
+    """The backbone's MBConv blocks, in order (EfficientNet-style backbones only)."""
+    return _net(model)._blocks
+
+
 def n_blocks(model: EmbeddingModel) -> int:
     """Number of MBConv blocks in the backbone."""
-    return len(_net(model)._blocks)
+    return len(blocks(model))
 
 
 def frozen_forward(model: EmbeddingModel, x: torch.Tensor, freeze_blocks: int) -> torch.Tensor:

@@ -144,3 +144,8 @@ def test_last_stride_one_doubles_the_trained_blocks_resolution():
     assert emb.shape == (1, model.dim) and torch.isfinite(emb).all()
     with pytest.raises(ValueError, match="frozen"):
         pv.with_last_stride_one(with_preprocess(build_pretrained(), input_size=64), 12)
+
+
+def test_a_last_stride_other_than_one_or_two_is_refused_before_any_image_is_read(tmp_path):
+    with pytest.raises(ValueError, match="last_stride is 1 or 2, not 3"):
+        next(pv.schedule_rows(tmp_path / "missing", [{"last_stride": 3}], [0], threads=1))
