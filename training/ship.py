@@ -170,7 +170,7 @@ def ship_threatmap(
         },
         "training": {
             k: train_card.get(k)
-            for k in ("best_epoch", "parcels", "total_s", "config", "val", "members")
+            for k in ("best_epoch", "parcels", "total_s", "config", "val", "members", "init_map_id")
             if k in train_card
         },
         "shipped_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -39,6 +39,7 @@ from screening.regions import map_regions
 from screening.screen import ScreeningConfig, screen_transmission
 from tests.helpers import SCREEN_CFG as CFG
 from tests.helpers import TINY
+from training.ship import ship_threatmap
 from training.xray.threatmap import parcel_plan, ranking, train_threatmap
 
 synth = pytest.importorskip("synth.xray")
@@ -435,6 +436,9 @@ def test_training_goes_on_from_a_saved_map_heads_shares_and_size(tiny_map, tmp_p
     assert card["init_map_id"] == start.map_id and card["config"]["init"] == str(tmp_path / "start")
     np.testing.assert_allclose(still.mix.numpy(), [0.25, 0.75], atol=1e-6)
     np.testing.assert_allclose(still.predict(image).logits, before, atol=1e-3)
+    shipped = ship_threatmap(tmp_path / "still", tmp_path / "shipped", "...", progress=False)
+    assert shipped["training"]["init_map_id"] == start.map_id
+    assert shipped["training"]["config"]["init"] == str(tmp_path / "start")
     train_threatmap(replace(run, lr=2e-2, epochs=3), tmp_path / "moved", progress=False)
     moved = load_threatmap(tmp_path / "moved").predict(image).logits
     assert np.abs(moved - before).max() > 1e-2
