@@ -334,9 +334,10 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
 
 
 def section_name(guns: bool, results: list[dict]) -> str:
-    """docs/benchmarks.md section: part or gun bags, shipped or leave-out models."""
-    held = any(r["held_out"] for r in results)
-    return ("domain-guns" if guns else "domain") + ("-held-out" if held else "")
+    """docs/benchmarks.md section: part or gun bags, shipped models or one set of leave-out
+    models (named by the families they never saw, so that each set keeps its own)."""
+    held = [r["row"] for r in results if r["held_out"]]
+    return ("domain-guns" if guns else "domain") + ("-held-out-" + "-".join(held) if held else "")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -87,7 +87,7 @@ def test_tiny_run_screens_every_row():
     text = xray_domain.markdown(args, results, "cmd")
     assert "| noisy-lowres | yes |" in text and "| default | no |" in text
     assert "models trained without noisy-lowres" in text.splitlines()[0]
-    assert xray_domain.section_name(False, results) == "domain-held-out"
+    assert xray_domain.section_name(False, results) == "domain-held-out-noisy-lowres"
     assert xray_domain.section_name(True, [dict(r, held_out=False) for r in results]) == (
         "domain-guns"
     )
