@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--gallery, --dump, --only, --quick and --whole-image do not apply here")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = run(args)
-    publish(markdown(args, res, command_line("benchmarks.xray_adapt", argv)), "adapt", args.write)
+    text = markdown(args, res, command_line("benchmarks.xray_adapt", argv))
+    publish(text, f"adapt-{args.station}", args.write)  # a section per station look
     return 0
 
 
