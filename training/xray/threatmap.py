@@ -290,7 +290,7 @@ def train_threatmap(cfg: ThreatMapTrainConfig, out_dir: str | Path, progress: bo
     if cfg.init is not None:
         model = load_threatmap(cfg.init)
         cfg = replace(cfg, map=model.config)
-        start = {"init": str(cfg.init), "init_map_id": model.map_id}
+        start = {"init_map_id": model.map_id}  # the path is in the config
     else:
         model = ThreatMap(cfg.map)
         start = {}
