@@ -232,6 +232,7 @@ def screening_config(args: argparse.Namespace) -> ScreeningConfig:
         score_mode=args.score_mode,
         score_k=args.score_k,
         map_weight=args.map_weight,
+        map_zooms=tuple(args.map_zooms),
     )
     return dump_config(cfg) if args.dump else cfg
 
@@ -295,7 +296,8 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine()}; commit {git_rev()}  ",
-        f"Screening: {source}; {args.regions} proposals, map weight {args.map_weight}, crops "
+        f"Screening: {source}; {args.regions} proposals, map weight {args.map_weight}, map "
+        f"zooms {' '.join(f'{z:.3g}' for z in args.map_zooms)}, crops "
         f"{args.crop} px. Each scan is its station export (PNG), decoded as the service "
         f"decodes uploads.  ",
         f"Parcels per row: {args.positives} with a threat ("
@@ -389,6 +391,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--score-mode", choices=("match", "margin"), default=ScreeningConfig.score_mode)
     p.add_argument("--score-k", type=int, default=ScreeningConfig.score_k)
     p.add_argument("--map-weight", type=float, default=ScreeningConfig.map_weight)
+    p.add_argument("--map-zooms", type=float, nargs="+", default=list(ScreeningConfig.map_zooms))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--quick",

@@ -181,6 +181,7 @@ def run(args: argparse.Namespace) -> dict:
         map_weight=args.map_weight,
         map_fit_weight=args.map_fit_weight,
         map_flip=not args.no_map_flip,
+        map_zooms=tuple(args.map_zooms),
     )
     if args.dump:
         cfg = dump_config(cfg)
@@ -265,6 +266,7 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
         ]
     if args.threatmap:
         meta = json.loads((Path(args.threatmap) / "threatmap.json").read_text())
+        side = meta["config"]["long_side"]
         tm = meta.get("card", {})
         how = (
             f"an ensemble of {len(tm['members'])} heads, logits averaged (member maps "
@@ -275,7 +277,8 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
             f"{tm.get('best_epoch')} kept on {tm.get('val_parcels')} held-out parcels"
         )
         trained.append(
-            f"Threat map: {args.threatmap}, {how}; {meta['config']['long_side']} px, "
+            f"Threat map: {args.threatmap}, {how}; run at "
+            f"{' and '.join(str(round(z * side)) for z in args.map_zooms)} px (its own: {side}), "
             f"{'one pass' if args.no_map_flip else 'averaged with its mirror image'}; "
             f"map weight {args.map_weight}.  "
         )
@@ -352,6 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--no-map-flip", action="store_true", help="one map pass (no mirror-image average)"
+    )
+    p.add_argument(
+        "--map-zooms",
+        type=float,
+        nargs="+",
+        default=list(ScreeningConfig.map_zooms),
+        help="sizes the map runs at, multiples of its own",
     )
     p.add_argument("--dump", help="write every scan's regions (JSON) for offline study")
     p.add_argument(

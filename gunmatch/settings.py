@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +61,13 @@ class Settings(BaseSettings):
         description="weight of the gallery's X-ray threat map logit (log-odds) in region "
         "scores (0 = its regions are screened but do not add to scores)",
     )
+    screen_map_zooms: list[Annotated[float, Field(ge=0.25, le=4.0)]] = Field(
+        default_factory=lambda: list(ScreeningConfig.map_zooms),
+        min_length=1,
+        max_length=4,
+        description="sizes the X-ray threat map runs at, as multiples of its own (JSON list; "
+        "[1] alone is faster and finds fewer small parts)",
+    )
     microbatch_ms: float = Field(
         0.0,
         ge=0.0,
@@ -107,6 +114,7 @@ class Settings(BaseSettings):
             score_mode=self.screen_score_mode,
             score_k=self.screen_score_k,
             map_weight=self.screen_map_weight,
+            map_zooms=tuple(self.screen_map_zooms),
         )
 
 

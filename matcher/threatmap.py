@@ -139,13 +139,17 @@ class ThreatMap(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head_forward(self.features(x))
 
-    def scan_tensor(self, transmission: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
-        """A transmission image -> normalised (1, 3, h, w) input and the scan px per input px."""
+    def scan_tensor(
+        self, transmission: np.ndarray, zoom: float = 1.0
+    ) -> tuple[torch.Tensor, tuple[float, float]]:
+        """A transmission image -> normalised (1, 3, h, w) input and the scan px per input px.
+
+        The input's longer side is ``zoom`` x the map's ``long_side`` (a multiple of 32)."""
         t = np.asarray(transmission, dtype=np.float32)
         if t.ndim != 2 or min(t.shape) < 1:
             raise ValueError(f"expected a 2-D transmission image, got shape {t.shape}")
         H, W = t.shape
-        h, w = input_shape(H, W, self.config.long_side)
+        h, w = input_shape(H, W, round(zoom * self.config.long_side))
         img = Image.fromarray(t, "F").resize((w, h), Image.BILINEAR, reducing_gap=2.0)
         mean, std = self.spec.mean[0], self.spec.std[0]
         a = (np.asarray(img, dtype=np.float32) - mean) / std
@@ -188,21 +192,41 @@ class ThreatMap(nn.Module):
         finally:
             self.train(was_training)
 
-    def predict(self, transmission: np.ndarray, flip: bool = False) -> MapResult:
+    def predict(
+        self, transmission: np.ndarray, flip: bool = False, zooms: tuple[float, ...] = (1.0,)
+    ) -> MapResult:
         """The logit map of one scan (float transmission, 1.0 = empty belt).
 
         With ``flip`` the scan and its mirror image both run and their logits are averaged
         (the mirror's mapped back): a part looks like a part both ways, while much of what
         fires on clutter fires one way only.
+
+        ``zooms`` are the input sizes it runs at, as multiples of ``long_side``: the first
+        gives the cells; each further one's logits are max-pooled onto them, and a cell keeps
+        its hottest logit of any size. A small part seen larger than in training (a
+        960-px map at 1280 px: 4/3) is found better; a whole gun is found best at the size
+        it was trained at.
         """
-        x, (sx, sy) = self.scan_tensor(transmission)
-        if flip:
-            x = torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last)
-        out = self._logits(x)
-        logits = (out[0] + out[1][:, ::-1]) / 2 if flip else out[0]
-        logits = np.ascontiguousarray(logits, dtype=np.float32)
-        stride = x.shape[-1] / logits.shape[-1]
-        return MapResult(logits=logits, cell=(sx * stride, sy * stride))
+        if not zooms or not all(0.25 <= z <= 4.0 for z in zooms):
+            raise ValueError(f"zooms must be 0.25 to 4 times the map's size, got {zooms}")
+        logits, cell = None, (1.0, 1.0)
+        for zoom in zooms:
+            x, (sx, sy) = self.scan_tensor(transmission, zoom)
+            if flip:
+                x = torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last)
+            out = self._logits(x)
+            grid = (out[0] + out[1][:, ::-1]) / 2 if flip else out[0]
+            if logits is None:
+                logits = np.ascontiguousarray(grid, dtype=np.float32)
+                stride = x.shape[-1] / logits.shape[-1]
+                cell = (sx * stride, sy * stride)
+            elif logits.size and grid.size:
+                pooled = F.adaptive_max_pool2d(
+                    torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32))[None],
+                    logits.shape,
+                )[0].numpy()
+                logits = np.maximum(logits, pooled)
+        return MapResult(logits=logits, cell=cell)
 
 
 def _head(channels: list[int], width: int) -> tuple[nn.ModuleList, nn.Sequential]:

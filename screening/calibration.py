@@ -54,6 +54,7 @@ def screening_key(engine: ScanEngine, cfg: ScreeningConfig) -> dict:
             "threshold": cfg.map_threshold,
             "regions": cfg.map_regions,
             "flip": cfg.map_flip,
+            "zooms": [round(z, 4) for z in cfg.map_zooms],
         },
     }
 

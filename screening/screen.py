@@ -108,6 +108,11 @@ class ScreeningConfig:
     map_box_weight: float = 1.0
     # Average the map over the scan and its mirror image (twice the map's work).
     map_flip: bool = True
+    # Sizes the map runs at, as multiples of its own input size (``ThreatMap.predict``):
+    # each cell keeps its hottest logit of any. The shipped 960-px maps at 960 and 1280 px
+    # find more small parts at 1% false alarms on validation parcels and keep every whole
+    # gun they found at 960 alone; at 1280 alone they miss some guns (benchmarks/notes/xray.md).
+    map_zooms: tuple[float, ...] = (1.0, 4.0 / 3.0)
 
 
 @dataclass
@@ -313,7 +318,7 @@ def screen_transmission(
     terms = None
     if tmap is not None:
         clock = time.perf_counter()
-        hot = tmap.predict(t, flip=cfg.map_flip)
+        hot = tmap.predict(t, flip=cfg.map_flip, zooms=cfg.map_zooms)
         mboxes, _ = map_regions(hot.logits, hot.cell, cfg.map_threshold, cfg.map_regions)
         boxes = np.concatenate([clip_boxes(mboxes, width, height), boxes])
         pscores = np.concatenate([np.zeros(len(mboxes)), pscores])

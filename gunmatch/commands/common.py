@@ -87,6 +87,15 @@ def add_screening_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the threat map once instead of over the scan and its mirror image (faster)",
     )
+    p.add_argument(
+        "--map-zooms",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="ZOOM",
+        help="sizes the threat map runs at, as multiples of its own (default 1 1.333: "
+        "960 and 1280 px for the shipped maps; 1 alone is faster)",
+    )
 
 
 def screening_config(args: argparse.Namespace):
@@ -97,6 +106,8 @@ def screening_config(args: argparse.Namespace):
         raise UsageError("--proposals must be at least 1")
     if args.map_weight is not None and not 0 <= args.map_weight <= 100:
         raise UsageError("--map-weight must be between 0 and 100")
+    if args.map_zooms is not None and not all(0.25 <= z <= 4 for z in args.map_zooms):
+        raise UsageError("--map-zooms must each be between 0.25 and 4")
     cfg = ScreeningConfig(
         score_mode=args.score_mode,
         score_k=args.score_k,
@@ -105,6 +116,8 @@ def screening_config(args: argparse.Namespace):
     )
     if args.map_weight is not None:
         cfg = replace(cfg, map_weight=args.map_weight)
+    if args.map_zooms is not None:
+        cfg = replace(cfg, map_zooms=tuple(args.map_zooms))
     if args.proposals:
         cfg = replace(cfg, proposals=replace(cfg.proposals, max_regions=args.proposals))
     return cfg

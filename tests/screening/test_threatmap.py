@@ -12,6 +12,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
+from pydantic import ValidationError
 
 from api.app import ServiceConfig, create_app
 from gunmatch.cli import main
@@ -147,6 +148,24 @@ def test_flip_averages_the_scan_with_its_mirror_image(tiny_map):
     assert np.abs(both.logits - one.logits).max() > 1e-3  # the mirror does change the map
 
 
+def test_zooms_keep_each_cells_hottest_logit_of_any_size(tiny_map):
+    tmap = load_threatmap(tiny_map[0])
+    image = synth.render_parcel(7, size=(400, 320), threat_kind="firing_pin").image
+    for flip in (False, True):
+        own = tmap.predict(image, flip=flip)
+        larger = tmap.predict(image, flip=flip, zooms=(1.5,))
+        both = tmap.predict(image, flip=flip, zooms=(1.0, 1.5))
+        assert larger.logits.shape[0] > own.logits.shape[0]  # 1.5 x the input, more cells
+        # The first size gives the cells; the larger one only raises them.
+        assert both.cell == own.cell and both.logits.shape == own.logits.shape
+        assert (both.logits >= own.logits - 1e-6).all()
+        assert (both.logits > own.logits + 1e-3).any()
+        assert both.best == pytest.approx(max(own.best, larger.best), abs=1e-5)
+    for bad in ((), (0.1,), (1.0, 5.0)):
+        with pytest.raises(ValueError, match="zooms"):
+            tmap.predict(image, zooms=bad)
+
+
 def test_onnx_runtime_gives_the_torch_logits_at_any_aspect(tiny_map, tmp_path):
     eager = load_threatmap(tiny_map[0])
     ort = load_threatmap(tiny_map[0]).use_onnx(threads=1, cache_dir=tmp_path)
@@ -154,8 +173,9 @@ def test_onnx_runtime_gives_the_torch_logits_at_any_aspect(tiny_map, tmp_path):
     assert len(exported) == 1
     for size in [(400, 320), (320, 400), (500, 150)]:
         image = synth.render_parcel(11, size=size, threat_kind="barrel", n_clutter=2).image
-        for flip in (False, True):
-            a, b = eager.predict(image, flip=flip), ort.predict(image, flip=flip)
+        for flip, zooms in ((False, (1.0,)), (True, (1.0,)), (True, (1.0, 4 / 3))):
+            a = eager.predict(image, flip=flip, zooms=zooms)
+            b = ort.predict(image, flip=flip, zooms=zooms)
             assert a.cell == b.cell and a.logits.shape == b.logits.shape
             np.testing.assert_allclose(b.logits, a.logits, atol=1e-3)
     load_threatmap(tiny_map[0]).use_onnx(threads=1, cache_dir=tmp_path)
@@ -234,6 +254,7 @@ def test_screening_adds_map_regions_and_weighs_scores(engine, scan, tiny_map, ca
     # A screening calibration measured with the mirror average does not fit one pass.
 
     assert screening_key(with_map, cfg0) != screening_key(with_map, replace(cfg0, map_flip=False))
+    assert screening_key(with_map, cfg0) != screening_key(with_map, replace(cfg0, map_zooms=(1,)))
     # Map scores judged on isolated-reference thresholds: said, not silent.
     with caplog.at_level("WARNING", logger="screening.calibration"):
         assert screening_calibration(with_map, cfg0) is None
@@ -245,6 +266,14 @@ def test_service_setting_defaults_to_the_screening_default(monkeypatch):
     assert Settings().screen_map_weight == ScreeningConfig.map_weight
     monkeypatch.setenv("GUNMATCH_SCREEN_MAP_WEIGHT", "0.25")
     assert Settings().screen_map_weight == 0.25
+    monkeypatch.delenv("GUNMATCH_SCREEN_MAP_ZOOMS", raising=False)
+    assert Settings().screening_config().map_zooms == ScreeningConfig.map_zooms
+    monkeypatch.setenv("GUNMATCH_SCREEN_MAP_ZOOMS", "[1, 1.5]")
+    assert Settings().screening_config().map_zooms == (1.0, 1.5)
+    for bad in ("[]", "[1, 9]"):
+        monkeypatch.setenv("GUNMATCH_SCREEN_MAP_ZOOMS", bad)
+        with pytest.raises(ValidationError):
+            Settings()
 
 
 # -- CLI ------------------------------------------------------------------------------------
@@ -292,6 +321,15 @@ def test_cli_installs_uses_and_removes_a_gallery_threat_map(
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert all(r["map_score"] is None for r in out["regions"])
     _usage_error(main, ["search", str(scan_png), *common, "--map-weight", "-1"])
+    _usage_error(main, ["search", str(scan_png), *common, "--map-zooms", "1", "9"])
+    assert (
+        main(["search", str(scan_png), *common, "--json", "--threads", "1", "--map-zooms", "1"])
+        == 0
+    )
+    own = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["regions"]
+    shared = [(both[tuple(r["box"])], r["map_score"]) for r in own if tuple(r["box"]) in both]
+    assert shared and all(a >= b - 1e-4 for a, b in shared)  # a second size only adds heat
+    assert any(a > b + 1e-4 for a, b in shared)
     assert main(["gallery", "threatmap", "--remove", *common]) == 0
     eng = open_engine(root)
     try:
