@@ -9,6 +9,8 @@ benchmark's validation parcels (``--split val`` seeds), never the reported ones:
 ``--styles`` renders each parcel in a scanner style drawn for its seed (every look and scene
 of ``synth.styles``) and decodes its station export as the service decodes an upload;
 ``--guns`` puts a whole pistol or revolver at 25-45% of the side in each positive.
+``--zooms`` lists the sizes to try, each a comma-separated set of multiples of the map's own
+(``ScreeningConfig.map_zooms``; ``--zooms 1 1.333 1,1.333``: 960 px, 1280 px, both).
 ``--shares`` with two maps also scores their ensembles (``gunmatch model ship A B --shares
 S 1-S``) from each map's logits, one row per share S of the first map:
 
@@ -69,15 +71,29 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         help="with two maps: also their ensembles, this share of the first map's logits",
     )
+    p.add_argument(
+        "--zooms",
+        nargs="+",
+        default=["1"],
+        metavar="Z[,Z...]",
+        help="sizes the maps run at, one row each: comma-separated multiples of their own",
+    )
     args = p.parse_args(argv)
     if args.shares and (len(args.maps) != 2 or not all(0 <= x <= 1 for x in args.shares)):
         p.error("--shares needs two maps and shares between 0 and 1")
+    try:
+        zoom_sets = [tuple(float(z) for z in zs.split(",")) for zs in args.zooms]
+    except ValueError:
+        p.error("--zooms takes comma-separated numbers, e.g. 1 1.333 1,1.333")
+    if args.shares and zoom_sets != [(1.0,)]:
+        p.error("--shares mixes maps at their own size only")
     styles = StyleSampler(()) if args.styles else None
     passes = (True,) if args.one_pass else (False, True)
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
     maps = {d: load_threatmap(d).use_onnx(args.threads) for d in args.maps}  # as screening runs it
-    scores: dict[tuple[str, bool], list[float]] = {(d, f): [] for d in maps for f in passes}
+    runs = [(d, f, z) for d in maps for f in passes for z in zoom_sets]
+    scores: dict[tuple[str, bool, tuple], list[float]] = {r: [] for r in runs}
     grids: dict[str, list[np.ndarray]] = {d: [] for d in maps}  # mirror-averaged, for --shares
     n = args.positives + args.negatives
     positive = np.arange(n) < args.positives
@@ -86,19 +102,22 @@ def main(argv: list[str] | None = None) -> int:
         kind = kinds[i % len(kinds)] if positive[i] else None
         seed = (VAL_POSITIVE_SEED if positive[i] else VAL_NEGATIVE_SEED) + i
         image = parcel_image(seed, size, kind, styles, args.guns)
-        for d, tmap in maps.items():
-            for flip in passes:
-                hot = tmap.predict(image, flip=flip)
-                scores[(d, flip)].append(hot.best)
-                if flip and args.shares:
-                    grids[d].append(hot.logits)
+        for d, flip, zooms in runs:
+            hot = maps[d].predict(image, flip=flip, zooms=zooms)
+            scores[(d, flip, zooms)].append(hot.best)
+            if flip and args.shares:
+                grids[d].append(hot.logits)
     what = "a whole handgun" if args.guns else "a part"
     look = ", styled" if args.styles else ""
     print(f"{args.positives} parcels with {what}, {args.negatives} without")
     print(f"(validation seeds{look})\n")
     print("| map | passes | AUC | det. above highest clean | det. 1% FA | det. 5% FA |")
     print("|---|---|---|---|---|---|")
-    rows = {(d, "scan + mirror" if flip else "one"): np.array(s) for (d, flip), s in scores.items()}
+    rows = {
+        (d + (f" at {'+'.join(f'{z:g}' for z in zooms)}" if len(zoom_sets) > 1 else ""),
+         "scan + mirror" if flip else "one"): np.array(s)
+        for (d, flip, zooms), s in scores.items()
+    }  # fmt: skip
     first, second = args.maps if args.shares else ("", "")
     for share in args.shares or []:
         name = f"{share:g} x {first} + {1 - share:g} x {second}"

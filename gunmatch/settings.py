@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from matcher.threatmap import ZOOM_RANGE
 from screening.screen import ScreeningConfig
 
 
@@ -61,7 +62,7 @@ class Settings(BaseSettings):
         description="weight of the gallery's X-ray threat map logit (log-odds) in region "
         "scores (0 = its regions are screened but do not add to scores)",
     )
-    screen_map_zooms: list[Annotated[float, Field(ge=0.25, le=4.0)]] = Field(
+    screen_map_zooms: list[Annotated[float, Field(ge=ZOOM_RANGE[0], le=ZOOM_RANGE[1])]] = Field(
         default_factory=lambda: list(ScreeningConfig.map_zooms),
         min_length=1,
         max_length=4,

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 META = "threatmap.json"
 WEIGHTS = "head.pt"
 FORMAT = 1
+# The sizes a map may run at (``ThreatMap.predict`` zooms), as multiples of its own.
+ZOOM_RANGE = (0.25, 4.0)
 
 
 @dataclass(frozen=True)
@@ -207,8 +209,9 @@ class ThreatMap(nn.Module):
         960-px map at 1280 px: 4/3) is found better; a whole gun is found best at the size
         it was trained at.
         """
-        if not zooms or not all(0.25 <= z <= 4.0 for z in zooms):
-            raise ValueError(f"zooms must be 0.25 to 4 times the map's size, got {zooms}")
+        lo, hi = ZOOM_RANGE
+        if not zooms or not all(lo <= z <= hi for z in zooms):
+            raise ValueError(f"zooms must be {lo:g} to {hi:g} times the map's size, not {zooms}")
         logits, cell = None, (1.0, 1.0)
         for zoom in zooms:
             x, (sx, sy) = self.scan_tensor(transmission, zoom)
@@ -447,6 +450,7 @@ __all__ = [
     "MapResult",
     "ThreatMap",
     "ThreatMapConfig",
+    "ZOOM_RANGE",
     "box_fit",
     "box_scores",
     "cell_targets",

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from gunmatch.settings import get_settings
+from matcher.threatmap import ZOOM_RANGE
 from screening.screen import ScreeningConfig
 
 
@@ -106,8 +107,9 @@ def screening_config(args: argparse.Namespace):
         raise UsageError("--proposals must be at least 1")
     if args.map_weight is not None and not 0 <= args.map_weight <= 100:
         raise UsageError("--map-weight must be between 0 and 100")
-    if args.map_zooms is not None and not all(0.25 <= z <= 4 for z in args.map_zooms):
-        raise UsageError("--map-zooms must each be between 0.25 and 4")
+    lo, hi = ZOOM_RANGE
+    if args.map_zooms is not None and not all(lo <= z <= hi for z in args.map_zooms):
+        raise UsageError(f"--map-zooms must each be between {lo:g} and {hi:g}")
     cfg = ScreeningConfig(
         score_mode=args.score_mode,
         score_k=args.score_k,

@@ -130,3 +130,7 @@ def test_threatmap_parcels_mixes_two_maps_logits_as_an_ensemble_would():
         parcels_main(["only-one-map", "--shares", "0.5"])
     with pytest.raises(SystemExit):
         parcels_main(["m1", "m2", "--shares", "1.5"])
+    with pytest.raises(SystemExit):  # zoom sets are numbers
+        parcels_main(["m1", "--zooms", "1,big"])
+    with pytest.raises(SystemExit):  # ensembles are mixed at the maps' own size
+        parcels_main(["m1", "m2", "--shares", "0.5", "--zooms", "1,1.333"])
