@@ -212,24 +212,25 @@ class ThreatMap(nn.Module):
         lo, hi = ZOOM_RANGE
         if not zooms or not all(lo <= z <= hi for z in zooms):
             raise ValueError(f"zooms must be {lo:g} to {hi:g} times the map's size, not {zooms}")
-        logits, cell = None, (1.0, 1.0)
-        for zoom in zooms:
-            x, (sx, sy) = self.scan_tensor(transmission, zoom)
-            if flip:
-                x = torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last)
-            out = self._logits(x)
-            grid = (out[0] + out[1][:, ::-1]) / 2 if flip else out[0]
-            if logits is None:
-                logits = np.ascontiguousarray(grid, dtype=np.float32)
-                stride = x.shape[-1] / logits.shape[-1]
-                cell = (sx * stride, sy * stride)
-            elif logits.size and grid.size:
-                pooled = F.adaptive_max_pool2d(
-                    torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32))[None],
-                    logits.shape,
-                )[0].numpy()
-                logits = np.maximum(logits, pooled)
-        return MapResult(logits=logits, cell=cell)
+        first = self._predict_at(transmission, flip, zooms[0])
+        logits = first.logits
+        for zoom in zooms[1:]:
+            grid = self._predict_at(transmission, flip, zoom).logits
+            if logits.size and grid.size:
+                pooled = F.adaptive_max_pool2d(torch.from_numpy(grid)[None], logits.shape)[0]
+                logits = np.maximum(logits, pooled.numpy())
+        return MapResult(logits=logits, cell=first.cell)
+
+    def _predict_at(self, transmission: np.ndarray, flip: bool, zoom: float) -> MapResult:
+        """The logit map of one scan at one input size (``predict`` at one zoom)."""
+        x, (sx, sy) = self.scan_tensor(transmission, zoom)
+        if flip:
+            x = torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last)
+        out = self._logits(x)
+        logits = (out[0] + out[1][:, ::-1]) / 2 if flip else out[0]
+        logits = np.ascontiguousarray(logits, dtype=np.float32)
+        stride = x.shape[-1] / logits.shape[-1]
+        return MapResult(logits=logits, cell=(sx * stride, sy * stride))
 
 
 def _head(channels: list[int], width: int) -> tuple[nn.ModuleList, nn.Sequential]:
