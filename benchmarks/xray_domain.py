@@ -71,6 +71,8 @@ DEFAULT_LOOK, DEFAULT_SCENE = "default", "classic"
 # real-scan sets: a revolver projected in at 25-45%, real handguns inside real bags).
 HANDGUNS = ("pistol", "revolver")
 GUN_SCALE = (0.25, 0.45)
+# --guns long: a whole rifle or shotgun at true scale in a long carton or gun bag (scenes
+# other than the classic one, which holds parts only; the gallery gains long-gun references).
 PART_SCALE = (0.05, 0.25)  # render_parcel's default: a part's longer side
 
 
@@ -139,7 +141,8 @@ def scan_png(
 
 def _kind(i: int, style: ScannerStyle | None, args: argparse.Namespace) -> str:
     if args.guns:
-        return HANDGUNS[i % len(HANDGUNS)]
+        guns = LONG_GUN_KINDS if args.guns == "long" else HANDGUNS
+        return guns[i % len(guns)]
     kinds = THREAT_KINDS
     if args.long_guns and style is not None and style.scene.name != DEFAULT_SCENE:
         kinds = THREAT_KINDS + LONG_GUN_KINDS
@@ -221,7 +224,7 @@ def open_or_build(root: Path, args: argparse.Namespace) -> Engine:
     """The given gallery, or a fresh one built as ``benchmarks.xray_screening`` builds it."""
     if args.gallery:
         return open_engine(args.gallery, threads=args.threads)
-    return build_gallery(root, args)
+    return build_gallery(root, args, LONG_GUN_KINDS if args.guns == "long" else ())
 
 
 def screening_config(args: argparse.Namespace) -> ScreeningConfig:
@@ -237,9 +240,35 @@ def screening_config(args: argparse.Namespace) -> ScreeningConfig:
     return dump_config(cfg) if args.dump else cfg
 
 
-def chosen_rows(held_out: Sequence[str] | None, only: Sequence[str] | None) -> list[Row]:
-    """``plan_rows(held_out)``, limited to the rows named in ``only`` (if any)."""
+def long_gun_rows(rows: list[Row]) -> list[Row]:
+    """``rows`` for bags holding a long gun. The classic scene holds parts only: the default
+    row goes, and where a row draws the classic scene for a seed it draws one of the other
+    trained scenes instead (the look, and a held-out scene, stay as drawn)."""
+    held = {r.name for r in rows if r.held_out}
+    scenes = [n for n in SCENES if n != DEFAULT_SCENE and n not in held]
+    if not scenes:
+        raise ValueError("long guns need a trained scene besides classic; hold fewer scenes out")
+
+    def recast(row: Row) -> Row:
+        def style_of(seed: int) -> ScannerStyle:
+            style = row.style_of(seed)
+            if style.scene.name != DEFAULT_SCENE:
+                return style
+            return ScannerStyle(style.look, SCENES[_draw(scenes, seed, 3)])
+
+        return Row(row.name, row.held_out, style_of)
+
+    return [recast(r) for r in rows if r.name != DEFAULT_LOOK]
+
+
+def chosen_rows(
+    held_out: Sequence[str] | None, only: Sequence[str] | None, long_guns: bool = False
+) -> list[Row]:
+    """``plan_rows(held_out)`` (recast for long guns), limited to the rows named in ``only``
+    (if any)."""
     rows = plan_rows(held_out)
+    if long_guns:
+        rows = long_gun_rows(rows)
     if only:
         unknown = set(only) - {r.name for r in rows}
         if unknown:
@@ -252,7 +281,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     """Build or open the gallery, screen every row, return each row's figures."""
     torch.set_num_threads(args.threads)
     cfg = screening_config(args)
-    rows = chosen_rows(held_out_arg(args.held_out), args.only)
+    rows = chosen_rows(held_out_arg(args.held_out), args.only, args.guns == "long")
     tmp = Path(tempfile.mkdtemp(prefix="xray-domain-"))
     try:
         engine = open_or_build(tmp / "gallery", args)
@@ -285,12 +314,21 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
         f"{args.threatmap or 'none'})"
     )
     held = ", ".join(r["row"] for r in results if r["held_out"])
+    what = {
+        None: "under domain shift: bags holding a part",
+        "hand": "whole handguns in bags, region screening vs whole image",
+        "long": "whole long guns in bags, region screening vs whole image",
+    }[args.guns]
+    threat = {
+        None: "part kinds in turn"
+        + (", plus long guns outside the classic scene" if args.long_guns else ""),
+        "hand": f"a whole pistol or revolver at {GUN_SCALE[0]:.0%}-{GUN_SCALE[1]:.0%} of the side",
+        "long": "a whole rifle or shotgun in turn, at true scale in a long carton or gun bag, "
+        "the classic scene's draws replaced by other trained scenes; the gallery holds "
+        f"{args.refs_per_kind} references of each long gun too",
+    }[args.guns]
     lines = [
-        (
-            "## X-ray screening: whole handguns in bags, region screening vs whole image"
-            if args.guns
-            else "## X-ray screening under domain shift: bags holding a part"
-        )
+        f"## X-ray screening: {what}"
         + (f", models trained without {held}" if held else ", models trained on every style")
         + (" - smoke run, not figures" if args.quick else ""),
         "",
@@ -300,14 +338,7 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
         f"zooms {' '.join(f'{z:.3g}' for z in args.map_zooms)}, crops "
         f"{args.crop} px. Each scan is its station export (PNG), decoded as the service "
         f"decodes uploads.  ",
-        f"Parcels per row: {args.positives} with a threat ("
-        + (
-            f"a whole pistol or revolver at {GUN_SCALE[0]:.0%}-{GUN_SCALE[1]:.0%} of the side"
-            if args.guns
-            else "part kinds in turn"
-            + (", plus long guns outside the classic scene" if args.long_guns else "")
-        )
-        + f") and "
+        f"Parcels per row: {args.positives} with a threat ({threat}) and "
         f"{args.negatives} clean, {args.size} px requested (a look's resolution rescales it), "
         f"the same seeds in every row. Held out: {held or 'nothing'}. False-alarm thresholds "
         f"are quantiles of the row's own clean parcels (below 100, 1% is the highest clean "
@@ -335,11 +366,13 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
     return "\n".join(lines)
 
 
-def section_name(guns: bool, results: list[dict]) -> str:
-    """docs/benchmarks.md section: part or gun bags, shipped models or one set of leave-out
-    models (named by the families they never saw, so that each set keeps its own)."""
+def section_name(guns: str | None, results: list[dict]) -> str:
+    """docs/benchmarks.md section: part, handgun or long-gun bags, shipped models or one set
+    of leave-out models (named by the families they never saw, so that each set keeps its
+    own)."""
     held = [r["row"] for r in results if r["held_out"]]
-    return ("domain-guns" if guns else "domain") + ("-held-out-" + "-".join(held) if held else "")
+    name = {None: "domain", "hand": "domain-guns", "long": "domain-long-guns"}[guns]
+    return name + ("-held-out-" + "-".join(held) if held else "")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -363,8 +396,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--guns",
-        action="store_true",
-        help="positives are whole handguns at 25-45%% of the scan's side (bags holding a gun)",
+        nargs="?",
+        const="hand",
+        choices=("hand", "long"),
+        help="positives are whole guns (bags holding a gun): hand (or no value), a pistol or "
+        "revolver at 25-45%% of the scan's side; long, a rifle or shotgun at true scale in a "
+        "long carton or gun bag (no default row; the gallery gains long-gun references)",
     )
     p.add_argument(
         "--whole-image",

@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from screening.augment import GALLERY_BACKGROUND_SEED, AugmentConfig, projected_
 from screening.augment import clutter_items as xray_clutter_items
 from screening.regions import ProposalConfig, iou
 from screening.screen import MapTerms, ScreeningConfig, screen_image, screen_transmission
-from synth.shapes import PART_KINDS, THREAT_KINDS
+from synth.shapes import PART_KINDS, THREAT_KINDS, any_kind
 from synth.xray import render_isolated, render_parcel
 
 log = logging.getLogger("benchmarks.xray")
@@ -69,8 +70,9 @@ def _png(t: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def build_gallery(root: Path, args: argparse.Namespace) -> Engine:
-    """References of every kind (+ projected variants) in a fresh gallery."""
+def build_gallery(root: Path, args: argparse.Namespace, extra_kinds: Sequence[str] = ()) -> Engine:
+    """References of every part kind and of ``extra_kinds`` (scene kinds such as long guns),
+    with projected variants, in a fresh gallery."""
     net = load_model(args.model)
     if net.config.preprocess.input_size != args.crop:
         net = with_preprocess(net, input_size=args.crop)
@@ -81,10 +83,12 @@ def build_gallery(root: Path, args: argparse.Namespace) -> Engine:
     pre = net.config.preprocess
     aug = AugmentConfig(variants=args.augment)
     items = []
-    for kind, spec in PART_KINDS.items():
+    kinds = [*PART_KINDS, *extra_kinds]
+    for index, kind in enumerate(kinds):
+        spec = any_kind(kind)
         n = args.refs_per_kind if spec.threat else args.benign_refs
         for s in range(n):
-            seed = GALLERY_SEED + 100 * list(PART_KINDS).index(kind) + s
+            seed = GALLERY_SEED + 100 * index + s
             ref = render_isolated(kind, seed, 256).transmission
             crops = [letterbox_grey(ref, args.crop)]
             if args.augment:

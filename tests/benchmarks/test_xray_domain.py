@@ -87,8 +87,8 @@ def test_tiny_run_screens_every_row():
     text = xray_domain.markdown(args, results, "cmd")
     assert "| noisy-lowres | yes |" in text and "| default | no |" in text
     assert "models trained without noisy-lowres" in text.splitlines()[0]
-    assert xray_domain.section_name(False, results) == "domain-held-out-noisy-lowres"
-    assert xray_domain.section_name(True, [dict(r, held_out=False) for r in results]) == (
+    assert xray_domain.section_name(None, results) == "domain-held-out-noisy-lowres"
+    assert xray_domain.section_name("hand", [dict(r, held_out=False) for r in results]) == (
         "domain-guns"
     )
 
@@ -105,3 +105,51 @@ def test_tiny_guns_run_scores_the_whole_image_too():
         assert 0.0 <= w["auc"] <= 1.0 and 0.0 <= w[0.01]["det"] <= w[0.05]["det"] <= 1.0
     text = xray_domain.markdown(args, results, "cmd")
     assert "whole handguns in bags" in text and "whole image: det." in text
+
+
+def test_long_gun_rows_never_draw_the_classic_scene():
+    plain = {r.name: r for r in plan_rows(["noisy-lowres", "tools"])}
+    rows = xray_domain.chosen_rows(["noisy-lowres", "tools"], None, long_guns=True)
+    assert [r.name for r in rows] == ["in-domain mix", "noisy-lowres", "tools"]
+    recast = 0
+    for row in rows:
+        for seed in range(60):
+            style, before = row.style_of(seed), plain[row.name].style_of(seed)
+            assert style.scene.name not in ("classic", "tools") or row.name == "tools"
+            assert style.look == before.look
+            if before.scene.name == "classic":
+                recast += 1
+            else:
+                assert style == before
+    assert recast > 0  # the look rows and the mix do draw the classic scene
+    with pytest.raises(ValueError, match="besides classic"):
+        xray_domain.chosen_rows(None, None, long_guns=True)  # every other scene held out
+
+
+def test_tiny_long_gun_run_puts_long_guns_in_gallery_and_bags():
+    args = parser().parse_args(
+        ["--guns", "long", "--whole-image", "--held-out", "none", "--only", "tools",
+         "--positives", "2", "--negatives", "2", "--size", "320x250", "--refs-per-kind", "1",
+         "--benign-refs", "1", "--augment", "0", "--crop", "64", "--regions", "8",
+         "--threads", "1"]
+    )  # fmt: skip
+    assert [xray_domain._kind(i, None, args) for i in range(3)] == ["rifle", "shotgun", "rifle"]
+    results = run(args)
+    assert [r["row"] for r in results] == ["tools"]
+    assert 0.0 <= results[0]["auc"] <= 1.0 and "whole" in results[0]
+    text = xray_domain.markdown(args, results, "cmd")
+    assert "whole long guns in bags" in text.splitlines()[0]
+    assert "1 references of each long gun" in text
+    assert xray_domain.section_name(args.guns, results) == "domain-long-guns"
+
+
+def test_gallery_takes_scene_kinds_besides_parts(tmp_path):
+    args = parser().parse_args(
+        ["--refs-per-kind", "1", "--benign-refs", "1", "--augment", "0", "--crop", "64"]
+    )
+    engine = xray_domain.build_gallery(tmp_path / "g", args, ("rifle", "shotgun"))
+    try:
+        labels = set(engine.gallery.labels())
+    finally:
+        engine.close()
+    assert {"rifle", "shotgun", "pistol", "slide"} <= labels
