@@ -59,7 +59,7 @@ from matcher.images import load_image
 from screening.regions import ProposalConfig, iou
 from screening.screen import ScreeningConfig, screen_image
 from synth.parcel import render_parcel
-from synth.shapes import LONG_GUN_KINDS, THREAT_KINDS
+from synth.shapes import CONFUSER_KINDS, LONG_GUN_KINDS, THREAT_KINDS
 from synth.styles import LOOKS, SCENES, ScannerStyle, StyleSampler
 
 log = logging.getLogger("benchmarks.xray_domain")
@@ -178,8 +178,10 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
     """Screen a row's positives and negatives; detection, AUC and box hits."""
     size = tuple(int(v) for v in args.size.split("x"))
     decide = threshold_decision_fn(0.9, 0.7)
-    scores: dict[bool, list[float]] = {True: [], False: []}
-    whole: dict[bool, list[float]] = {True: [], False: []}
+    # Scans with a threat, clean ones, and with --confusers the clean seeds again, each bag
+    # holding a shuriken or a razor blade.
+    scores: dict[str, list[float]] = {"threat": [], "clean": [], "confuser": []}
+    whole: dict[str, list[float]] = {"threat": [], "clean": [], "confuser": []}
     hit, dump = [], []
     scale = GUN_SCALE if args.guns else PART_SCALE
     val = args.split == "val"
@@ -188,16 +190,21 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
         (VAL_NEGATIVE_SEED if val else NEGATIVE_SEED),
     )
     clock = time.perf_counter()
-    for i in range(args.positives + args.negatives):
+    n_confusers = args.negatives if args.confusers else 0
+    for i in range(args.positives + args.negatives + n_confusers):
         positive = i < args.positives
-        seed = (pos0 if positive else neg0) + i
+        j = i - args.positives - args.negatives  # >= 0: a confuser bag
+        what = "threat" if positive else ("confuser" if j >= 0 else "clean")
+        seed = pos0 + i if positive else neg0 + (args.positives + j if j >= 0 else i)
         style = row.style_of(seed)
         kind = _kind(i, style, args) if positive else None
+        if what == "confuser":
+            kind = CONFUSER_KINDS[j % len(CONFUSER_KINDS)]
         parcel, data = scan_png(seed, size, kind, style, scale)
         res = screen_image(engine, io.BytesIO(data), 3, None, decide, cfg)
-        scores[positive].append(res.score if res.score is not None else -1.0)
+        scores[what].append(res.score if res.score is not None else -1.0)
         if args.whole_image:
-            whole[positive].append(whole_image_score(engine, data))
+            whole[what].append(whole_image_score(engine, data))
         if positive:
             gt = np.array([parcel.boxes[0].as_tuple()], float)
             top = np.array([res.regions[0].box], float) if res.regions else np.zeros((1, 4))
@@ -205,15 +212,22 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
         if args.dump:
             dump.append(dump_row(res, parcel, positive, cfg))
     hit_a = np.array(hit)
+    pos = np.array(scores["threat"])
     out = {
         "row": row.name,
         "held_out": row.held_out,
         "seconds": time.perf_counter() - clock,
         "hit_all": float(np.mean(hit_a >= 0.3)),
-        **_figures(np.array(scores[True]), np.array(scores[False]), hit_a),
+        **_figures(pos, np.array(scores["clean"]), hit_a),
     }
+    if args.confusers:
+        out["confuser"] = _figures(pos, np.array(scores["confuser"]), hit_a)
     if args.whole_image:
-        out["whole"] = _figures(np.array(whole[True]), np.array(whole[False]), None)
+        out["whole"] = _figures(np.array(whole["threat"]), np.array(whole["clean"]), None)
+        if args.confusers:
+            out["whole_confuser"] = _figures(
+                np.array(whole["threat"]), np.array(whole["confuser"]), None
+            )
     if args.dump:
         out["dump"] = dump
     log.info("%s: det@1%% %.3f, AUC %.3f", row.name, out[0.01]["det"], out["auc"])
@@ -240,14 +254,17 @@ def screening_config(args: argparse.Namespace) -> ScreeningConfig:
     return dump_config(cfg) if args.dump else cfg
 
 
-def long_gun_rows(rows: list[Row]) -> list[Row]:
-    """``rows`` for bags holding a long gun. The classic scene holds parts only: the default
-    row goes, and where a row draws the classic scene for a seed it draws one of the other
-    trained scenes instead (the look, and a held-out scene, stay as drawn)."""
+def true_scale_rows(rows: list[Row]) -> list[Row]:
+    """``rows`` for bags holding a long gun or a confuser (scene kinds, drawn at true scale).
+    The classic scene holds part kinds only: the default row goes, and where a row draws the
+    classic scene for a seed it draws one of the other trained scenes instead (the look, and
+    a held-out scene, stay as drawn)."""
     held = {r.name for r in rows if r.held_out}
     scenes = [n for n in SCENES if n != DEFAULT_SCENE and n not in held]
     if not scenes:
-        raise ValueError("long guns need a trained scene besides classic; hold fewer scenes out")
+        raise ValueError(
+            "long guns and confusers need a trained scene besides classic; hold fewer scenes out"
+        )
 
     def recast(row: Row) -> Row:
         def style_of(seed: int) -> ScannerStyle:
@@ -262,13 +279,13 @@ def long_gun_rows(rows: list[Row]) -> list[Row]:
 
 
 def chosen_rows(
-    held_out: Sequence[str] | None, only: Sequence[str] | None, long_guns: bool = False
+    held_out: Sequence[str] | None, only: Sequence[str] | None, true_scale: bool = False
 ) -> list[Row]:
-    """``plan_rows(held_out)`` (recast for long guns), limited to the rows named in ``only``
-    (if any)."""
+    """``plan_rows(held_out)`` (``true_scale_rows`` of them if asked), limited to the rows
+    named in ``only`` (if any)."""
     rows = plan_rows(held_out)
-    if long_guns:
-        rows = long_gun_rows(rows)
+    if true_scale:
+        rows = true_scale_rows(rows)
     if only:
         unknown = set(only) - {r.name for r in rows}
         if unknown:
@@ -281,7 +298,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     """Build or open the gallery, screen every row, return each row's figures."""
     torch.set_num_threads(args.threads)
     cfg = screening_config(args)
-    rows = chosen_rows(held_out_arg(args.held_out), args.only, args.guns == "long")
+    rows = chosen_rows(
+        held_out_arg(args.held_out), args.only, args.guns == "long" or args.confusers
+    )
     tmp = Path(tempfile.mkdtemp(prefix="xray-domain-"))
     try:
         engine = open_or_build(tmp / "gallery", args)
@@ -330,6 +349,7 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
     lines = [
         f"## X-ray screening: {what}"
         + (f", models trained without {held}" if held else ", models trained on every style")
+        + (", against bags holding a shuriken or razor blade too" if args.confusers else "")
         + (" - smoke run, not figures" if args.quick else ""),
         "",
         f"Command: `{command}`  ",
@@ -339,23 +359,41 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
         f"{args.crop} px. Each scan is its station export (PNG), decoded as the service "
         f"decodes uploads.  ",
         f"Parcels per row: {args.positives} with a threat ({threat}) and "
-        f"{args.negatives} clean, {args.size} px requested (a look's resolution rescales it), "
+        f"{args.negatives} clean"
+        + (
+            f", then the clean seeds again with a shuriken or a razor blade in each bag "
+            f"({', '.join(CONFUSER_KINDS)} in turn, placed as threats are; prohibited, not "
+            f"firearm parts), screened as clean bags (columns 'confusers')"
+            if args.confusers
+            else ""
+        )
+        + f", {args.size} px requested (a look's resolution rescales it), "
         f"the same seeds in every row. Held out: {held or 'nothing'}. False-alarm thresholds "
         f"are quantiles of the row's own clean parcels (below 100, 1% is the highest clean "
         f"score).",
         "",
         "| style | held out | detection at 1% FA | at 5% FA | AUC | box hit (all) | "
         "box hit at 1% FA | seconds |"
-        + (" whole image: det. 1% / 5% FA, AUC |" if args.whole_image else ""),
-        "|---|---|---|---|---|---|---|---|" + ("---|" if args.whole_image else ""),
+        + (" whole image: det. 1% / 5% FA, AUC |" if args.whole_image else "")
+        + (
+            " confusers: det. 1% / 5% FA, AUC |"
+            + (" confusers, whole image: det. 1% / 5% FA, AUC |" if args.whole_image else "")
+            if args.confusers
+            else ""
+        ),
+        "|---|---|---|---|---|---|---|---|"
+        + ("---|" if args.whole_image else "")
+        + ("---|" * (1 + args.whole_image) if args.confusers else ""),
     ]
     for r in results:
-        w = r.get("whole")
+        extra = [r[k] for k in ("whole", "confuser", "whole_confuser") if k in r]
         lines.append(
             f"| {r['row']} | {'yes' if r['held_out'] else 'no'} | {r[0.01]['det']:.3f} | "
             f"{r[0.05]['det']:.3f} | {r['auc']:.3f} | {r['hit_all']:.3f} | "
             f"{r[0.01]['hit']:.3f} | {r['seconds']:.0f} |"
-            + (f" {w[0.01]['det']:.3f} / {w[0.05]['det']:.3f}, {w['auc']:.3f} |" if w else "")
+            + "".join(
+                f" {f[0.01]['det']:.3f} / {f[0.05]['det']:.3f}, {f['auc']:.3f} |" for f in extra
+            )
         )
     if args.quick:
         lines += [
@@ -366,12 +404,13 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
     return "\n".join(lines)
 
 
-def section_name(guns: str | None, results: list[dict]) -> str:
-    """docs/benchmarks.md section: part, handgun or long-gun bags, shipped models or one set
-    of leave-out models (named by the families they never saw, so that each set keeps its
-    own)."""
+def section_name(guns: str | None, results: list[dict], confusers: bool = False) -> str:
+    """docs/benchmarks.md section: part, handgun or long-gun bags (against confuser bags too,
+    or not), shipped models or one set of leave-out models (named by the families they never
+    saw, so that each set keeps its own)."""
     held = [r["row"] for r in results if r["held_out"]]
     name = {None: "domain", "hand": "domain-guns", "long": "domain-long-guns"}[guns]
+    name += "-confusers" if confusers else ""
     return name + ("-held-out-" + "-".join(held) if held else "")
 
 
@@ -402,6 +441,13 @@ def parser() -> argparse.ArgumentParser:
         help="positives are whole guns (bags holding a gun): hand (or no value), a pistol or "
         "revolver at 25-45%% of the scan's side; long, a rifle or shotgun at true scale in a "
         "long carton or gun bag (no default row; the gallery gains long-gun references)",
+    )
+    p.add_argument(
+        "--confusers",
+        action="store_true",
+        help="also screen the clean seeds again with a shuriken or razor blade in each bag "
+        "(prohibited, not a firearm part): detection against those bags as well (no default "
+        "row; classic-scene draws become other trained scenes, as for long guns)",
     )
     p.add_argument(
         "--whole-image",
@@ -460,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = run(args)
     text = markdown(args, results, command_line("benchmarks.xray_domain", argv))
-    publish(text, section_name(args.guns, results), args.write)
+    publish(text, section_name(args.guns, results, args.confusers), args.write)
     return 0
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from synth import parts_benign as pb
 from synth import parts_clutter as pc
+from synth import parts_edged as pe
 from synth import parts_firearm as pf
 from synth import parts_longgun as pl
 from synth import parts_threat as pt
@@ -132,11 +133,15 @@ _SCENE_KINDS = (
     ("pliers", "benign", False, "钳子", "pliers", pc.draw_pliers),
     ("drill", "benign", False, "电钻", "cordless drill", pc.draw_drill),
     ("tape_measure", "benign", False, "卷尺", "tape measure", pc.draw_tape_measure),
+    # Prohibited, but not firearm parts: negatives for a firearm screen, drawn by name only.
+    ("shuriken", "other", False, "手里剑", "throwing star", pe.draw_shuriken),
+    ("razor_blade", "other", False, "刀片", "razor blade", pe.draw_razor_blade),
 )
 SCENE_KINDS: dict[str, PartKind] = {
     key: PartKind(key, cat, threat, zh, en, fn) for key, cat, threat, zh, en, fn in _SCENE_KINDS
 }
 LONG_GUN_KINDS: tuple[str, ...] = ("rifle", "shotgun")
+CONFUSER_KINDS: tuple[str, ...] = ("shuriken", "razor_blade")
 
 
 def part_kind(kind: str) -> PartKind:

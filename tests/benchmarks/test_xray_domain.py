@@ -109,7 +109,7 @@ def test_tiny_guns_run_scores_the_whole_image_too():
 
 def test_long_gun_rows_never_draw_the_classic_scene():
     plain = {r.name: r for r in plan_rows(["noisy-lowres", "tools"])}
-    rows = xray_domain.chosen_rows(["noisy-lowres", "tools"], None, long_guns=True)
+    rows = xray_domain.chosen_rows(["noisy-lowres", "tools"], None, true_scale=True)
     assert [r.name for r in rows] == ["in-domain mix", "noisy-lowres", "tools"]
     recast = 0
     for row in rows:
@@ -123,7 +123,7 @@ def test_long_gun_rows_never_draw_the_classic_scene():
                 assert style == before
     assert recast > 0  # the look rows and the mix do draw the classic scene
     with pytest.raises(ValueError, match="besides classic"):
-        xray_domain.chosen_rows(None, None, long_guns=True)  # every other scene held out
+        xray_domain.chosen_rows(None, None, true_scale=True)  # every other scene held out
 
 
 def test_tiny_long_gun_run_puts_long_guns_in_gallery_and_bags():
@@ -153,3 +153,23 @@ def test_gallery_takes_scene_kinds_besides_parts(tmp_path):
     finally:
         engine.close()
     assert {"rifle", "shotgun", "pistol", "slide"} <= labels
+
+
+def test_tiny_confuser_run_scores_gun_bags_against_star_and_blade_bags():
+    args = parser().parse_args(
+        ["--guns", "--confusers", "--whole-image", "--held-out", "none", "--only", "tools",
+         "--positives", "2", "--negatives", "2", "--size", "320x250", "--refs-per-kind", "1",
+         "--benign-refs", "1", "--augment", "0", "--crop", "64", "--regions", "8",
+         "--threads", "1"]
+    )  # fmt: skip
+    results = run(args)
+    (r,) = results
+    for key in ("confuser", "whole_confuser"):
+        assert 0.0 <= r[key]["auc"] <= 1.0 and r[key][0.01]["det"] <= r[key][0.05]["det"]
+    text = xray_domain.markdown(args, results, "cmd")
+    assert "against bags holding a shuriken or razor blade too" in text.splitlines()[0]
+    header, rule, row = text.splitlines()[-3:]
+    assert header.count("|") == rule.count("|") == row.count("|") == 12
+    assert xray_domain.section_name(args.guns, results, args.confusers) == (
+        "domain-guns-confusers"
+    )
