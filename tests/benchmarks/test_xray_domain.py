@@ -9,6 +9,15 @@ from benchmarks import xray_domain
 from benchmarks.xray_domain import held_out_arg, parser, plan_rows, run
 from synth.styles import LOOKS, SCENES
 
+# Two parcels a side on small scans and a one-reference gallery: the harness, not figures.
+TINY = ["--positives", "2", "--negatives", "2", "--size", "320x250", "--refs-per-kind", "1",
+        "--benign-refs", "1", "--augment", "0", "--crop", "64", "--regions", "8",
+        "--threads", "1"]  # fmt: skip
+
+
+def tiny_args(*options: str):
+    return parser().parse_args([*options, *TINY])
+
 
 def test_rows_hold_families_out():
     rows = plan_rows(["noisy-lowres", "tools"])
@@ -94,11 +103,7 @@ def test_tiny_run_screens_every_row():
 
 
 def test_tiny_guns_run_scores_the_whole_image_too():
-    args = parser().parse_args(
-        ["--guns", "--whole-image", "--held-out", "dense", "--positives", "2", "--negatives",
-         "2", "--size", "320x250", "--refs-per-kind", "1", "--benign-refs", "1", "--augment",
-         "0", "--crop", "64", "--regions", "8", "--threads", "1"]
-    )  # fmt: skip
+    args = tiny_args("--guns", "--whole-image", "--held-out", "dense")
     results = run(args)
     for r in results:
         w = r["whole"]
@@ -127,12 +132,7 @@ def test_long_gun_rows_never_draw_the_classic_scene():
 
 
 def test_tiny_long_gun_run_puts_long_guns_in_gallery_and_bags():
-    args = parser().parse_args(
-        ["--guns", "long", "--whole-image", "--held-out", "none", "--only", "tools",
-         "--positives", "2", "--negatives", "2", "--size", "320x250", "--refs-per-kind", "1",
-         "--benign-refs", "1", "--augment", "0", "--crop", "64", "--regions", "8",
-         "--threads", "1"]
-    )  # fmt: skip
+    args = tiny_args("--guns", "long", "--whole-image", "--held-out", "none", "--only", "tools")
     assert [xray_domain._kind(i, None, args) for i in range(3)] == ["rifle", "shotgun", "rifle"]
     results = run(args)
     assert [r["row"] for r in results] == ["tools"]
@@ -156,12 +156,9 @@ def test_gallery_takes_scene_kinds_besides_parts(tmp_path):
 
 
 def test_tiny_confuser_run_scores_gun_bags_against_star_and_blade_bags():
-    args = parser().parse_args(
-        ["--guns", "--confusers", "--whole-image", "--held-out", "none", "--only", "tools",
-         "--positives", "2", "--negatives", "2", "--size", "320x250", "--refs-per-kind", "1",
-         "--benign-refs", "1", "--augment", "0", "--crop", "64", "--regions", "8",
-         "--threads", "1"]
-    )  # fmt: skip
+    args = tiny_args(
+        "--guns", "--confusers", "--whole-image", "--held-out", "none", "--only", "tools"
+    )
     results = run(args)
     (r,) = results
     for key in ("confuser", "whole_confuser"):
@@ -170,6 +167,4 @@ def test_tiny_confuser_run_scores_gun_bags_against_star_and_blade_bags():
     assert "against bags holding a shuriken or razor blade too" in text.splitlines()[0]
     header, rule, row = text.splitlines()[-3:]
     assert header.count("|") == rule.count("|") == row.count("|") == 12
-    assert xray_domain.section_name(args.guns, results, args.confusers) == (
-        "domain-guns-confusers"
-    )
+    assert xray_domain.section_name(args.guns, results, args.confusers) == ("domain-guns-confusers")
