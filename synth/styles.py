@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 
 from synth.detector import STATION_PALETTE, Palette
-from synth.shapes import BENIGN_KINDS, LONG_GUN_KINDS, SCENE_KINDS, THREAT_KINDS
+from synth.shapes import BENIGN_KINDS, CONFUSER_KINDS, LONG_GUN_KINDS, SCENE_KINDS, THREAT_KINDS
 
 Range = tuple[float, float]
 Export = Literal["grey8", "grey16", "colour"]
@@ -186,6 +186,10 @@ class StyleSampler:
     # Share of parcels rendered exactly as without a sampler (today's generator and its own
     # image, ``plain``): a mixed model keeps seeing its in-domain data at this rate.
     default_share: float = 0.0
+    # Share of clean parcels outside the classic scene that hold a shuriken or a razor blade
+    # (``threat_for``): prohibited, but not firearm parts, so a firearm map learns them as
+    # hard negatives; 0 keeps clean parcels clean.
+    confusers: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = set(self.exclude) - set(LOOKS) - set(SCENES)
@@ -196,11 +200,24 @@ class StyleSampler:
             raise ValueError("long_guns must be a share in [0, 1]")
         if not 0.0 <= self.default_share < 1.0:
             raise ValueError("default_share must be a share in [0, 1)")
+        if not 0.0 <= self.confusers <= 1.0:
+            raise ValueError("confusers must be a share in [0, 1]")
         object.__setattr__(self, "exclude", tuple(sorted(set(self.exclude))))
 
     def threat_for(self, seed: int, kind: str | None, style: ScannerStyle) -> str | None:
-        """The threat of the parcel of ``seed``: the planned kind, or a long gun (see above)."""
-        if kind is None or self.long_guns <= 0 or style.scene.name == "classic":
+        """The item placed in the parcel of ``seed``: the planned kind, a long gun instead of
+        a planned threat, or a confuser (``CONFUSER_KINDS``) in a planned clean parcel (see
+        the shares above). The classic scene holds part kinds only and keeps the plan."""
+        if style.scene.name == "classic":
+            return kind
+        if kind is None:
+            if self.confusers <= 0:
+                return None
+            rng = np.random.default_rng([int(seed), 11])
+            if rng.random() >= self.confusers:
+                return None
+            return CONFUSER_KINDS[int(rng.integers(len(CONFUSER_KINDS)))]
+        if self.long_guns <= 0:
             return kind
         rng = np.random.default_rng([int(seed), 5])
         if rng.random() >= self.long_guns:

@@ -136,19 +136,30 @@ def _style_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="with --styles: share of parcels rendered as the default generator's, unstyled",
     )
+    p.add_argument(
+        "--confusers",
+        type=float,
+        default=None,
+        help="with --styles: share of clean parcels (outside the classic scene) holding a "
+        "shuriken or razor blade, prohibited but not firearm parts (hard negatives)",
+    )
 
 
 def style_sampler(args: argparse.Namespace) -> StyleSampler | None:
     """The trainers' style sampler from the flags (None without --styles)."""
     if not args.styles:
-        if args.hold_out or args.long_guns is not None or args.default_share is not None:
-            raise UsageError("--hold-out, --long-guns and --default-share need --styles")
+        shares = (args.long_guns, args.default_share, args.confusers)
+        if args.hold_out or any(v is not None for v in shares):
+            raise UsageError(
+                "--hold-out, --long-guns, --default-share and --confusers need --styles"
+            )
         return None
     try:
         return StyleSampler(
             tuple(args.hold_out or ()),
             long_guns=args.long_guns or 0.0,
             default_share=args.default_share or 0.0,
+            confusers=args.confusers or 0.0,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -98,3 +98,24 @@ def test_default_share_renders_some_parcels_as_today():
     assert training_parcel(styled, SIZE, "slide", mixed)[0].export is not None
     with pytest.raises(ValueError, match="default_share"):
         StyleSampler(default_share=1.0)
+
+
+def test_sampler_puts_confusers_in_clean_parcels_as_clutter():
+    sampler = StyleSampler(("default", "classic"), confusers=1.0)
+    parcel, image = training_parcel(70_000_030, SIZE, None, sampler)
+    held = sampler.threat_for(70_000_030, None, sampler.for_seed(70_000_030))
+    assert held in ("shuriken", "razor_blade")
+    assert parcel.boxes == [] and parcel.threat_mask is None
+    assert parcel.clutter[-1].kind == held  # in the bag, as clutter
+    bare = render_parcel(70_000_030, size=SIZE, style=sampler.for_seed(70_000_030))
+    assert not np.array_equal(image, observed(bare))
+    # Threat parcels keep their threat; no share, or the classic scene, keeps clean ones clean.
+    assert sampler.threat_for(1, "spring", sampler.for_seed(1)) == "spring"
+    assert StyleSampler().threat_for(1, None, StyleSampler().for_seed(1)) is None
+    classic = StyleSampler(("electronics", "household", "tools", "dense"), confusers=1.0)
+    assert classic.threat_for(1, None, classic.for_seed(1)) is None
+    model = ThreatMap(ThreatMapConfig(long_side=192, width=8))
+    cache = build_cache(model, [(70_000_030, None)], SIZE, progress=False, styles=sampler)
+    assert cache.kinds == [""] and cache.targets[0].max() == 0
+    with pytest.raises(ValueError, match="confusers"):
+        StyleSampler(confusers=1.5)

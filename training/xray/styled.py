@@ -9,11 +9,14 @@ today's default render and its own image, unchanged.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from PIL import Image
 
 from matcher.preprocess import xray_to_transmission
 from synth.parcel import Parcel, render_parcel
+from synth.shapes import CONFUSER_KINDS
 from synth.styles import StyleSampler
 
 
@@ -30,8 +33,9 @@ def training_parcel(
     """The parcel of ``seed`` (in the sampler's style for that seed) and its decoded scan.
 
     The sampler may swap a planned threat for a whole long gun (``StyleSampler.long_guns``);
-    the parcel's box names the kind it holds. A seed the sampler keeps ``plain`` is rendered
-    as without one.
+    the parcel's box names the kind it holds. A clean parcel the sampler gives a confuser
+    (``StyleSampler.confusers``) holds it as clutter: no threat box, no threat mask. A seed
+    the sampler keeps ``plain`` is rendered as without one.
     """
     if styles is None or styles.plain(seed):
         parcel = render_parcel(seed, size=size, threat_kind=threat_kind)
@@ -39,6 +43,8 @@ def training_parcel(
     style = styles.for_seed(seed)
     kind = styles.threat_for(seed, threat_kind, style)
     parcel = render_parcel(seed, size=size, threat_kind=kind, style=style)
+    if kind in CONFUSER_KINDS:
+        parcel = replace(parcel, boxes=[], clutter=parcel.clutter + parcel.boxes, threat_mask=None)
     return parcel, observed(parcel)
 
 
