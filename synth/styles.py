@@ -211,18 +211,8 @@ class StyleSampler:
         if style.scene.name == "classic":
             return kind
         if kind is None:
-            if self.confusers <= 0:
-                return None
-            rng = np.random.default_rng([int(seed), 11])
-            if rng.random() >= self.confusers:
-                return None
-            return CONFUSER_KINDS[int(rng.integers(len(CONFUSER_KINDS)))]
-        if self.long_guns <= 0:
-            return kind
-        rng = np.random.default_rng([int(seed), 5])
-        if rng.random() >= self.long_guns:
-            return kind
-        return LONG_GUN_KINDS[int(rng.integers(len(LONG_GUN_KINDS)))]
+            return _swap(seed, 11, self.confusers, CONFUSER_KINDS)
+        return _swap(seed, 5, self.long_guns, LONG_GUN_KINDS) or kind
 
     def plain(self, seed: int) -> bool:
         """Whether the parcel of ``seed`` is today's default render (``default_share``)."""
@@ -251,6 +241,16 @@ class StyleSampler:
             raise ValueError(f"nothing left to draw after excluding {sorted(self.exclude)}")
         return ScannerStyle(LOOKS[looks[int(rng.integers(len(looks)))]],
                             SCENES[scenes[int(rng.integers(len(scenes)))]])
+
+
+def _swap(seed: int, stream: int, share: float, kinds: tuple[str, ...]) -> str | None:
+    """One of ``kinds`` for ``share`` of seeds (its own random stream), else None."""
+    if share <= 0:
+        return None
+    rng = np.random.default_rng([int(seed), stream])
+    if rng.random() >= share:
+        return None
+    return kinds[int(rng.integers(len(kinds)))]
 
 
 def random_style(rng: np.random.Generator, exclude: Iterable[str] = (), *,
