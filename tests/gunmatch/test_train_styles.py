@@ -13,7 +13,13 @@ from synth.styles import StyleSampler
 
 
 def _ns(**kw) -> argparse.Namespace:
-    flags = {"styles": False, "hold_out": None, "long_guns": None, "default_share": None}
+    flags = {
+        "styles": False,
+        "hold_out": None,
+        "long_guns": None,
+        "default_share": None,
+        "confusers": None,
+    }
     return argparse.Namespace(**{**flags, **kw})
 
 
@@ -35,6 +41,12 @@ def test_style_sampler_from_flags():
         train_cmd.style_sampler(_ns(default_share=0.33))
     with pytest.raises(UsageError, match="default_share"):
         train_cmd.style_sampler(_ns(styles=True, default_share=1.5))
+    hard = train_cmd.style_sampler(_ns(styles=True, confusers=0.5))
+    assert hard == StyleSampler(confusers=0.5)
+    with pytest.raises(UsageError, match="need --styles"):
+        train_cmd.style_sampler(_ns(confusers=0.5))
+    with pytest.raises(UsageError, match="share"):
+        train_cmd.style_sampler(_ns(styles=True, confusers=-0.1))
 
 
 def test_train_threatmap_passes_the_sampler(tmp_path, monkeypatch):
