@@ -9,6 +9,9 @@ benchmark's validation parcels (``--split val`` seeds), never the reported ones:
 ``--styles`` renders each parcel in a scanner style drawn for its seed (every look and scene
 of ``synth.styles``) and decodes its station export as the service decodes an upload;
 ``--guns`` puts a whole pistol or revolver at 25-45% of the side in each positive.
+``--confusers`` (with ``--styles``) renders the clean seeds again with a shuriken or a razor
+blade in each bag outside the classic scene (``StyleSampler.threat_for``; classic-scene bags
+stay clean) and rates the maps against those bags too (columns "vs confusers").
 ``--zooms`` lists the sizes to try, each a comma-separated set of multiples of the map's own
 (``ScreeningConfig.map_zooms``; ``--zooms 1 1.333 1,1.333``: 960 px, 1280 px, both).
 ``--shares`` with two maps also scores their ensembles (``gunmatch model ship A B --shares
@@ -37,14 +40,32 @@ from synth.styles import StyleSampler
 from training.xray.threatmap import ranking
 
 
-def parcel_image(seed: int, size, kind: str | None, styles: StyleSampler | None, guns: bool):
-    """The scan a map sees: today's render, or a styled station export decoded as uploads are."""
+def parcel_image(
+    seed: int,
+    size,
+    kind: str | None,
+    styles: StyleSampler | None,
+    guns: bool,
+    confuser: bool = False,
+):
+    """The scan a map sees: today's render, or a styled station export decoded as uploads are
+    (with ``confuser``, a clean seed's bag holding a shuriken or razor blade if its scene can)."""
     style = styles.for_seed(seed) if styles is not None else None
+    if confuser and style is not None:
+        kind = StyleSampler(confusers=1.0).threat_for(seed, None, style)
     scale = GUN_SCALE if guns else PART_SCALE
     parcel, data = scan_png(seed, size, kind, style, scale)
     if style is None:
         return parcel.image
     return load_transmission(data, DEFAULT_MAX_PIXELS, PreprocessConfig().xray_white_percentile)
+
+
+def plan(positives: int, negatives: int, confusers: bool) -> list[tuple[str, int]]:
+    """Each parcel's group ("threat", "clean", "confuser") and seed: validation seeds, and
+    with ``confusers`` the clean seeds once more."""
+    threat = [("threat", VAL_POSITIVE_SEED + i) for i in range(positives)]
+    clean = [("clean", VAL_NEGATIVE_SEED + positives + i) for i in range(negatives)]
+    return threat + clean + [("confuser", seed) for _, seed in clean if confusers]
 
 
 def mixed_best(first: list[np.ndarray], second: list[np.ndarray], share: float) -> np.ndarray:
@@ -64,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--styles", action="store_true", help="parcels in scanner styles")
     p.add_argument("--guns", action="store_true", help="whole handguns at 25-45%% of the side")
+    p.add_argument(
+        "--confusers",
+        action="store_true",
+        help="with --styles: also the clean seeds with a shuriken or razor blade in each bag",
+    )
     p.add_argument("--one-pass", action="store_true", help="only the default (mirror) pass")
     p.add_argument(
         "--shares",
@@ -85,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         zoom_sets = [tuple(float(z) for z in zs.split(",")) for zs in args.zooms]
     except ValueError:
         p.error("--zooms takes comma-separated numbers, e.g. 1 1.333 1,1.333")
+    if args.confusers and not args.styles:
+        p.error("--confusers needs --styles (the classic scene holds part kinds only)")
     if args.shares and zoom_sets != [(1.0,)]:
         p.error("--shares mixes maps at their own size only")
     styles = StyleSampler(()) if args.styles else None
@@ -95,13 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(d, f, z) for d in maps for f in passes for z in zoom_sets]
     scores: dict[tuple[str, bool, tuple], list[float]] = {r: [] for r in runs}
     grids: dict[str, list[np.ndarray]] = {d: [] for d in maps}  # mirror-averaged, for --shares
-    n = args.positives + args.negatives
-    positive = np.arange(n) < args.positives
+    parcels = plan(args.positives, args.negatives, args.confusers)
+    group = np.array([g for g, _ in parcels])
     kinds = HANDGUNS if args.guns else THREAT_KINDS
-    for i in tqdm(range(n), desc="parcels", unit="parcel"):
-        kind = kinds[i % len(kinds)] if positive[i] else None
-        seed = (VAL_POSITIVE_SEED if positive[i] else VAL_NEGATIVE_SEED) + i
-        image = parcel_image(seed, size, kind, styles, args.guns)
+    for i, (g, seed) in enumerate(tqdm(parcels, desc="parcels", unit="parcel")):
+        kind = kinds[i % len(kinds)] if g == "threat" else None
+        image = parcel_image(seed, size, kind, styles, args.guns, g == "confuser")
         for d, flip, zooms in runs:
             hot = maps[d].predict(image, flip=flip, zooms=zooms)
             scores[(d, flip, zooms)].append(hot.best)
@@ -109,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
                 grids[d].append(hot.logits)
     what = "a whole handgun" if args.guns else "a part"
     look = ", styled" if args.styles else ""
-    print(f"{args.positives} parcels with {what}, {args.negatives} without")
+    again = ", then the clean seeds with a confuser in each bag" if args.confusers else ""
+    print(f"{args.positives} parcels with {what}, {args.negatives} without{again}")
     print(f"(validation seeds{look})\n")
-    print("| map | passes | AUC | det. above highest clean | det. 1% FA | det. 5% FA |")
-    print("|---|---|---|---|---|---|")
+    vs = " vs confusers: AUC, det. 1% / 5% FA |" if args.confusers else ""
+    print(f"| map | passes | AUC | det. above highest clean | det. 1% FA | det. 5% FA |{vs}")
+    print("|---|---|---|---|---|---|" + ("---|" if args.confusers else ""))
     rows = {
         (d + (f" at {'+'.join(f'{z:g}' for z in zooms)}" if len(zoom_sets) > 1 else ""),
          "scan + mirror" if flip else "one"): np.array(s)
@@ -122,13 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     for share in args.shares or []:
         name = f"{share:g} x {first} + {1 - share:g} x {second}"
         rows[(name, "scan + mirror")] = mixed_best(grids[first], grids[second], share)
+    threat, clean = group == "threat", group == "clean"
     for (d, how), a in rows.items():
-        r = ranking(a, positive)
-        det1 = rate_at(a[positive], a[~positive], 0.01)[0]
-        print(
-            f"| {d} | {how} | {r['auc']:.3f} "
-            f"| {r['det_max_clean']:.3f} | {det1:.3f} | {r['det_5']:.3f} |"
-        )
+        r = ranking(a[threat | clean], threat[threat | clean])
+        det1 = rate_at(a[threat], a[clean], 0.01)[0]
+        line = f"| {d} | {how} | {r['auc']:.3f} | {r['det_max_clean']:.3f} | {det1:.3f} "
+        line += f"| {r['det_5']:.3f} |"
+        if args.confusers:
+            hard = group == "confuser"
+            c = ranking(a[threat | hard], threat[threat | hard])
+            line += f" {c['auc']:.3f}, {rate_at(a[threat], a[hard], 0.01)[0]:.3f} / "
+            line += f"{c['det_5']:.3f} |"
+        print(line)
     return 0
 
 

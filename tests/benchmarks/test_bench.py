@@ -17,6 +17,7 @@ from benchmarks.timing import table, time_calls
 from benchmarks.xray_fusion import figures, partial_detection
 from gunmatch.cli import main
 from index.factory import IndexConfig
+from synth.styles import StyleSampler
 
 
 def test_list_and_unknown_suite(capsys):
@@ -134,3 +135,26 @@ def test_threatmap_parcels_mixes_two_maps_logits_as_an_ensemble_would():
         parcels_main(["m1", "--zooms", "1,big"])
     with pytest.raises(SystemExit):  # ensembles are mixed at the maps' own size
         parcels_main(["m1", "m2", "--shares", "0.5", "--zooms", "1,1.333"])
+    with pytest.raises(SystemExit):  # the classic scene cannot hold a confuser
+        parcels_main(["m1", "--confusers"])
+
+
+def test_threatmap_parcels_confuser_bags_are_the_clean_seeds_holding_one():
+    from benchmarks.threatmap_parcels import parcel_image, plan
+
+    parcels = plan(2, 3, confusers=True)
+    assert [g for g, _ in parcels] == ["threat"] * 2 + ["clean"] * 3 + ["confuser"] * 3
+    assert [s for g, s in parcels if g == "clean"] == [s for g, s in parcels if g == "confuser"]
+    assert len({s for _, s in parcels}) == 5
+    assert [g for g, _ in plan(2, 3, confusers=False)] == ["threat"] * 2 + ["clean"] * 3
+    styles = StyleSampler(())
+    seeds = [s for g, s in parcels if g == "clean"] + list(range(40))
+    seed = next(s for s in seeds if styles.for_seed(s).scene.name != "classic")
+    clean = parcel_image(seed, (400, 320), None, styles, False)
+    hard = parcel_image(seed, (400, 320), None, styles, False, confuser=True)
+    assert clean.shape == hard.shape and not np.array_equal(clean, hard)
+    classic = next(s for s in range(200) if styles.for_seed(s).scene.name == "classic")
+    np.testing.assert_array_equal(
+        parcel_image(classic, (400, 320), None, styles, False),
+        parcel_image(classic, (400, 320), None, styles, False, confuser=True),
+    )
