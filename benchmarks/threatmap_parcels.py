@@ -68,6 +68,15 @@ def plan(positives: int, negatives: int, confusers: bool) -> list[tuple[str, int
     return threat + clean + [("confuser", seed) for _, seed in clean if confusers]
 
 
+def against(scores: np.ndarray, threat: np.ndarray, negative: np.ndarray) -> dict[str, float]:
+    """``ranking`` of the threat parcels against the ``negative`` ones, plus detection at 1%
+    false alarms (``det_1``)."""
+    both = threat | negative
+    out = ranking(scores[both], threat[both])
+    out["det_1"] = rate_at(scores[threat], scores[negative], 0.01)[0]
+    return out
+
+
 def mixed_best(first: list[np.ndarray], second: list[np.ndarray], share: float) -> np.ndarray:
     """Each scan's hottest cell of ``share`` x the first map's logits + the rest x the second's
     (an ensemble's logits, ``matcher.threatmap.ensemble_threatmaps``)."""
@@ -151,17 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     for share in args.shares or []:
         name = f"{share:g} x {first} + {1 - share:g} x {second}"
         rows[(name, "scan + mirror")] = mixed_best(grids[first], grids[second], share)
-    threat, clean = group == "threat", group == "clean"
+    threat = group == "threat"
     for (d, how), a in rows.items():
-        r = ranking(a[threat | clean], threat[threat | clean])
-        det1 = rate_at(a[threat], a[clean], 0.01)[0]
-        line = f"| {d} | {how} | {r['auc']:.3f} | {r['det_max_clean']:.3f} | {det1:.3f} "
+        r = against(a, threat, group == "clean")
+        line = f"| {d} | {how} | {r['auc']:.3f} | {r['det_max_clean']:.3f} | {r['det_1']:.3f} "
         line += f"| {r['det_5']:.3f} |"
         if args.confusers:
-            hard = group == "confuser"
-            c = ranking(a[threat | hard], threat[threat | hard])
-            line += f" {c['auc']:.3f}, {rate_at(a[threat], a[hard], 0.01)[0]:.3f} / "
-            line += f"{c['det_5']:.3f} |"
+            c = against(a, threat, group == "confuser")
+            line += f" {c['auc']:.3f}, {c['det_1']:.3f} / {c['det_5']:.3f} |"
         print(line)
     return 0
 
