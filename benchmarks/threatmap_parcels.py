@@ -9,9 +9,9 @@ benchmark's validation parcels (``--split val`` seeds), never the reported ones:
 ``--styles`` renders each parcel in a scanner style drawn for its seed (every look and scene
 of ``synth.styles``) and decodes its station export as the service decodes an upload;
 ``--guns`` puts a whole pistol or revolver at 25-45% of the side in each positive.
-``--confusers`` (with ``--styles``) renders the clean seeds again with a shuriken or a razor
-blade in each bag outside the classic scene (``StyleSampler.threat_for``; classic-scene bags
-stay clean) and rates the maps against those bags too (columns "vs confusers").
+``--confusers`` renders the clean seeds again with a shuriken or a razor blade in each bag
+(``StyleSampler.threat_for``, in any scene) and rates the maps against those bags too
+(columns "vs confusers").
 ``--zooms`` lists the sizes to try, each a comma-separated set of multiples of the map's own
 (``ScreeningConfig.map_zooms``; ``--zooms 1 1.333 1,1.333``: 960 px, 1280 px, both).
 ``--shares`` with two maps also scores their ensembles (``gunmatch model ship A B --shares
@@ -36,7 +36,7 @@ from matcher.preprocess import PreprocessConfig
 from matcher.threatmap import load_threatmap
 from screening.screen import load_transmission
 from synth.shapes import THREAT_KINDS
-from synth.styles import StyleSampler
+from synth.styles import DEFAULT, StyleSampler, get_style
 from training.xray.threatmap import ranking
 
 
@@ -49,10 +49,10 @@ def parcel_image(
     confuser: bool = False,
 ):
     """The scan a map sees: today's render, or a styled station export decoded as uploads are
-    (with ``confuser``, a clean seed's bag holding a shuriken or razor blade if its scene can)."""
+    (with ``confuser``, a clean seed's bag holding a shuriken or razor blade)."""
     style = styles.for_seed(seed) if styles is not None else None
-    if confuser and style is not None:
-        kind = StyleSampler(confusers=1.0).threat_for(seed, None, style)
+    if confuser:
+        kind = StyleSampler(confusers=1.0).threat_for(seed, None, style or get_style(DEFAULT))
     scale = GUN_SCALE if guns else PART_SCALE
     parcel, data = scan_png(seed, size, kind, style, scale)
     if style is None:
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--confusers",
         action="store_true",
-        help="with --styles: also the clean seeds with a shuriken or razor blade in each bag",
+        help="also the clean seeds with a shuriken or razor blade in each bag",
     )
     p.add_argument("--one-pass", action="store_true", help="only the default (mirror) pass")
     p.add_argument(
@@ -120,8 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         zoom_sets = [tuple(float(z) for z in zs.split(",")) for zs in args.zooms]
     except ValueError:
         p.error("--zooms takes comma-separated numbers, e.g. 1 1.333 1,1.333")
-    if args.confusers and not args.styles:
-        p.error("--confusers needs --styles (the classic scene holds part kinds only)")
     if args.shares and zoom_sets != [(1.0,)]:
         p.error("--shares mixes maps at their own size only")
     styles = StyleSampler(()) if args.styles else None

@@ -23,7 +23,14 @@ from synth.materials import attenuation
 from synth.projection import Box, tight_box
 from synth.scanner import add_belt, draw_settings, export, resample_mask, resample_rows
 from synth.scene import compose
-from synth.shapes import BENIGN_KINDS, SCENE_KINDS, any_kind, part_kind, render_part
+from synth.shapes import (
+    BENIGN_KINDS,
+    CONFUSER_KINDS,
+    SCENE_KINDS,
+    any_kind,
+    part_kind,
+    render_part,
+)
 from synth.styles import SCENES, ScannerStyle, get_style
 
 
@@ -64,7 +71,8 @@ def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: 
                   style: ScannerStyle | str | None = None) -> Parcel:
     """Render a parcel scan of ``size`` = (width, height) pixels.
 
-    With ``threat_kind`` one random instance of that kind is inserted at a random
+    With ``threat_kind`` (a part kind, or a confuser: ``CONFUSER_KINDS``, small enough to
+    be placed as a part is) one random instance of that kind is inserted at a random
     angle, with its longer side ``threat_scale`` times the longer image side, and
     with probability ``overlap_prob`` one or two clutter items laid over it.
 
@@ -80,7 +88,7 @@ def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: 
     w, h = (int(v) for v in size)
     if w < 64 or h < 64:
         raise ValueError("parcel size must be at least 64 x 64 pixels")
-    if threat_kind is not None:
+    if threat_kind is not None and threat_kind not in CONFUSER_KINDS:
         part_kind(threat_kind)
     if not 0 < threat_scale[0] <= threat_scale[1] <= 1:
         raise ValueError("threat_scale must satisfy 0 < low <= high <= 1")
@@ -150,9 +158,9 @@ def _render_styled(seed: int, size: tuple[int, int], threat_kind: str | None,
     eh = max(64, int(round(h * settings.resolution)))
     rows = max(64, int(round(eh * settings.aspect)))  # square-pixel rows before resampling
     if style.scene == SCENES["classic"]:
-        if threat_kind in SCENE_KINDS:
-            raise ValueError(f"the classic scene holds part kinds only, not {threat_kind!r}; "
-                             "pick another scene mix for long guns")
+        if threat_kind in SCENE_KINDS and threat_kind not in CONFUSER_KINDS:
+            raise ValueError(f"the classic scene holds part kinds and confusers only, not "
+                             f"{threat_kind!r}; pick another scene mix for long guns")
         p = render_parcel(seed, (ew, rows), threat_kind, n_clutter, threat_scale=threat_scale,
                           overlap_prob=overlap_prob)
         high, low, boxes, clutter, pitch, container, mask = (

@@ -186,7 +186,7 @@ class StyleSampler:
     # Share of parcels rendered exactly as without a sampler (today's generator and its own
     # image, ``plain``): a mixed model keeps seeing its in-domain data at this rate.
     default_share: float = 0.0
-    # Share of clean parcels outside the classic scene that hold a shuriken or a razor blade
+    # Share of clean parcels (any scene) that hold a shuriken or a razor blade
     # (``threat_for``): prohibited, but not firearm parts, so a firearm map learns them as
     # hard negatives; 0 keeps clean parcels clean.
     confusers: float = 0.0
@@ -207,11 +207,11 @@ class StyleSampler:
     def threat_for(self, seed: int, kind: str | None, style: ScannerStyle) -> str | None:
         """The item placed in the parcel of ``seed``: the planned kind, a long gun instead of
         a planned threat, or a confuser (``CONFUSER_KINDS``) in a planned clean parcel (see
-        the shares above). The classic scene holds part kinds only and keeps the plan."""
-        if style.scene.name == "classic":
-            return kind
+        the shares above). The classic scene never holds a long gun."""
         if kind is None:
             return _swap(seed, 11, self.confusers, CONFUSER_KINDS)
+        if style.scene.name == "classic":
+            return kind
         return _swap(seed, 5, self.long_guns, LONG_GUN_KINDS) or kind
 
     def plain(self, seed: int) -> bool:

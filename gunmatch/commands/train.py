@@ -140,7 +140,7 @@ def _style_flags(p: argparse.ArgumentParser) -> None:
         "--confusers",
         type=float,
         default=None,
-        help="with --styles: share of clean parcels (outside the classic scene) holding a "
+        help="with --styles: share of clean parcels (any scene) holding a "
         "shuriken or razor blade, prohibited but not firearm parts (hard negatives)",
     )
 

@@ -109,11 +109,15 @@ def test_sampler_puts_confusers_in_clean_parcels_as_clutter():
     assert parcel.clutter[-1].kind == held  # in the bag, as clutter
     bare = render_parcel(70_000_030, size=SIZE, style=sampler.for_seed(70_000_030))
     assert not np.array_equal(image, observed(bare))
-    # Threat parcels keep their threat; no share, or the classic scene, keeps clean ones clean.
+    # Threat parcels keep their threat; no share keeps clean ones clean.
     assert sampler.threat_for(1, "spring", sampler.for_seed(1)) == "spring"
     assert StyleSampler().threat_for(1, None, StyleSampler().for_seed(1)) is None
+    # The classic scene holds one as well, placed as a part is, still as clutter.
     classic = StyleSampler(("electronics", "household", "tools", "dense"), confusers=1.0)
-    assert classic.threat_for(1, None, classic.for_seed(1)) is None
+    held = classic.threat_for(1, None, classic.for_seed(1))
+    assert held in ("shuriken", "razor_blade")
+    parcel, _ = training_parcel(1, SIZE, None, classic)
+    assert parcel.boxes == [] and parcel.clutter[-1].kind == held
     model = ThreatMap(ThreatMapConfig(long_side=192, width=8))
     cache = build_cache(model, [(70_000_030, None)], SIZE, progress=False, styles=sampler)
     assert cache.kinds == [""] and cache.targets[0].max() == 0
