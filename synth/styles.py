@@ -204,6 +204,13 @@ class StyleSampler:
             raise ValueError("confusers must be a share in [0, 1]")
         object.__setattr__(self, "exclude", tuple(sorted(set(self.exclude))))
 
+    @classmethod
+    def today(cls, confusers: float = 0.0) -> StyleSampler:
+        """A sampler of today's parcels only (every other look and scene held out), with
+        ``confusers`` in that share of the clean ones."""
+        others = [n for n in (*LOOKS, *SCENES) if n not in (DEFAULT, "classic")]
+        return cls(tuple(others), confusers=confusers)
+
     def threat_for(self, seed: int, kind: str | None, style: ScannerStyle) -> str | None:
         """The item placed in the parcel of ``seed``: the planned kind, a long gun instead of
         a planned threat, or a confuser (``CONFUSER_KINDS``) in a planned clean parcel (see

@@ -140,21 +140,20 @@ def _style_flags(p: argparse.ArgumentParser) -> None:
         "--confusers",
         type=float,
         default=None,
-        help="with --styles: share of clean parcels (any scene) holding a "
-        "shuriken or razor blade, prohibited but not firearm parts (hard negatives)",
+        help="share of clean parcels (any scene; without --styles, today's parcels) holding "
+        "a shuriken or razor blade, prohibited but not firearm parts (hard negatives)",
     )
 
 
 def style_sampler(args: argparse.Namespace) -> StyleSampler | None:
-    """The trainers' style sampler from the flags (None without --styles)."""
-    if not args.styles:
-        shares = (args.long_guns, args.default_share, args.confusers)
-        if args.hold_out or any(v is not None for v in shares):
-            raise UsageError(
-                "--hold-out, --long-guns, --default-share and --confusers need --styles"
-            )
-        return None
+    """The trainers' style sampler from the flags: None without --styles, or today's parcels
+    only with --confusers alone."""
+    styled_only = args.hold_out or args.long_guns is not None or args.default_share is not None
+    if styled_only and not args.styles:
+        raise UsageError("--hold-out, --long-guns and --default-share need --styles")
     try:
+        if not args.styles:
+            return None if args.confusers is None else StyleSampler.today(args.confusers)
         return StyleSampler(
             tuple(args.hold_out or ()),
             long_guns=args.long_guns or 0.0,

@@ -43,10 +43,15 @@ def test_style_sampler_from_flags():
         train_cmd.style_sampler(_ns(styles=True, default_share=1.5))
     hard = train_cmd.style_sampler(_ns(styles=True, confusers=0.5))
     assert hard == StyleSampler(confusers=0.5)
-    with pytest.raises(UsageError, match="need --styles"):
-        train_cmd.style_sampler(_ns(confusers=0.5))
+    # --confusers alone: today's parcels, a share of the clean ones holding one.
+    today = train_cmd.style_sampler(_ns(confusers=0.5))
+    assert today == StyleSampler.today(0.5) and today.confusers == 0.5
+    assert today.looks() == ["default"] and today.scenes() == ["classic"]
+    assert all(today.for_seed(s).is_default for s in range(20))
     with pytest.raises(UsageError, match="share"):
         train_cmd.style_sampler(_ns(styles=True, confusers=-0.1))
+    with pytest.raises(UsageError, match="share"):
+        train_cmd.style_sampler(_ns(confusers=1.5))
 
 
 def test_train_threatmap_passes_the_sampler(tmp_path, monkeypatch):
