@@ -88,8 +88,7 @@ def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: 
     w, h = (int(v) for v in size)
     if w < 64 or h < 64:
         raise ValueError("parcel size must be at least 64 x 64 pixels")
-    if threat_kind is not None and threat_kind not in CONFUSER_KINDS:
-        part_kind(threat_kind)
+    _classic_kind(threat_kind)
     if not 0 < threat_scale[0] <= threat_scale[1] <= 1:
         raise ValueError("threat_scale must satisfy 0 < low <= high <= 1")
     rng = np.random.default_rng(seed)
@@ -135,6 +134,17 @@ def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: 
                   mask)
 
 
+def _classic_kind(kind: str | None) -> None:
+    """Raise a ValueError unless the classic scene can hold ``kind``: a part kind or a
+    confuser (placed as a part is), or None."""
+    if kind is None or kind in CONFUSER_KINDS:
+        return
+    if kind in SCENE_KINDS:
+        raise ValueError(f"the classic scene holds part kinds and confusers only, not "
+                         f"{kind!r}; pick another scene mix for long guns")
+    part_kind(kind)
+
+
 def _scale_rows(box: Box, f: float, rows: int) -> Box:
     y0, y1 = int(box.y * f), min(rows, int(np.ceil((box.y + box.h) * f)))
     return Box(box.x, y0, box.w, max(1, y1 - y0), box.kind)
@@ -158,9 +168,6 @@ def _render_styled(seed: int, size: tuple[int, int], threat_kind: str | None,
     eh = max(64, int(round(h * settings.resolution)))
     rows = max(64, int(round(eh * settings.aspect)))  # square-pixel rows before resampling
     if style.scene == SCENES["classic"]:
-        if threat_kind in SCENE_KINDS and threat_kind not in CONFUSER_KINDS:
-            raise ValueError(f"the classic scene holds part kinds and confusers only, not "
-                             f"{threat_kind!r}; pick another scene mix for long guns")
         p = render_parcel(seed, (ew, rows), threat_kind, n_clutter, threat_scale=threat_scale,
                           overlap_prob=overlap_prob)
         high, low, boxes, clutter, pitch, container, mask = (
