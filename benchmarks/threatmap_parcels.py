@@ -1,7 +1,8 @@
 """Threat maps alone, at the parcel level: does the hottest cell tell parcels with a part?
 
 Each scan's score is its map's highest logit, from one pass and from the average over the
-scan and its mirror image (``ScreeningConfig.map_flip``). Parcels are the screening
+scan and its mirror image (``--views 1 2``, the default; ``--one-pass`` is ``--views 2``;
+``--views 4`` adds both upside down, ``ScreeningConfig.map_views``). Parcels are the screening
 benchmark's validation parcels (``--split val`` seeds), never the reported ones:
 
     python -m benchmarks.threatmap_parcels runs/threatmap --positives 120 --negatives 120
@@ -30,10 +31,10 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.xray_domain import GUN_SCALE, HANDGUNS, PART_SCALE, scan_png
-from benchmarks.xray_screening import VAL_NEGATIVE_SEED, VAL_POSITIVE_SEED, rate_at
+from benchmarks.xray_screening import VAL_NEGATIVE_SEED, VAL_POSITIVE_SEED, VIEWS_TEXT, rate_at
 from matcher.images import DEFAULT_MAX_PIXELS
 from matcher.preprocess import PreprocessConfig
-from matcher.threatmap import load_threatmap
+from matcher.threatmap import MAP_VIEWS, load_threatmap
 from screening.screen import load_transmission
 from synth.shapes import THREAT_KINDS
 from synth.styles import DEFAULT, StyleSampler, get_style
@@ -99,7 +100,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also the clean seeds with a shuriken or razor blade in each bag",
     )
-    p.add_argument("--one-pass", action="store_true", help="only the default (mirror) pass")
+    p.add_argument("--one-pass", action="store_true", help="only the mirror pass (--views 2)")
+    p.add_argument(
+        "--views",
+        type=int,
+        nargs="+",
+        choices=MAP_VIEWS,
+        default=[1, 2],
+        help="views averaged, one row each (1: the scan; 2: and its mirror; 4: and both "
+        "upside down); --shares mixes the last",
+    )
     p.add_argument(
         "--shares",
         type=float,
@@ -123,23 +133,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.shares and zoom_sets != [(1.0,)]:
         p.error("--shares mixes maps at their own size only")
     styles = StyleSampler(()) if args.styles else None
-    passes = (True,) if args.one_pass else (False, True)
+    passes = [2] if args.one_pass else args.views
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.split("x"))
     maps = {d: load_threatmap(d).use_onnx(args.threads) for d in args.maps}  # as screening runs it
     runs = [(d, f, z) for d in maps for f in passes for z in zoom_sets]
-    scores: dict[tuple[str, bool, tuple], list[float]] = {r: [] for r in runs}
-    grids: dict[str, list[np.ndarray]] = {d: [] for d in maps}  # mirror-averaged, for --shares
+    scores: dict[tuple[str, int, tuple], list[float]] = {r: [] for r in runs}
+    grids: dict[str, list[np.ndarray]] = {d: [] for d in maps}  # the last views, for --shares
     parcels = plan(args.positives, args.negatives, args.confusers)
     group = np.array([g for g, _ in parcels])
     kinds = HANDGUNS if args.guns else THREAT_KINDS
     for i, (g, seed) in enumerate(tqdm(parcels, desc="parcels", unit="parcel")):
         kind = kinds[i % len(kinds)] if g == "threat" else None
         image = parcel_image(seed, size, kind, styles, args.guns, g == "confuser")
-        for d, flip, zooms in runs:
-            hot = maps[d].predict(image, flip=flip, zooms=zooms)
-            scores[(d, flip, zooms)].append(hot.best)
-            if flip and args.shares:
+        for d, views, zooms in runs:
+            hot = maps[d].predict(image, views=views, zooms=zooms)
+            scores[(d, views, zooms)].append(hot.best)
+            if views == passes[-1] and args.shares:
                 grids[d].append(hot.logits)
     what = "a whole handgun" if args.guns else "a part"
     look = ", styled" if args.styles else ""
@@ -151,13 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|" + ("---|" if args.confusers else ""))
     rows = {
         (d + (f" at {'+'.join(f'{z:g}' for z in zooms)}" if len(zoom_sets) > 1 else ""),
-         "scan + mirror" if flip else "one"): np.array(s)
-        for (d, flip, zooms), s in scores.items()
+         VIEWS_TEXT[views]): np.array(s)
+        for (d, views, zooms), s in scores.items()
     }  # fmt: skip
     first, second = args.maps if args.shares else ("", "")
     for share in args.shares or []:
         name = f"{share:g} x {first} + {1 - share:g} x {second}"
-        rows[(name, "scan + mirror")] = mixed_best(grids[first], grids[second], share)
+        rows[(name, VIEWS_TEXT[passes[-1]])] = mixed_best(grids[first], grids[second], share)
     threat = group == "threat"
     for (d, how), a in rows.items():
         r = against(a, threat, group == "clean")

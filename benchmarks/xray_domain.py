@@ -56,6 +56,7 @@ from gunmatch.decision import threshold_decision_fn
 from gunmatch.service import Engine, open_engine
 from index import Filters
 from matcher.images import load_image
+from matcher.threatmap import MAP_VIEWS
 from screening.regions import ProposalConfig, iou
 from screening.screen import ScreeningConfig, screen_image
 from synth.parcel import render_parcel
@@ -250,6 +251,7 @@ def screening_config(args: argparse.Namespace) -> ScreeningConfig:
         score_k=args.score_k,
         map_weight=args.map_weight,
         map_zooms=tuple(args.map_zooms),
+        map_views=tuple(args.map_views),
     )
     return dump_config(cfg) if args.dump else cfg
 
@@ -355,9 +357,9 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
         f"Command: `{command}`  ",
         f"Machine: {machine()}; commit {git_rev()}  ",
         f"Screening: {source}; {args.regions} proposals, map weight {args.map_weight}, map "
-        f"zooms {' '.join(f'{z:.3g}' for z in args.map_zooms)}, crops "
-        f"{args.crop} px. Each scan is its station export (PNG), decoded as the service "
-        f"decodes uploads.  ",
+        f"zooms {' '.join(f'{z:.3g}' for z in args.map_zooms)} (views "
+        f"{' '.join(map(str, args.map_views))}), crops {args.crop} px. Each scan is its station "
+        f"export (PNG), decoded as the service decodes uploads.  ",
         f"Parcels per row: {args.positives} with a threat ({threat}) and "
         f"{args.negatives} clean"
         + (
@@ -475,6 +477,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--score-k", type=int, default=ScreeningConfig.score_k)
     p.add_argument("--map-weight", type=float, default=ScreeningConfig.map_weight)
     p.add_argument("--map-zooms", type=float, nargs="+", default=list(ScreeningConfig.map_zooms))
+    p.add_argument(
+        "--map-views",
+        type=int,
+        nargs="+",
+        choices=MAP_VIEWS,
+        default=list(ScreeningConfig.map_views),
+        help="views the map averages at each size (1, 2: and its mirror, 4: and upside down)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--quick",

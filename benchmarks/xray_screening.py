@@ -39,6 +39,7 @@ from index import Gallery, NewItem
 from matcher import Embedder, load_model, save_checkpoint
 from matcher.model import with_preprocess
 from matcher.preprocess import grey_to_tensor, letterbox_grey
+from matcher.threatmap import MAP_VIEWS, views_per_zoom
 from screening.augment import GALLERY_BACKGROUND_SEED, AugmentConfig, projected_variants
 from screening.augment import clutter_items as xray_clutter_items
 from screening.regions import ProposalConfig, iou
@@ -62,6 +63,20 @@ TRAINERS = {
 }
 # Hand-written notes (validation choices, history) kept with the script, not lost on --write.
 NOTES = Path(__file__).with_name("notes") / "xray.md"
+# How the reports name a view count (``ScreeningConfig.map_views``).
+VIEWS_TEXT = {
+    1: "one pass",
+    2: "averaged with its mirror image",
+    4: "averaged over its mirror image and both upside down",
+}
+
+
+def views_text(views: Sequence[int], zooms: Sequence[float], side: int) -> str:
+    """The map's sizes and views at each, in words: "960 px averaged with its mirror image"."""
+    counts = views_per_zoom(views, len(zooms))
+    return ", ".join(
+        f"{round(z * side)} px {VIEWS_TEXT[n]}" for z, n in zip(zooms, counts, strict=True)
+    )
 
 
 def _png(t: np.ndarray) -> bytes:
@@ -184,7 +199,7 @@ def run(args: argparse.Namespace) -> dict:
         score_k=args.score_k,
         map_weight=args.map_weight,
         map_fit_weight=args.map_fit_weight,
-        map_flip=not args.no_map_flip,
+        map_views=tuple(args.map_views),
         map_zooms=tuple(args.map_zooms),
     )
     if args.dump:
@@ -282,8 +297,7 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
         )
         trained.append(
             f"Threat map: {args.threatmap}, {how}; run at "
-            f"{' and '.join(str(round(z * side)) for z in args.map_zooms)} px (its own: {side}), "
-            f"{'one pass' if args.no_map_flip else 'averaged with its mirror image'}; "
+            f"{views_text(args.map_views, args.map_zooms, side)} (its own size: {side} px); "
             f"map weight {args.map_weight}.  "
         )
     lines = [
@@ -358,7 +372,13 @@ def main(argv: list[str] | None = None) -> int:
         help="weight of the box's fit to the map's hot area in each region's score",
     )
     p.add_argument(
-        "--no-map-flip", action="store_true", help="one map pass (no mirror-image average)"
+        "--map-views",
+        type=int,
+        nargs="+",
+        choices=MAP_VIEWS,
+        default=list(ScreeningConfig.map_views),
+        help="views of the scan the map averages at each size, one count for all or one per "
+        "size (1: the scan; 2: and its mirror image; 4: and both upside down)",
     )
     p.add_argument(
         "--map-zooms",

@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from matcher.threatmap import ZOOM_RANGE
+from matcher.threatmap import MAP_VIEWS, ZOOM_RANGE
 from screening.screen import ScreeningConfig
+
+
+def _view_count(views: int) -> int:
+    if views not in MAP_VIEWS:
+        raise ValueError(f"must be one of {', '.join(map(str, MAP_VIEWS))}")
+    return views
 
 
 class Settings(BaseSettings):
@@ -69,6 +75,14 @@ class Settings(BaseSettings):
         description="sizes the X-ray threat map runs at, as multiples of its own (JSON list; "
         "[1] alone is faster and finds fewer small parts)",
     )
+    screen_map_views: list[Annotated[int, AfterValidator(_view_count)]] = Field(
+        default_factory=lambda: list(ScreeningConfig.map_views),
+        min_length=1,
+        max_length=4,
+        description="views of the scan the X-ray threat map averages at each of its sizes "
+        "(JSON list, one count for all or one per size): 1 = the scan; 2 = and its mirror "
+        "image; 4 = and both upside down",
+    )
     microbatch_ms: float = Field(
         0.0,
         ge=0.0,
@@ -116,6 +130,7 @@ class Settings(BaseSettings):
             score_k=self.screen_score_k,
             map_weight=self.screen_map_weight,
             map_zooms=tuple(self.screen_map_zooms),
+            map_views=tuple(self.screen_map_views),
         )
 
 

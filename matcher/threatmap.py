@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -42,6 +43,18 @@ WEIGHTS = "head.pt"
 FORMAT = 1
 # The sizes a map may run at (``ThreatMap.predict`` zooms), as multiples of its own.
 ZOOM_RANGE = (0.25, 4.0)
+# How many views of a scan ``ThreatMap.predict`` may average: itself, its mirror image, and
+# both upside down.
+MAP_VIEWS = (1, 2, 4)
+
+
+def views_per_zoom(views: int | Sequence[int], n: int) -> tuple[int, ...]:
+    """The view count at each of ``n`` sizes: one count for all, or one per size (the last
+    for any further size; counts beyond ``n`` go unused). Each must be in ``MAP_VIEWS``."""
+    counts = (views,) if isinstance(views, int) else tuple(views)
+    if not counts or not all(v in MAP_VIEWS for v in counts):
+        raise ValueError(f"views must each be one of {MAP_VIEWS}, not {views}")
+    return tuple(counts[min(i, len(counts) - 1)] for i in range(n))
 
 
 @dataclass(frozen=True)
@@ -195,13 +208,17 @@ class ThreatMap(nn.Module):
             self.train(was_training)
 
     def predict(
-        self, transmission: np.ndarray, flip: bool = False, zooms: tuple[float, ...] = (1.0,)
+        self,
+        transmission: np.ndarray,
+        views: int | Sequence[int] = 1,
+        zooms: tuple[float, ...] = (1.0,),
     ) -> MapResult:
         """The logit map of one scan (float transmission, 1.0 = empty belt).
 
-        With ``flip`` the scan and its mirror image both run and their logits are averaged
-        (the mirror's mapped back): a part looks like a part both ways, while much of what
-        fires on clutter fires one way only.
+        ``views`` (``MAP_VIEWS``) are averaged, each one's logits mapped back onto the scan:
+        1 = the scan; 2 = the scan and its mirror image; 4 = those two and both upside
+        down. A part looks like a part every way, while much of what fires on clutter fires
+        one way only. One count for every size or one per size (``views_per_zoom``).
 
         ``zooms`` are the input sizes it runs at, as multiples of ``long_side``: the first
         gives the cells; each further one's logits are max-pooled onto them, and a cell keeps
@@ -212,22 +229,24 @@ class ThreatMap(nn.Module):
         lo, hi = ZOOM_RANGE
         if not zooms or not all(lo <= z <= hi for z in zooms):
             raise ValueError(f"zooms must be {lo:g} to {hi:g} times the map's size, not {zooms}")
-        first = self._predict_at(transmission, flip, zooms[0])
+        counts = views_per_zoom(views, len(zooms))
+        first = self._predict_at(transmission, counts[0], zooms[0])
         logits = first.logits
-        for zoom in zooms[1:]:
-            grid = self._predict_at(transmission, flip, zoom).logits
+        for zoom, n in zip(zooms[1:], counts[1:], strict=True):
+            grid = self._predict_at(transmission, n, zoom).logits
             if logits.size and grid.size:
                 pooled = F.adaptive_max_pool2d(torch.from_numpy(grid)[None], logits.shape)[0]
                 logits = np.maximum(logits, pooled.numpy())
         return MapResult(logits=logits, cell=first.cell)
 
-    def _predict_at(self, transmission: np.ndarray, flip: bool, zoom: float) -> MapResult:
+    def _predict_at(self, transmission: np.ndarray, views: int, zoom: float) -> MapResult:
         """The logit map of one scan at one input size (``predict`` at one zoom)."""
         x, (sx, sy) = self.scan_tensor(transmission, zoom)
-        if flip:
-            x = torch.cat([x, x.flip(-1)]).contiguous(memory_format=torch.channels_last)
-        out = self._logits(x)
-        logits = (out[0] + out[1][:, ::-1]) / 2 if flip else out[0]
+        # (the view's flipped axes of the input, the same axes of its logits)
+        flips = [((), ()), ((-1,), (1,)), ((-2,), (0,)), ((-2, -1), (0, 1))][:views]
+        batch = torch.cat([x.flip(dims) if dims else x for dims, _ in flips])
+        out = self._logits(batch.contiguous(memory_format=torch.channels_last))
+        logits = sum(np.flip(o, axes) for o, (_, axes) in zip(out, flips, strict=True)) / views
         logits = np.ascontiguousarray(logits, dtype=np.float32)
         stride = x.shape[-1] / logits.shape[-1]
         return MapResult(logits=logits, cell=(sx * stride, sy * stride))
@@ -451,7 +470,9 @@ __all__ = [
     "MapResult",
     "ThreatMap",
     "ThreatMapConfig",
+    "MAP_VIEWS",
     "ZOOM_RANGE",
+    "views_per_zoom",
     "box_fit",
     "box_scores",
     "cell_targets",

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from index.files import atomic_write
+from matcher.threatmap import views_per_zoom
 from screening.screen import ScanEngine, ScreeningConfig, screen_transmission
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def screening_key(engine: ScanEngine, cfg: ScreeningConfig) -> dict:
             "box_weight": cfg.map_box_weight,
             "threshold": cfg.map_threshold,
             "regions": cfg.map_regions,
-            "flip": cfg.map_flip,
+            "views": list(views_per_zoom(cfg.map_views, len(cfg.map_zooms))),
             "zooms": [round(z, 4) for z in cfg.map_zooms],
         },
     }

@@ -106,8 +106,10 @@ class ScreeningConfig:
     # (IoU with the gun >= 0.3 for 0.70 of validation bags, 0.98 with the weight at 1; the
     # detection rate is unchanged, benchmarks/notes/xray.md).
     map_box_weight: float = 1.0
-    # Average the map over the scan and its mirror image (twice the map's work).
-    map_flip: bool = True
+    # Views of the scan the map averages at each size (``ThreatMap.predict``; one count for
+    # every size, or one per size): 2 = the scan and its mirror image (twice one pass's
+    # work, in one batch), 4 = those and both upside down, 1 = the scan alone.
+    map_views: tuple[int, ...] = (2,)
     # Sizes the map runs at, as multiples of its own input size (``ThreatMap.predict``):
     # each cell keeps its hottest logit of any. The shipped 960-px maps at 960 and 1280 px
     # find more small parts at 1% false alarms on validation parcels and keep every whole
@@ -318,7 +320,7 @@ def screen_transmission(
     terms = None
     if tmap is not None:
         clock = time.perf_counter()
-        hot = tmap.predict(t, flip=cfg.map_flip, zooms=cfg.map_zooms)
+        hot = tmap.predict(t, views=cfg.map_views, zooms=cfg.map_zooms)
         mboxes, _ = map_regions(hot.logits, hot.cell, cfg.map_threshold, cfg.map_regions)
         boxes = np.concatenate([clip_boxes(mboxes, width, height), boxes])
         pscores = np.concatenate([np.zeros(len(mboxes)), pscores])

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from gunmatch.settings import get_settings
-from matcher.threatmap import ZOOM_RANGE
+from matcher.threatmap import MAP_VIEWS, ZOOM_RANGE
 from screening.screen import ScreeningConfig
 
 
@@ -84,9 +84,15 @@ def add_screening_args(p: argparse.ArgumentParser) -> None:
         "--no-map", action="store_true", help="ignore the gallery's threat map for this search"
     )
     p.add_argument(
-        "--no-map-flip",
-        action="store_true",
-        help="run the threat map once instead of over the scan and its mirror image (faster)",
+        "--map-views",
+        type=int,
+        nargs="+",
+        choices=MAP_VIEWS,
+        default=None,
+        metavar="N",
+        help="views of the scan the threat map averages at each size, one count for all or "
+        "one per --map-zooms size (1: the scan; 2: and its mirror image; 4: and both upside "
+        f"down; default {' '.join(map(str, ScreeningConfig.map_views))})",
     )
     p.add_argument(
         "--map-zooms",
@@ -114,12 +120,13 @@ def screening_config(args: argparse.Namespace):
         score_mode=args.score_mode,
         score_k=args.score_k,
         use_map=not args.no_map,
-        map_flip=not args.no_map_flip,
     )
     if args.map_weight is not None:
         cfg = replace(cfg, map_weight=args.map_weight)
     if args.map_zooms is not None:
         cfg = replace(cfg, map_zooms=tuple(args.map_zooms))
+    if args.map_views is not None:
+        cfg = replace(cfg, map_views=tuple(args.map_views))
     if args.proposals:
         cfg = replace(cfg, proposals=replace(cfg.proposals, max_regions=args.proposals))
     return cfg

@@ -135,6 +135,8 @@ def test_threatmap_parcels_mixes_two_maps_logits_as_an_ensemble_would():
         parcels_main(["m1", "--zooms", "1,big"])
     with pytest.raises(SystemExit):  # ensembles are mixed at the maps' own size
         parcels_main(["m1", "m2", "--shares", "0.5", "--zooms", "1,1.333"])
+    with pytest.raises(SystemExit):  # a map averages 1, 2 or 4 views
+        parcels_main(["m1", "--views", "3"])
     # Each row against one set of negatives: the clean bags, or the confuser bags.
     scores = np.array([3.0, 2.0, 1.0, 0.0, 2.5])
     threat = np.array([True, True, False, False, False])
@@ -143,6 +145,17 @@ def test_threatmap_parcels_mixes_two_maps_logits_as_an_ensemble_would():
     assert easy["auc"] == 1.0 and easy["det_1"] == 1.0 and easy["det_max_clean"] == 1.0
     hard = against(scores, threat, ~threat & ~clean)
     assert hard["auc"] == 0.5 and hard["det_1"] == 0.5 and hard["det_5"] == 0.5
+
+
+def test_reports_name_the_maps_views_at_each_size():
+    from benchmarks.xray_screening import views_text
+
+    assert views_text([2], [1.0, 4 / 3], 960) == (
+        "960 px averaged with its mirror image, 1280 px averaged with its mirror image"
+    )
+    assert views_text([1, 4], [1.0, 4 / 3], 960) == (
+        "960 px one pass, 1280 px averaged over its mirror image and both upside down"
+    )
 
 
 def test_threatmap_parcels_confuser_bags_are_the_clean_seeds_holding_one():

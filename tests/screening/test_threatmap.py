@@ -34,6 +34,7 @@ from matcher.threatmap import (
     is_threatmap,
     load_threatmap,
     save_threatmap,
+    views_per_zoom,
 )
 from screening.calibration import calibrate_screening, screening_key
 from screening.regions import map_regions
@@ -137,24 +138,49 @@ def test_tiny_training_run_learns_and_round_trips(tiny_map):
     assert a.cell[0] * a.logits.shape[1] == pytest.approx(400)
 
 
-def test_flip_averages_the_scan_with_its_mirror_image(tiny_map):
+def test_views_average_the_scan_its_mirror_image_and_both_upside_down(tiny_map):
     tmap = load_threatmap(tiny_map[0])
     image = synth.render_parcel(7, size=(400, 320), threat_kind="barrel").image
+
+    def seen(flipped: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+        """One pass over a flipped scan, its logits flipped back onto the scan's cells."""
+        return np.flip(tmap.predict(np.ascontiguousarray(flipped)).logits, axes)
+
     one = tmap.predict(image)
-    mirror = tmap.predict(np.ascontiguousarray(image[:, ::-1])).logits[:, ::-1]
-    both = tmap.predict(image, flip=True)
-    assert both.cell == one.cell and both.logits.shape == one.logits.shape
-    np.testing.assert_allclose(both.logits, (one.logits + mirror) / 2, atol=1e-4)
-    assert np.abs(both.logits - one.logits).max() > 1e-3  # the mirror does change the map
+    mirror = seen(image[:, ::-1], (1,))
+    upside_down = seen(image[::-1], (0,))
+    both_ways = seen(image[::-1, ::-1], (0, 1))
+    two = tmap.predict(image, views=2)
+    four = tmap.predict(image, views=4)
+    for avg in (two, four):
+        assert avg.cell == one.cell and avg.logits.shape == one.logits.shape
+    np.testing.assert_allclose(two.logits, (one.logits + mirror) / 2, atol=1e-4)
+    expected = (one.logits + mirror + upside_down + both_ways) / 4
+    np.testing.assert_allclose(four.logits, expected, atol=1e-4)
+    assert np.abs(two.logits - one.logits).max() > 1e-3  # the mirror does change the map
+    assert np.abs(four.logits - two.logits).max() > 1e-3  # and so does turning it over
+    for bad in (0, 3, 8, (), (2, 3)):
+        with pytest.raises(ValueError, match="views"):
+            tmap.predict(image, views=bad)
+
+
+def test_views_per_zoom_one_count_for_all_or_one_per_size():
+    assert views_per_zoom(2, 3) == (2, 2, 2)
+    assert views_per_zoom((2, 4), 2) == (2, 4)
+    assert views_per_zoom((2, 4), 3) == (2, 4, 4)  # the last for any further size
+    assert views_per_zoom((2, 4), 1) == (2,)
+    for bad in ((), (0,), (2, 3), 5):
+        with pytest.raises(ValueError, match="views"):
+            views_per_zoom(bad, 2)
 
 
 def test_zooms_keep_each_cells_hottest_logit_of_any_size(tiny_map):
     tmap = load_threatmap(tiny_map[0])
     image = synth.render_parcel(7, size=(400, 320), threat_kind="firing_pin").image
-    for flip in (False, True):
-        own = tmap.predict(image, flip=flip)
-        larger = tmap.predict(image, flip=flip, zooms=(1.5,))
-        both = tmap.predict(image, flip=flip, zooms=(1.0, 1.5))
+    for views in ((1, 1), (2, 4)):
+        own = tmap.predict(image, views=views[0])
+        larger = tmap.predict(image, views=views[1], zooms=(1.5,))
+        both = tmap.predict(image, views=views, zooms=(1.0, 1.5))
         assert larger.logits.shape[0] > own.logits.shape[0]  # 1.5 x the input, more cells
         # The first size gives the cells; the larger one only raises them.
         assert both.cell == own.cell and both.logits.shape == own.logits.shape
@@ -173,9 +199,9 @@ def test_onnx_runtime_gives_the_torch_logits_at_any_aspect(tiny_map, tmp_path):
     assert len(exported) == 1
     for size in [(400, 320), (320, 400), (500, 150)]:
         image = synth.render_parcel(11, size=size, threat_kind="barrel", n_clutter=2).image
-        for flip, zooms in ((False, (1.0,)), (True, (1.0,)), (True, (1.0, 4 / 3))):
-            a = eager.predict(image, flip=flip, zooms=zooms)
-            b = ort.predict(image, flip=flip, zooms=zooms)
+        for views, zooms in ((1, (1.0,)), (2, (1.0,)), ((2, 4), (1.0, 4 / 3))):
+            a = eager.predict(image, views=views, zooms=zooms)
+            b = ort.predict(image, views=views, zooms=zooms)
             assert a.cell == b.cell and a.logits.shape == b.logits.shape
             np.testing.assert_allclose(b.logits, a.logits, atol=1e-3)
     load_threatmap(tiny_map[0]).use_onnx(threads=1, cache_dir=tmp_path)
@@ -251,9 +277,16 @@ def test_screening_adds_map_regions_and_weighs_scores(engine, scan, tiny_map, ca
     assert off.proposals == plain.proposals and off.score == pytest.approx(plain.score)
     assert res0.to_dict()["regions"][0]["map_score"] is not None
     assert res0.to_dict()["regions"][0]["map_logit"] is not None
-    # A screening calibration measured with the mirror average does not fit one pass.
-
-    assert screening_key(with_map, cfg0) != screening_key(with_map, replace(cfg0, map_flip=False))
+    # A calibration measured with other views of the scan does not fit; the same views
+    # spelt another way do.
+    two = replace(cfg0, map_views=(2,), map_zooms=(1.0, 4 / 3))
+    for views in ((1,), (4,), (2, 4)):
+        other = replace(two, map_views=views)
+        assert screening_key(with_map, two) != screening_key(with_map, other)
+    for views in ((2, 2), (2, 2, 4)):
+        assert screening_key(with_map, two) == screening_key(
+            with_map, replace(two, map_views=views)
+        )
     assert screening_key(with_map, cfg0) != screening_key(with_map, replace(cfg0, map_zooms=(1,)))
     # Map scores judged on isolated-reference thresholds: said, not silent.
     with caplog.at_level("WARNING", logger="screening.calibration"):
@@ -272,6 +305,15 @@ def test_service_setting_defaults_to_the_screening_default(monkeypatch):
     assert Settings().screening_config().map_zooms == (1.0, 1.5)
     for bad in ("[]", "[1, 9]"):
         monkeypatch.setenv("GUNMATCH_SCREEN_MAP_ZOOMS", bad)
+        with pytest.raises(ValidationError):
+            Settings()
+    monkeypatch.delenv("GUNMATCH_SCREEN_MAP_ZOOMS")
+    monkeypatch.delenv("GUNMATCH_SCREEN_MAP_VIEWS", raising=False)
+    assert Settings().screening_config().map_views == ScreeningConfig.map_views
+    monkeypatch.setenv("GUNMATCH_SCREEN_MAP_VIEWS", "[2, 4]")
+    assert Settings().screening_config().map_views == (2, 4)
+    for bad in ("[]", "[3]", "[2, 8]"):
+        monkeypatch.setenv("GUNMATCH_SCREEN_MAP_VIEWS", bad)
         with pytest.raises(ValidationError):
             Settings()
 
@@ -312,7 +354,8 @@ def test_cli_installs_uses_and_removes_a_gallery_threat_map(
     assert "map_ms" in out["timings_ms"]
     both = {tuple(r["box"]): r["map_score"] for r in out["regions"]}
     assert (
-        main(["search", str(scan_png), *common, "--json", "--threads", "1", "--no-map-flip"]) == 0
+        main(["search", str(scan_png), *common, "--json", "--threads", "1", "--map-views", "1"])
+        == 0
     )
     once = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["regions"]
     shared = [(both[tuple(r["box"])], r["map_score"]) for r in once if tuple(r["box"]) in both]
@@ -322,6 +365,7 @@ def test_cli_installs_uses_and_removes_a_gallery_threat_map(
     assert all(r["map_score"] is None for r in out["regions"])
     _usage_error(main, ["search", str(scan_png), *common, "--map-weight", "-1"])
     _usage_error(main, ["search", str(scan_png), *common, "--map-zooms", "1", "9"])
+    _usage_error(main, ["search", str(scan_png), *common, "--map-views", "3"])
     assert (
         main(["search", str(scan_png), *common, "--json", "--threads", "1", "--map-zooms", "1"])
         == 0
