@@ -47,6 +47,7 @@ from benchmarks.report import command_line, git_rev, machine, publish
 from benchmarks.xray_screening import (
     VAL_NEGATIVE_SEED,
     VAL_POSITIVE_SEED,
+    add_map_size_args,
     build_gallery,
     dump_config,
     dump_row,
@@ -56,7 +57,6 @@ from gunmatch.decision import threshold_decision_fn
 from gunmatch.service import Engine, open_engine
 from index import Filters
 from matcher.images import load_image
-from matcher.threatmap import MAP_VIEWS
 from screening.regions import ProposalConfig, iou
 from screening.screen import ScreeningConfig, screen_image
 from synth.parcel import render_parcel
@@ -476,15 +476,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--score-mode", choices=("match", "margin"), default=ScreeningConfig.score_mode)
     p.add_argument("--score-k", type=int, default=ScreeningConfig.score_k)
     p.add_argument("--map-weight", type=float, default=ScreeningConfig.map_weight)
-    p.add_argument("--map-zooms", type=float, nargs="+", default=list(ScreeningConfig.map_zooms))
-    p.add_argument(
-        "--map-views",
-        type=int,
-        nargs="+",
-        choices=MAP_VIEWS,
-        default=list(ScreeningConfig.map_views),
-        help="views the map averages at each size (1, 2: and its mirror, 4: and upside down)",
-    )
+    add_map_size_args(p)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--quick",

@@ -71,6 +71,26 @@ VIEWS_TEXT = {
 }
 
 
+def add_map_size_args(p: argparse.ArgumentParser) -> None:
+    """``--map-zooms`` and ``--map-views``: the sizes the map runs at and its views at each."""
+    p.add_argument(
+        "--map-zooms",
+        type=float,
+        nargs="+",
+        default=list(ScreeningConfig.map_zooms),
+        help="sizes the map runs at, multiples of its own",
+    )
+    p.add_argument(
+        "--map-views",
+        type=int,
+        nargs="+",
+        choices=MAP_VIEWS,
+        default=list(ScreeningConfig.map_views),
+        help="views of the scan the map averages at each size, one count for all or one per "
+        "size (1: the scan; 2: and its mirror image; 4: and both upside down)",
+    )
+
+
 def views_text(views: Sequence[int], zooms: Sequence[float], side: int) -> str:
     """The map's sizes and views at each, in words: "960 px averaged with its mirror image"."""
     counts = views_per_zoom(views, len(zooms))
@@ -371,22 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         default=ScreeningConfig.map_fit_weight,
         help="weight of the box's fit to the map's hot area in each region's score",
     )
-    p.add_argument(
-        "--map-views",
-        type=int,
-        nargs="+",
-        choices=MAP_VIEWS,
-        default=list(ScreeningConfig.map_views),
-        help="views of the scan the map averages at each size, one count for all or one per "
-        "size (1: the scan; 2: and its mirror image; 4: and both upside down)",
-    )
-    p.add_argument(
-        "--map-zooms",
-        type=float,
-        nargs="+",
-        default=list(ScreeningConfig.map_zooms),
-        help="sizes the map runs at, multiples of its own",
-    )
+    add_map_size_args(p)
     p.add_argument("--dump", help="write every scan's regions (JSON) for offline study")
     p.add_argument(
         "--notes", default=str(NOTES), help="Markdown appended to the section (validation notes)"
