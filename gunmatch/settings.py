@@ -8,13 +8,12 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from matcher.threatmap import MAP_VIEWS, ZOOM_RANGE
+from matcher.threatmap import ZOOM_RANGE, views_per_zoom
 from screening.screen import ScreeningConfig
 
 
-def _view_count(views: int) -> int:
-    if views not in MAP_VIEWS:
-        raise ValueError(f"must be one of {', '.join(map(str, MAP_VIEWS))}")
+def _map_views(views: list[int]) -> list[int]:
+    views_per_zoom(views, len(views))  # the map's own check: counts it can average
     return views
 
 
@@ -75,7 +74,7 @@ class Settings(BaseSettings):
         description="sizes the X-ray threat map runs at, as multiples of its own (JSON list; "
         "[1] alone is faster and finds fewer small parts)",
     )
-    screen_map_views: list[Annotated[int, AfterValidator(_view_count)]] = Field(
+    screen_map_views: Annotated[list[int], AfterValidator(_map_views)] = Field(
         default_factory=lambda: list(ScreeningConfig.map_views),
         min_length=1,
         max_length=4,
