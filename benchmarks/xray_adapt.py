@@ -35,10 +35,9 @@ import torch
 
 from benchmarks import xray_domain
 from benchmarks.report import command_line, git_rev, machine, publish
-from benchmarks.xray_screening import build_gallery
+from benchmarks.xray_screening import build_gallery, open_as_served, regions_text
 from gunmatch.adapt import REPORT_FILE
 from gunmatch.cli import main as gunmatch_main
-from gunmatch.service import open_engine
 
 log = logging.getLogger("benchmarks.xray_adapt")
 
@@ -57,7 +56,7 @@ def write_cleared(folder: Path, row: xray_domain.Row, n: int, size: tuple[int, i
 def screen_rows(gallery: Path, rows: list[xray_domain.Row], args: argparse.Namespace) -> list:
     """Each row's figures, screened with what the gallery holds now."""
     cfg = xray_domain.screening_config(args)
-    engine = open_engine(gallery, threads=args.threads)
+    engine = open_as_served(gallery, args.threads)
     try:
         return [xray_domain.screen_row(engine, row, args, cfg) for row in rows]
     finally:
@@ -123,7 +122,8 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
         f"Command: `{command}`  ",
         f"Machine: {machine()}; commit {git_rev()}  ",
         f"Gallery as benchmarks.xray_screening builds it (model {args.model}, threat map "
-        f"{args.threatmap or 'none'}); crops {args.crop} px, {args.regions} proposals.  ",
+        f"{args.threatmap or 'none'}); crops {args.crop} px, "
+        f"{regions_text(args.regions, bool(args.threatmap))}.  ",
         f"Station: {args.cleared} cleared parcels in the {args.station} look (scenes drawn "
         f"from the trained ones), written as its PNG exports; then `gunmatch adapt --gallery G "
         f"CLEARED/ --minutes {args.minutes:g}` with its defaults: {verdict} after "

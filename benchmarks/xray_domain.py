@@ -48,16 +48,20 @@ from benchmarks.xray_screening import (
     VAL_NEGATIVE_SEED,
     VAL_POSITIVE_SEED,
     add_map_size_args,
+    add_regions_arg,
     build_gallery,
     dump_config,
     dump_row,
+    open_as_served,
     rate_at,
+    regions_text,
+    with_regions,
 )
 from gunmatch.decision import threshold_decision_fn
-from gunmatch.service import Engine, open_engine
+from gunmatch.service import Engine
 from index import Filters
 from matcher.images import load_image
-from screening.regions import ProposalConfig, iou
+from screening.regions import iou
 from screening.screen import ScreeningConfig, screen_image
 from synth.parcel import render_parcel
 from synth.shapes import CONFUSER_KINDS, LONG_GUN_KINDS, THREAT_KINDS
@@ -238,7 +242,7 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
 def open_or_build(root: Path, args: argparse.Namespace) -> Engine:
     """The given gallery, or a fresh one built as ``benchmarks.xray_screening`` builds it."""
     if args.gallery:
-        return open_engine(args.gallery, threads=args.threads)
+        return open_as_served(Path(args.gallery), args.threads)
     return build_gallery(root, args, LONG_GUN_KINDS if args.guns == "long" else ())
 
 
@@ -246,13 +250,13 @@ def screening_config(args: argparse.Namespace) -> ScreeningConfig:
     """The screening settings the options ask for (unmerged regions with ``--dump``)."""
     cfg = ScreeningConfig(
         crop_size=args.crop,
-        proposals=ProposalConfig(max_regions=args.regions),
         score_mode=args.score_mode,
         score_k=args.score_k,
         map_weight=args.map_weight,
         map_zooms=tuple(args.map_zooms),
         map_views=tuple(args.map_views),
     )
+    cfg = with_regions(cfg, args.regions)
     return dump_config(cfg) if args.dump else cfg
 
 
@@ -335,6 +339,7 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
         f"{args.threatmap or 'none'})"
     )
     held = ", ".join(r["row"] for r in results if r["held_out"])
+    has_map = bool(args.threatmap or args.gallery)  # (a given gallery: most hold one)
     what = {
         None: "under domain shift: bags holding a part",
         "hand": "whole handguns in bags, region screening vs whole image",
@@ -356,7 +361,8 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine()}; commit {git_rev()}  ",
-        f"Screening: {source}; {args.regions} proposals, map weight {args.map_weight}, map "
+        f"Screening: {source}; {regions_text(args.regions, has_map)}, "
+        f"map weight {args.map_weight}, map "
         f"zooms {' '.join(f'{z:.3g}' for z in args.map_zooms)} (views "
         f"{' '.join(map(str, args.map_views))}), crops {args.crop} px. Each scan is its station "
         f"export (PNG), decoded as the service decodes uploads.  ",
@@ -472,7 +478,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--augment", type=int, default=2)
     p.add_argument("--clutter-refs", type=int, default=0)
     p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--regions", type=int, default=ProposalConfig.max_regions)
+    add_regions_arg(p)
     p.add_argument("--score-mode", choices=("match", "margin"), default=ScreeningConfig.score_mode)
     p.add_argument("--score-k", type=int, default=ScreeningConfig.score_k)
     p.add_argument("--map-weight", type=float, default=ScreeningConfig.map_weight)

@@ -34,7 +34,8 @@ from PIL import Image
 
 from benchmarks.report import command_line, git_rev, machine, publish
 from gunmatch.decision import threshold_decision_fn
-from gunmatch.service import Engine, open_threatmap
+from gunmatch.service import Engine, open_engine
+from gunmatch.settings import get_settings
 from index import Gallery, NewItem
 from matcher import Embedder, load_model, save_checkpoint
 from matcher.model import with_preprocess
@@ -91,6 +92,27 @@ def add_map_size_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_regions_arg(p: argparse.ArgumentParser) -> None:
+    """``--regions``: dense-material proposals per scan (default: the screening's own)."""
+    p.add_argument(
+        "--regions",
+        type=int,
+        help=f"proposals per scan (default {ProposalConfig.max_regions}, "
+        f"{ScreeningConfig.map_proposals} with a threat map: ScreeningConfig.map_proposals)",
+    )
+
+
+def with_regions(cfg: ScreeningConfig, regions: int | None) -> ScreeningConfig:
+    """``cfg`` with exactly ``regions`` proposals when given, else its own counts."""
+    return cfg if regions is None else cfg.with_proposals(regions)
+
+
+def regions_text(regions: int | None, with_map: bool) -> str:
+    """How many proposals a scan gets, in words."""
+    n = with_regions(ScreeningConfig(), regions).proposal_config(with_map).max_regions
+    return f"{n} proposals" + ("" if regions is not None else " (the default)")
+
+
 def views_text(views: Sequence[int], zooms: Sequence[float], side: int) -> str:
     """The map's sizes and views at each, in words: "960 px averaged with its mirror image"."""
     counts = views_per_zoom(views, len(zooms))
@@ -144,11 +166,17 @@ def build_gallery(root: Path, args: argparse.Namespace, extra_kinds: Sequence[st
             )
     items += clutter_items(emb, args)
     gallery.add(items, net.model_id)
-    tmap = None
     if args.threatmap:
         shutil.copytree(args.threatmap, gallery.threatmap_dir)
-        tmap = open_threatmap(gallery)
-    return Engine(gallery, emb, tmap)
+    gallery.close()
+    return open_as_served(root, args.threads)
+
+
+def open_as_served(root: Path, threads: int) -> Engine:
+    """The gallery at ``root`` opened as ``gunmatch search`` and the service open it: crops
+    embedded and the threat map run on the service's inference path (``GUNMATCH_RUNTIME``,
+    ONNX Runtime by default), so the figures and timings are those of what is served."""
+    return open_engine(root, threads=threads, runtime=get_settings().runtime)
 
 
 def clutter_items(emb: Embedder, args: argparse.Namespace) -> list[NewItem]:
@@ -214,7 +242,6 @@ def run(args: argparse.Namespace) -> dict:
     size = tuple(int(v) for v in args.size.split("x"))
     cfg = ScreeningConfig(
         crop_size=args.crop,
-        proposals=ProposalConfig(max_regions=args.regions),
         score_mode=args.score_mode,
         score_k=args.score_k,
         map_weight=args.map_weight,
@@ -222,6 +249,7 @@ def run(args: argparse.Namespace) -> dict:
         map_views=tuple(args.map_views),
         map_zooms=tuple(args.map_zooms),
     )
+    cfg = with_regions(cfg, args.regions)
     if args.dump:
         cfg = dump_config(cfg)
     decide = threshold_decision_fn(0.9, 0.7)
@@ -334,7 +362,8 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
         f"model {args.model} at {args.crop} px ({r['gallery_s']:.0f} s to build).  ",
         f"Evaluation: {args.positives} parcels with one threat part and {args.negatives} "
         f"without, {args.size} px, seeds disjoint from the gallery's; "
-        f"{args.regions} proposals per scan, region score {args.score_mode} "
+        f"{regions_text(args.regions, bool(args.threatmap))} per scan, region score "
+        f"{args.score_mode} "
         f"(k={args.score_k}), "
         f"threads={args.threads}. "
         f"False-alarm thresholds are quantiles of the {args.negatives} clean parcels' scores "
@@ -369,9 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--augment", type=int, default=2, help="projected variants per reference")
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--crop", type=int, default=128, help="model input side for crops")
-    p.add_argument(
-        "--regions", type=int, default=ProposalConfig.max_regions, help="proposals per scan"
-    )
+    add_regions_arg(p)
     p.add_argument("--clutter-refs", type=int, default=0, help="benign clutter references")
     p.add_argument("--split", choices=("test", "val"), default="test", help="parcel seeds")
     p.add_argument("--timing-scans", type=int, default=20)

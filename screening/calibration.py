@@ -40,7 +40,7 @@ def screening_key(engine: ScanEngine, cfg: ScreeningConfig) -> dict:
         "model_id": engine.embedder.model_id,
         "score_mode": cfg.score_mode,
         "score_k": cfg.score_k,
-        "proposals": asdict(cfg.proposals),
+        "proposals": asdict(cfg.proposal_config(tmap is not None)),
         "crop_size": cfg.crop_size,
         "threatmap": None
         if tmap is None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gunmatch.settings import get_settings
 from matcher.threatmap import MAP_VIEWS, ZOOM_RANGE
+from screening.regions import ProposalConfig
 from screening.screen import ScreeningConfig
 
 
@@ -72,7 +73,14 @@ def add_screening_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--score-k", type=int, default=1, help="average the k best references on each side"
     )
-    p.add_argument("--proposals", type=int, default=None, help="regions proposed per scan")
+    p.add_argument(
+        "--proposals",
+        type=int,
+        default=None,
+        help="dense-material regions proposed per scan (default "
+        f"{ProposalConfig.max_regions}; {ScreeningConfig.map_proposals} with a threat map, "
+        "which proposes its own hot areas too)",
+    )
     p.add_argument(
         "--map-weight",
         type=float,
@@ -128,5 +136,5 @@ def screening_config(args: argparse.Namespace):
     if args.map_views is not None:
         cfg = replace(cfg, map_views=tuple(args.map_views))
     if args.proposals:
-        cfg = replace(cfg, proposals=replace(cfg.proposals, max_regions=args.proposals))
+        cfg = cfg.with_proposals(args.proposals)
     return cfg

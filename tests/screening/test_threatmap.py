@@ -294,6 +294,31 @@ def test_screening_adds_map_regions_and_weighs_scores(engine, scan, tiny_map, ca
     assert "has a threat map but no screening calibration" in caplog.text
 
 
+def test_with_a_map_fewer_dense_proposals_are_screened(engine, scan, tiny_map):  # noqa: F811
+    image, _ = scan
+    decide = threshold_decision_fn(0.9, 0.5)
+    with_map = Engine(engine.gallery, engine.embedder, load_threatmap(tiny_map[0]))
+    cfg = replace(CFG, map_proposals=3, max_regions=1000, merge_iou=1.0)
+    assert cfg.proposal_config(False) == CFG.proposals
+    assert cfg.proposal_config(True).max_regions == 3
+    plain = screen_transmission(engine, image, 2, None, decide, cfg)
+    assert plain.proposals > 3  # no map: the dense proposals are not capped
+
+    def dense(res):
+        return sum(not r.from_map for r in res.regions)
+
+    capped = screen_transmission(with_map, image, 2, None, decide, cfg)
+    assert dense(capped) == 3 and capped.proposals > 3
+    # An explicit count is kept, map or not (``--proposals``); no cap above it either.
+    exact = screen_transmission(with_map, image, 2, None, decide, cfg.with_proposals(5))
+    assert dense(exact) == 5
+    assert cfg.with_proposals(5).proposal_config(False).max_regions == 5
+    assert replace(cfg, map_proposals=None).proposal_config(True) == CFG.proposals
+    # A calibration measured with other proposals does not fit.
+    assert screening_key(with_map, cfg) != screening_key(with_map, cfg.with_proposals(12))
+    assert screening_key(engine, cfg) == screening_key(engine, cfg.with_proposals(12))
+
+
 def test_service_setting_defaults_to_the_screening_default(monkeypatch):
     monkeypatch.delenv("GUNMATCH_SCREEN_MAP_WEIGHT", raising=False)
     assert Settings().screen_map_weight == ScreeningConfig.map_weight
