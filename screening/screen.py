@@ -108,8 +108,11 @@ class ScreeningConfig:
     map_box_weight: float = 1.0
     # Views of the scan the map averages at each size (``ThreatMap.predict``; one count for
     # every size, or one per size): 2 = the scan and its mirror image (twice one pass's
-    # work, in one batch), 4 = those and both upside down, 1 = the scan alone.
-    map_views: tuple[int, ...] = (2,)
+    # work, in one batch), 4 = those and both upside down, 1 = the scan alone. 2 at 960 px
+    # and 4 at 1280 px found 6 more parts of 300 at 1% false alarms on the reported parcels
+    # than 2 at both; with ``map_proposals`` it stays under the speed target
+    # (benchmarks/notes/xray.md).
+    map_views: tuple[int, ...] = (2, 4)
     # Sizes the map runs at, as multiples of its own input size (``ThreatMap.predict``):
     # each cell keeps its hottest logit of any. The shipped 960-px maps at 960 and 1280 px
     # find more small parts at 1% false alarms on validation parcels and keep every whole

@@ -335,8 +335,8 @@ def test_service_setting_defaults_to_the_screening_default(monkeypatch):
     monkeypatch.delenv("GUNMATCH_SCREEN_MAP_ZOOMS")
     monkeypatch.delenv("GUNMATCH_SCREEN_MAP_VIEWS", raising=False)
     assert Settings().screening_config().map_views == ScreeningConfig.map_views
-    monkeypatch.setenv("GUNMATCH_SCREEN_MAP_VIEWS", "[2, 4]")
-    assert Settings().screening_config().map_views == (2, 4)
+    monkeypatch.setenv("GUNMATCH_SCREEN_MAP_VIEWS", "[4, 1]")
+    assert Settings().screening_config().map_views == (4, 1)
     for bad in ("[]", "[3]", "[2, 8]"):
         monkeypatch.setenv("GUNMATCH_SCREEN_MAP_VIEWS", bad)
         with pytest.raises(ValidationError):
