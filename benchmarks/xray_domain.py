@@ -223,6 +223,7 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
         "held_out": row.held_out,
         "seconds": time.perf_counter() - clock,
         "hit_all": float(np.mean(hit_a >= 0.3)),
+        "map": engine.threatmap is not None and cfg.use_map,
         **_figures(pos, np.array(scores["clean"]), hit_a),
     }
     if args.confusers:
@@ -339,7 +340,7 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
         f"{args.threatmap or 'none'})"
     )
     held = ", ".join(r["row"] for r in results if r["held_out"])
-    has_map = bool(args.threatmap or args.gallery)  # (a given gallery: most hold one)
+    has_map = any(r["map"] for r in results)  # (a given gallery may hold one or not)
     what = {
         None: "under domain shift: bags holding a part",
         "hand": "whole handguns in bags, region screening vs whole image",

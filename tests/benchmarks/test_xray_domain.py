@@ -7,6 +7,8 @@ import pytest
 from benchmarks import cli as bench
 from benchmarks import xray_domain
 from benchmarks.xray_domain import held_out_arg, parser, plan_rows, run
+from screening.regions import ProposalConfig
+from screening.screen import ScreeningConfig
 from synth.styles import LOOKS, SCENES
 
 # Two parcels a side on small scans and a one-reference gallery: the harness, not figures.
@@ -110,6 +112,14 @@ def test_tiny_guns_run_scores_the_whole_image_too():
         assert 0.0 <= w["auc"] <= 1.0 and 0.0 <= w[0.01]["det"] <= w[0.05]["det"] <= 1.0
     text = xray_domain.markdown(args, results, "cmd")
     assert "whole handguns in bags" in text and "whole image: det." in text
+    # The report names the proposals the rows were screened with: the given count, or the
+    # default one, which is smaller where the gallery's threat map proposes too.
+    assert not any(r["map"] for r in results) and "; 8 proposals," in text
+    args.regions = None
+    plain = xray_domain.markdown(args, results, "cmd")
+    mapped = xray_domain.markdown(args, [dict(r, map=True) for r in results], "cmd")
+    assert f"; {ProposalConfig.max_regions} proposals (the default)," in plain
+    assert f"; {ScreeningConfig.map_proposals} proposals (the default)," in mapped
 
 
 def test_long_gun_rows_never_draw_the_classic_scene():
