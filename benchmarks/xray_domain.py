@@ -135,10 +135,12 @@ def scan_png(
     kind: str | None,
     style: ScannerStyle | None,
     threat_scale: tuple[float, float] = PART_SCALE,
+    extra_kind: str | None = None,
 ):
-    """The parcel of ``seed`` in ``style`` and its station export as PNG bytes."""
+    """The parcel of ``seed`` in ``style`` (with ``extra_kind`` laid in as clutter) and its
+    station export as PNG bytes."""
     parcel = render_parcel(seed, size=size, threat_kind=kind, style=style,
-                           threat_scale=threat_scale)  # fmt: skip
+                           threat_scale=threat_scale, extra_kind=extra_kind)  # fmt: skip
     buf = io.BytesIO()
     Image.fromarray(parcel.station_export()).save(buf, "PNG")
     return parcel, buf.getvalue()
@@ -183,8 +185,8 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
     """Screen a row's positives and negatives; detection, AUC and box hits."""
     size = tuple(int(v) for v in args.size.split("x"))
     decide = threshold_decision_fn(0.9, 0.7)
-    # Scans with a threat, clean ones, and with --confusers the clean seeds again, each bag
-    # holding a shuriken or a razor blade.
+    # Scans with a threat, clean ones, and with --confusers the clean bags again, each with a
+    # shuriken or a razor blade laid in (the same bag otherwise: ``extra_kind``).
     scores: dict[str, list[float]] = {"threat": [], "clean": [], "confuser": []}
     whole: dict[str, list[float]] = {"threat": [], "clean": [], "confuser": []}
     hit, dump = [], []
@@ -203,9 +205,8 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
         seed = pos0 + i if positive else neg0 + (args.positives + j if j >= 0 else i)
         style = row.style_of(seed)
         kind = _kind(i, style, args) if positive else None
-        if what == "confuser":
-            kind = CONFUSER_KINDS[j % len(CONFUSER_KINDS)]
-        parcel, data = scan_png(seed, size, kind, style, scale)
+        extra = CONFUSER_KINDS[j % len(CONFUSER_KINDS)] if what == "confuser" else None
+        parcel, data = scan_png(seed, size, kind, style, scale, extra)
         res = screen_image(engine, io.BytesIO(data), 3, None, decide, cfg)
         scores[what].append(res.score if res.score is not None else -1.0)
         if args.whole_image:
@@ -370,9 +371,9 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
         f"Parcels per row: {args.positives} with a threat ({threat}) and "
         f"{args.negatives} clean"
         + (
-            f", then the clean seeds again with a shuriken or a razor blade in each bag "
-            f"({', '.join(CONFUSER_KINDS)} in turn, placed as threats are; prohibited, not "
-            f"firearm parts), screened as clean bags (columns 'confusers')"
+            f", then the same clean bags again, each with a shuriken or a razor blade laid "
+            f"in at true size and nothing else changed ({', '.join(CONFUSER_KINDS)} in turn; "
+            f"prohibited, not firearm parts), screened as clean bags (columns 'confusers')"
             if args.confusers
             else ""
         )

@@ -68,7 +68,8 @@ def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: 
                   n_clutter: int | None = None, *,
                   threat_scale: tuple[float, float] = (0.05, 0.25),
                   overlap_prob: float = 0.5,
-                  style: ScannerStyle | str | None = None) -> Parcel:
+                  style: ScannerStyle | str | None = None,
+                  extra_kind: str | None = None) -> Parcel:
     """Render a parcel scan of ``size`` = (width, height) pixels.
 
     With ``threat_kind`` (a part kind, or a confuser: ``CONFUSER_KINDS``, small enough to
@@ -79,12 +80,18 @@ def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: 
     ``style`` (a ``synth.styles`` preset name or ``ScannerStyle``) renders the parcel as
     another scanner would and fills it with another scene mix (``_render_styled``); None
     or ``"default"`` is today's generator, unchanged.
+
+    ``extra_kind`` lays one more item (any kind, e.g. a confuser) into the bag last, as
+    clutter, at physical scale, drawn from a random stream of its own: the parcel is the
+    same parcel as without it, plus that item (its box is the last of ``clutter``).
     """
+    if extra_kind is not None:
+        any_kind(extra_kind)
     if style is not None:
         chosen = get_style(style)
         if not chosen.is_default:
             return _render_styled(seed, size, threat_kind, n_clutter, chosen, threat_scale,
-                                  overlap_prob)
+                                  overlap_prob, extra_kind)
     w, h = (int(v) for v in size)
     if w < 64 or h < 64:
         raise ValueError("parcel size must be at least 64 x 64 pixels")
@@ -121,17 +128,29 @@ def render_parcel(seed: int, size: tuple[int, int] = (1600, 1250), threat_kind: 
     n = int(rng.integers(5, 14)) if n_clutter is None else int(n_clutter)
     centres: list = [None] * n + overlap_at
     for centre in centres:
-        kind = str(rng.choice(BENIGN_KINDS))
-        part = fitting_part(rng, kind, pitch, region)
-        att_h = attenuation(part.layers, "high")
-        x, y = position(rng, att_h.shape, region, centre)
-        sy, sx, crop = paste(acc["high"], att_h, x, y)
-        paste(acc["low"], attenuation(part.layers, "low"), x, y)
-        item = tight_box(np.exp(-crop) < OBJECT_THRESHOLD, kind, x0=sx.start, y0=sy.start)
-        if item is not None:
-            clutter.append(item)
+        clutter += _lay(rng, str(rng.choice(BENIGN_KINDS)), pitch, region, acc, centre)
+    if extra_kind is not None:
+        clutter += _lay(_extra_rng(seed), extra_kind, pitch, region, acc)
     return Parcel(np.exp(-acc["high"]), np.exp(-acc["low"]), boxes, clutter, pitch, container,
                   mask)
+
+
+def _extra_rng(seed: int) -> np.random.Generator:
+    """The stream ``extra_kind`` is drawn from (no other draw of the parcel uses it)."""
+    return np.random.default_rng([int(seed), 5])
+
+
+def _lay(rng: np.random.Generator, kind: str, pitch: float, region, acc: dict,
+         centre=None) -> list[Box]:
+    """Lay one item of ``kind`` at physical scale into the bag (``acc``, attenuation by
+    energy); its box, if any of it shows."""
+    part = fitting_part(rng, kind, pitch, region)
+    att_h = attenuation(part.layers, "high")
+    x, y = position(rng, att_h.shape, region, centre)
+    sy, sx, crop = paste(acc["high"], att_h, x, y)
+    paste(acc["low"], attenuation(part.layers, "low"), x, y)
+    item = tight_box(np.exp(-crop) < OBJECT_THRESHOLD, kind, x0=sx.start, y0=sy.start)
+    return [] if item is None else [item]
 
 
 def _classic_kind(kind: str | None) -> None:
@@ -152,7 +171,8 @@ def _scale_rows(box: Box, f: float, rows: int) -> Box:
 
 def _render_styled(seed: int, size: tuple[int, int], threat_kind: str | None,
                    n_clutter: int | None, style: ScannerStyle,
-                   threat_scale: tuple[float, float], overlap_prob: float) -> Parcel:
+                   threat_scale: tuple[float, float], overlap_prob: float,
+                   extra_kind: str | None = None) -> Parcel:
     """A parcel of ``style``: its scene at its resolution and pixel pitch, belt, export.
 
     The scene of the "classic" mix is the default one (``threat_scale`` and ``overlap_prob``
@@ -169,12 +189,13 @@ def _render_styled(seed: int, size: tuple[int, int], threat_kind: str | None,
     rows = max(64, int(round(eh * settings.aspect)))  # square-pixel rows before resampling
     if style.scene == SCENES["classic"]:
         p = render_parcel(seed, (ew, rows), threat_kind, n_clutter, threat_scale=threat_scale,
-                          overlap_prob=overlap_prob)
+                          overlap_prob=overlap_prob, extra_kind=extra_kind)
         high, low, boxes, clutter, pitch, container, mask = (
             p.image, p.low, p.boxes, p.clutter, p.mm_per_px, p.container, p.threat_mask)
     else:
+        extra = None if extra_kind is None else (extra_kind, _extra_rng(seed))
         c = compose(np.random.default_rng([int(seed), 2]), (ew, rows), style.scene, threat_kind,
-                    n_clutter)
+                    n_clutter, extra=extra)
         high, low, boxes, clutter, pitch, container, mask = (
             c.high, c.low, c.boxes, c.clutter, c.mm_per_px, c.container, c.threat_mask)
     if rows != eh:

@@ -53,9 +53,30 @@ def _placed_part(rng: np.random.Generator, kind: str, sk: Sketch, pitch: float, 
     return render_sketch(kind, sk, mm_per_px=pitch * shrink, angle_deg=float(aligned), flip=flip)
 
 
+def _lay(rng: np.random.Generator, kind: str, mix: SceneMix, pitch: float, region, acc: dict,
+         centre=None) -> list[Box]:
+    """Lay one item of ``kind`` into the bag (``acc``, attenuation by energy); its box, if
+    any of it shows."""
+    sk = any_kind(kind).sketch(rng)
+    item_mag = float(rng.uniform(*mix.magnification))
+    part = _placed_part(rng, kind, sk, pitch / item_mag, region, float(rng.uniform(0, 360)),
+                        bool(rng.random() < 0.5))
+    att_h = attenuation(part.layers, "high")
+    x, y = position(rng, att_h.shape, region, centre)
+    sy, sx, crop = paste(acc["high"], att_h, x, y)
+    paste(acc["low"], attenuation(part.layers, "low"), x, y)
+    item = tight_box(np.exp(-crop) < OBJECT_THRESHOLD, kind, x0=sx.start, y0=sy.start)
+    return [] if item is None else [item]
+
+
 def compose(rng: np.random.Generator, size: tuple[int, int], mix: SceneMix,
-            threat_kind: str | None = None, n_clutter: int | None = None) -> Composed:
-    """Render a bag of ``mix`` on a (width, height) canvas, with ``threat_kind`` if given."""
+            threat_kind: str | None = None, n_clutter: int | None = None, *,
+            extra: tuple[str, np.random.Generator] | None = None) -> Composed:
+    """Render a bag of ``mix`` on a (width, height) canvas, with ``threat_kind`` if given.
+
+    ``extra`` = (kind, its own generator): one more item laid in last, as clutter (no threat
+    box), drawn from that generator only, so the bag is otherwise the bag without it.
+    """
     w, h = size
     threat_sk = any_kind(threat_kind).sketch(rng) if threat_kind is not None else None
     mag = float(rng.uniform(*mix.magnification))
@@ -94,18 +115,9 @@ def compose(rng: np.random.Generator, size: tuple[int, int], mix: SceneMix,
     lo, hi = mix.n_clutter
     n = int(rng.integers(lo, hi + 1)) if n_clutter is None else int(n_clutter)
     for centre in [None] * n + stacked:
-        kind = str(rng.choice(mix.clutter))
-        sk = any_kind(kind).sketch(rng)
-        item_mag = float(rng.uniform(*mix.magnification))
-        part = _placed_part(rng, kind, sk, pitch / item_mag, region, float(rng.uniform(0, 360)),
-                            bool(rng.random() < 0.5))
-        att_h = attenuation(part.layers, "high")
-        x, y = position(rng, att_h.shape, region, centre)
-        sy, sx, crop = paste(acc["high"], att_h, x, y)
-        paste(acc["low"], attenuation(part.layers, "low"), x, y)
-        item = tight_box(np.exp(-crop) < OBJECT_THRESHOLD, kind, x0=sx.start, y0=sy.start)
-        if item is not None:
-            clutter.append(item)
+        clutter += _lay(rng, str(rng.choice(mix.clutter)), mix, pitch, region, acc, centre)
+    if extra is not None:
+        clutter += _lay(extra[1], extra[0], mix, pitch, region, acc)
     return Composed(np.exp(-acc["high"]), np.exp(-acc["low"]), boxes, clutter, pitch, container,
                     mask)
 
