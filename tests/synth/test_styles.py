@@ -184,6 +184,30 @@ def test_styled_render_is_deterministic_by_seed():
     assert a.export.shape != c.export.shape or not np.array_equal(a.export, c.export)
 
 
+@pytest.mark.parametrize("style", [None, "grey-highres+classic", "dual-energy-vivid+electronics"])
+def test_an_extra_item_leaves_the_rest_of_the_bag_as_it_was(style):
+    """``extra_kind`` adds one item as clutter; every other pixel and box is the bag without
+    it (what the confuser rows of benchmarks.xray_domain compare)."""
+    size = (480, 384)
+    for seed, kind in ((5, "shuriken"), (6, "razor_blade")):
+        bare = render_parcel(seed, size=size, style=style)
+        with_it = render_parcel(seed, size=size, style=style, extra_kind=kind)
+        assert with_it.clutter[:-1] == bare.clutter and with_it.boxes == bare.boxes == []
+        item = with_it.clutter[-1]
+        assert item.kind == kind and with_it.threat_mask is None
+        a = bare.image if bare.export is None else bare.export
+        b = with_it.image if with_it.export is None else with_it.export
+        changed = np.abs(a.astype(float) - b.astype(float)).reshape(a.shape[0], a.shape[1], -1)
+        ys, xs = np.nonzero(changed.max(axis=-1) > 0)
+        assert len(ys), "the item shows"
+        # Only round the item (the export's blur spreads it by a few pixels).
+        pad = 16
+        assert xs.min() >= item.x - pad and xs.max() < item.x + item.w + pad
+        assert ys.min() >= item.y - pad and ys.max() < item.y + item.h + pad
+    with pytest.raises(ValueError):
+        render_parcel(1, size=SMALL, extra_kind="no-such-kind")
+
+
 def test_whole_guns_at_true_scale_and_any_angle():
     shares, angles = {"pistol": [], "revolver": [], "rifle": []}, []
     for i in range(8):
