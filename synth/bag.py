@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from synth.materials import attenuation
-from synth.projection import Box
+from synth.projection import Box, tight_box
 from synth.shapes import Part, render_part
 from synth.sketch import Sketch, rasterize
 
@@ -181,3 +181,15 @@ def position(rng: np.random.Generator, shape: tuple[int, int], region, centre=No
     x = int(rng.integers(x0, x1 - pw + 1)) if x1 - x0 >= pw else int((x0 + x1 - pw) / 2)
     y = int(rng.integers(y0, y1 - ph + 1)) if y1 - y0 >= ph else int((y0 + y1 - ph) / 2)
     return x, y
+
+
+def lay_part(rng: np.random.Generator, part: Part, kind: str, region, acc: dict,
+             centre=None) -> list[Box]:
+    """Place ``part`` in ``region`` (round ``centre`` if given) and add its attenuation to the
+    bag's (``acc``, by energy); its box, if any of it shows."""
+    att_h = attenuation(part.layers, "high")
+    x, y = position(rng, att_h.shape, region, centre)
+    sy, sx, crop = paste(acc["high"], att_h, x, y)
+    paste(acc["low"], attenuation(part.layers, "low"), x, y)
+    item = tight_box(np.exp(-crop) < OBJECT_THRESHOLD, kind, x0=sx.start, y0=sy.start)
+    return [] if item is None else [item]

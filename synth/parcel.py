@@ -15,6 +15,7 @@ from synth.bag import (
     OBJECT_THRESHOLD,
     bag_background,
     fitting_part,
+    lay_part,
     paste,
     position,
 )
@@ -144,13 +145,7 @@ def _lay(rng: np.random.Generator, kind: str, pitch: float, region, acc: dict,
          centre=None) -> list[Box]:
     """Lay one item of ``kind`` at physical scale into the bag (``acc``, attenuation by
     energy); its box, if any of it shows."""
-    part = fitting_part(rng, kind, pitch, region)
-    att_h = attenuation(part.layers, "high")
-    x, y = position(rng, att_h.shape, region, centre)
-    sy, sx, crop = paste(acc["high"], att_h, x, y)
-    paste(acc["low"], attenuation(part.layers, "low"), x, y)
-    item = tight_box(np.exp(-crop) < OBJECT_THRESHOLD, kind, x0=sx.start, y0=sy.start)
-    return [] if item is None else [item]
+    return lay_part(rng, fitting_part(rng, kind, pitch, region), kind, region, acc, centre)
 
 
 def _classic_kind(kind: str | None) -> None:

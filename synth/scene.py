@@ -16,6 +16,7 @@ import numpy as np
 from synth.bag import (
     OBJECT_THRESHOLD,
     bag_background,
+    lay_part,
     paste,
     position,
 )
@@ -61,12 +62,7 @@ def _lay(rng: np.random.Generator, kind: str, mix: SceneMix, pitch: float, regio
     item_mag = float(rng.uniform(*mix.magnification))
     part = _placed_part(rng, kind, sk, pitch / item_mag, region, float(rng.uniform(0, 360)),
                         bool(rng.random() < 0.5))
-    att_h = attenuation(part.layers, "high")
-    x, y = position(rng, att_h.shape, region, centre)
-    sy, sx, crop = paste(acc["high"], att_h, x, y)
-    paste(acc["low"], attenuation(part.layers, "low"), x, y)
-    item = tight_box(np.exp(-crop) < OBJECT_THRESHOLD, kind, x0=sx.start, y0=sy.start)
-    return [] if item is None else [item]
+    return lay_part(rng, part, kind, region, acc, centre)
 
 
 def compose(rng: np.random.Generator, size: tuple[int, int], mix: SceneMix,
