@@ -263,16 +263,14 @@ def screening_config(args: argparse.Namespace) -> ScreeningConfig:
 
 
 def true_scale_rows(rows: list[Row]) -> list[Row]:
-    """``rows`` for bags holding a long gun or a confuser (scene kinds, drawn at true scale).
+    """``rows`` for bags holding a long gun (a scene kind, drawn at true scale).
     The classic scene holds part kinds only: the default row goes, and where a row draws the
     classic scene for a seed it draws one of the other trained scenes instead (the look, and
     a held-out scene, stay as drawn)."""
     held = {r.name for r in rows if r.held_out}
     scenes = [n for n in SCENES if n != DEFAULT_SCENE and n not in held]
     if not scenes:
-        raise ValueError(
-            "long guns and confusers need a trained scene besides classic; hold fewer scenes out"
-        )
+        raise ValueError("long guns need a trained scene besides classic; hold fewer scenes out")
 
     def recast(row: Row) -> Row:
         def style_of(seed: int) -> ScannerStyle:
@@ -302,13 +300,18 @@ def chosen_rows(
     return rows
 
 
+def rows_of(args: argparse.Namespace) -> list[Row]:
+    """The rows the options ask for. Long guns need a scene besides classic; a confuser bag is
+    the clean bag plus one item, which any scene holds, so ``--confusers`` screens the very
+    bags of the run without it."""
+    return chosen_rows(held_out_arg(args.held_out), args.only, args.guns == "long")
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     """Build or open the gallery, screen every row, return each row's figures."""
     torch.set_num_threads(args.threads)
     cfg = screening_config(args)
-    rows = chosen_rows(
-        held_out_arg(args.held_out), args.only, args.guns == "long" or args.confusers
-    )
+    rows = rows_of(args)
     tmp = Path(tempfile.mkdtemp(prefix="xray-domain-"))
     try:
         engine = open_or_build(tmp / "gallery", args)

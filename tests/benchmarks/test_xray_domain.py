@@ -141,6 +141,27 @@ def test_long_gun_rows_never_draw_the_classic_scene():
         xray_domain.chosen_rows(None, None, true_scale=True)  # every other scene held out
 
 
+def test_confuser_runs_screen_the_bags_of_the_run_without_them():
+    # A confuser bag is the clean bag plus one item, which the classic scene holds too: the
+    # rows stay as drawn (default row included), so the clean columns of a --confusers run
+    # are the figures of the same run without it. Long guns alone recast the classic scene.
+    def rows(*options):
+        return xray_domain.rows_of(parser().parse_args([*options, "--held-out", "none"]))
+
+    plain, confusers, long_guns = (
+        rows("--guns"),
+        rows("--guns", "--confusers"),
+        rows("--guns", "long"),
+    )
+    assert [r.name for r in confusers] == [r.name for r in plain]
+    assert "default" in [r.name for r in confusers] and "default" not in [r.name for r in long_guns]
+    for a, b in zip(plain[1:], confusers[1:], strict=True):
+        assert all(a.style_of(seed) == b.style_of(seed) for seed in range(60))
+    mix = {r.name: r for r in long_guns}["in-domain mix"]
+    assert all(mix.style_of(seed).scene.name != "classic" for seed in range(60))
+    assert any(plain[1].style_of(seed).scene.name == "classic" for seed in range(60))
+
+
 def test_tiny_long_gun_run_puts_long_guns_in_gallery_and_bags():
     args = tiny_args("--guns", "long", "--whole-image", "--held-out", "none", "--only", "tools")
     assert [xray_domain._kind(i, None, args) for i in range(3)] == ["rifle", "shotgun", "rifle"]
