@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -64,8 +65,8 @@ def write_section(name: str, body: str, doc: Path = DOC) -> Path:
 
 
 def command_line(module: str, argv: list[str] | None) -> str:
-    """How a script run was invoked, for the section's Command line."""
-    return f".venv/bin/python -m {module} {' '.join(argv or [])}".strip()
+    """How a script run was invoked, for the section's Command line, quoted so it pastes."""
+    return f".venv/bin/python -m {module} {shlex.join(argv or [])}".strip()
 
 
 def publish(text: str, section: str, write: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import types
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from benchmarks import cli as bench
 from benchmarks import xray_fusion
-from benchmarks.report import write_section
+from benchmarks.report import command_line, write_section
 from benchmarks.scale import fmt, run_size
 from benchmarks.synthvec import VectorSpec
 from benchmarks.timing import table, time_calls
@@ -177,3 +178,10 @@ def test_threatmap_parcels_confuser_bags_are_the_clean_seeds_holding_one():
         clean = parcel_image(s, (400, 320), None, sampler, False)
         hard = parcel_image(s, (400, 320), None, sampler, False, confuser=True)
         assert clean.shape == hard.shape and not np.array_equal(clean, hard)
+
+
+def test_recorded_command_pastes_back_into_a_shell():
+    argv = ["--only", "in-domain mix", "dense", "--write"]
+    line = command_line("benchmarks.xray_domain", argv)
+    assert shlex.split(line)[3:] == argv
+    assert command_line("benchmarks.scale", []) == ".venv/bin/python -m benchmarks.scale"
