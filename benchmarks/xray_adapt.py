@@ -109,15 +109,13 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
     b, a = rep["before"], rep["after"]
     gate = rep["gate"]
     verdict = "accepted and installed" if gate["accepted"] else "refused (the map is unchanged)"
-    positives = (
-        f"a whole pistol or revolver at {xray_domain.GUN_SCALE[0]:.0%}-"
-        f"{xray_domain.GUN_SCALE[1]:.0%} of the side"
-        if args.guns
-        else "part kinds in turn"
-    )
+    positives = xray_domain.threat_text(args)
     lines = [
         f"## X-ray station adaptation: {args.station} "
-        + ("(a look held out from training)" if res["held_out"] else "(a trained look)"),
+        + ("(a look held out from training)" if res["held_out"] else "(a trained look)")
+        + {None: ", bags holding a part", "hand": "", "long": ", bags holding a long gun"}[
+            args.guns
+        ],
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine()}; commit {git_rev()}  ",
@@ -146,6 +144,11 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+def section_name(station: str, guns: str | None) -> str:
+    """A section per station look and kind of positive (whole handguns: the look's name alone)."""
+    return f"adapt-{station}" + {None: "-parts", "hand": "", "long": "-long-guns"}[guns]
+
+
 def parser() -> argparse.ArgumentParser:
     """``benchmarks.xray_domain``'s options, plus the station's."""
     p = xray_domain.parser()
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = run(args)
     text = markdown(args, res, command_line("benchmarks.xray_adapt", argv))
-    publish(text, f"adapt-{args.station}", args.write)  # a section per station look
+    publish(text, section_name(args.station, args.guns), args.write)
     return 0
 
 

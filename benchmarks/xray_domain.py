@@ -333,6 +333,18 @@ def held_out_arg(names: Sequence[str] | None) -> list[str] | None:
     return None if names is None else list(names)
 
 
+def threat_text(args: argparse.Namespace) -> str:
+    """What a positive bag holds, as a section's parcel line says it."""
+    return {
+        None: "part kinds in turn"
+        + (", plus long guns outside the classic scene" if args.long_guns else ""),
+        "hand": f"a whole pistol or revolver at {GUN_SCALE[0]:.0%}-{GUN_SCALE[1]:.0%} of the side",
+        "long": "a whole rifle or shotgun in turn, at true scale in a long carton or gun bag, "
+        "the classic scene's draws replaced by other trained scenes; the gallery holds "
+        f"{args.refs_per_kind} references of each long gun too",
+    }[args.guns]
+
+
 def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str:
     """The docs/benchmarks.md section: held-out rows beside the in-domain ones."""
     source = (
@@ -350,14 +362,7 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
         "hand": "whole handguns in bags, region screening vs whole image",
         "long": "whole long guns in bags, region screening vs whole image",
     }[args.guns]
-    threat = {
-        None: "part kinds in turn"
-        + (", plus long guns outside the classic scene" if args.long_guns else ""),
-        "hand": f"a whole pistol or revolver at {GUN_SCALE[0]:.0%}-{GUN_SCALE[1]:.0%} of the side",
-        "long": "a whole rifle or shotgun in turn, at true scale in a long carton or gun bag, "
-        "the classic scene's draws replaced by other trained scenes; the gallery holds "
-        f"{args.refs_per_kind} references of each long gun too",
-    }[args.guns]
+    threat = threat_text(args)
     lines = [
         f"## X-ray screening: {what}"
         + (f", models trained without {held}" if held else ", models trained on every style")

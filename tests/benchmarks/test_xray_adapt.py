@@ -54,3 +54,12 @@ def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(tmp_path, 
     assert res["report"]["training_scans"] + res["report"]["held_out_scans"] == 6
     text = xray_adapt.markdown(args, res, "cmd")
     assert "held out from training" in text and "| noisy-lowres |" in text
+
+
+def test_each_kind_of_positive_keeps_its_own_section():
+    names = {g: xray_adapt.section_name("noisy-lowres", g) for g in (None, "hand", "long")}
+    assert names == {
+        None: "adapt-noisy-lowres-parts",
+        "hand": "adapt-noisy-lowres",
+        "long": "adapt-noisy-lowres-long-guns",
+    }
