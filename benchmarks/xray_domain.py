@@ -464,8 +464,8 @@ def parser() -> argparse.ArgumentParser:
         "--confusers",
         action="store_true",
         help="also screen the clean seeds again with a shuriken or razor blade in each bag "
-        "(prohibited, not a firearm part): detection against those bags as well (no default "
-        "row; classic-scene draws become other trained scenes, as for long guns)",
+        "(prohibited, not a firearm part): detection against those bags as well, on the "
+        "rows as drawn (the clean columns are the run without this option)",
     )
     p.add_argument(
         "--whole-image",
