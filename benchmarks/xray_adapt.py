@@ -36,7 +36,7 @@ import torch
 from benchmarks import xray_domain
 from benchmarks.report import command_line, git_rev, machine, publish
 from benchmarks.xray_screening import build_gallery, open_as_served, regions_text
-from gunmatch.adapt import REPORT_FILE
+from gunmatch.adapt import REPORT_FILE, station_change
 from gunmatch.cli import main as gunmatch_main
 
 log = logging.getLogger("benchmarks.xray_adapt")
@@ -128,7 +128,9 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
         f"{res['adapt_seconds']:.0f} s wall clock ({rep['training_scans']} training and "
         f"{rep['held_out_scans']} held-out scans, {rep['references']} references). Its own "
         f"measures, AUC before -> after: held-out station scans with projected references "
-        f"{b['station']['auc']:.3f} -> {a['station']['auc']:.3f}; generated parcels (the "
+        f"{b['station']['auc']:.3f} -> {a['station']['auc']:.3f} (small parts "
+        f"{station_change(rep, 'auc_small')}, larger objects {station_change(rep, 'auc_large')}); "
+        f"generated parcels (the "
         f"gate, margin {gate['margin']}) {b['generated']['auc']:.3f} -> "
         f"{a['generated']['auc']:.3f}.  ",
         f"Test parcels per row: {args.positives} with a threat ({positives}) and "

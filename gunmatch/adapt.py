@@ -140,6 +140,13 @@ def adapt_gallery(
     return report
 
 
+def station_change(report: dict, key: str) -> str:
+    """A held-out station AUC of ``report`` (``auc_small``, ``auc_large``) as "before ->
+    after", or "none drawn" where no projection of that size was."""
+    before, after = report["before"]["station"][key], report["after"]["station"][key]
+    return "none drawn" if before is None else f"{before:.3f} -> {after:.3f}"
+
+
 def cleared_scans(
     audit: AuditLog, feedback: FeedbackStore, limit: int, look_back: int = 20
 ) -> list[tuple[str, Path]]:
@@ -255,5 +262,6 @@ __all__ = [
     "base_threatmap",
     "cleared_scans",
     "read_scans",
+    "station_change",
     "threat_references",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from gunmatch.adapt import REPORT_FILE, adapt_gallery
+from gunmatch.adapt import REPORT_FILE, adapt_gallery, station_change
 from gunmatch.commands.common import (
     UsageError,
     add_gallery_arg,
@@ -108,7 +108,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     before, after = report["before"], report["after"]
     out(
         f"held-out station scans: AUC {before['station']['auc']:.3f} -> "
-        f"{after['station']['auc']:.3f}; generated parcels: AUC "
+        f"{after['station']['auc']:.3f} (small parts {station_change(report, 'auc_small')}, larger "
+        f"objects {station_change(report, 'auc_large')}); generated parcels: AUC "
         f"{before['generated']['auc']:.3f} -> {after['generated']['auc']:.3f} "
         f"({report['training_scans']} training and {report['held_out_scans']} held-out scans, "
         f"{report['references']} references, {report['seconds']:.0f} s)"

@@ -54,6 +54,11 @@ def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(tmp_path, 
     assert res["report"]["training_scans"] + res["report"]["held_out_scans"] == 6
     text = xray_adapt.markdown(args, res, "cmd")
     assert "held out from training" in text and "| noisy-lowres |" in text
+    # The station's own measure, small parts and larger objects apart, as adapt measured it.
+    station = res["report"]["after"]["station"]
+    assert "small parts " in text and "larger objects " in text
+    for key in ("auc_small", "auc_large"):
+        assert station[key] is None or f"-> {station[key]:.3f}" in text
 
 
 def test_each_kind_of_positive_keeps_its_own_section():

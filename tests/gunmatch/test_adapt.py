@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from gunmatch.adapt import REPORT_FILE, AdaptJob, adapt_gallery, cleared_scans
+from gunmatch.adapt import REPORT_FILE, AdaptJob, adapt_gallery, cleared_scans, station_change
 from gunmatch.cli import main
 from gunmatch.maps import PREVIOUS
 from gunmatch.search import new_query_id
@@ -67,6 +67,19 @@ def test_cli_adapt(mapped_gallery, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 1 and not report["gate"]["accepted"]
     assert report["cleared_scans"] == 4 and len(report["unreadable_scans"]) == 1
+    # Read by a person: the held-out measure, small parts and larger objects apart.
+    code = main(["adapt", str(scans), "--gallery", str(gallery), "--epochs", "1",
+                 "--gate-margin", "-1", "--quiet", "--threads", "1"])  # fmt: skip
+    text = capsys.readouterr().out
+    assert code == 1 and "refused" in text
+    assert "small parts " in text and "larger objects " in text
+
+
+def test_station_change_reads_a_size_before_and_after():
+    report = {"before": {"station": {"auc_small": 0.8, "auc_large": None}},
+              "after": {"station": {"auc_small": 0.75, "auc_large": None}}}  # fmt: skip
+    assert station_change(report, "auc_small") == "0.800 -> 0.750"
+    assert station_change(report, "auc_large") == "none drawn"
 
 
 @pytest.mark.parametrize(

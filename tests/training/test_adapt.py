@@ -19,7 +19,10 @@ from training.xray.adapt import (
     measure_costs,
     project_reference,
     reference_patches,
+    size_kind,
     split_holdout,
+    station_gain,
+    station_measure,
     station_samples,
 )
 from training.xray.threatmap import Cache, fit_head
@@ -70,9 +73,53 @@ def test_split_and_samples():
     with pytest.raises(ValueError, match="more cleared scans"):
         split_holdout(2, QUICK)
     patches = reference_patches(_refs())
-    samples = list(station_samples(_cleared(2), patches, 2, (0.1, 0.2), 0))
-    assert [k for _, _, k in samples] == ["", "projected", "projected"] * 2
+    samples = list(station_samples(_cleared(2), patches, 2, (0.1, 0.12), 0, small_part=0.15))
+    assert [k for _, _, k in samples] == ["", "projected small", "projected small"] * 2
     assert samples[0][1] is None and all(m.any() for _, m, k in samples if k)
+    large = list(station_samples(_cleared(1), patches, 2, (0.3, 0.4), 0, small_part=0.15))
+    assert [k for _, _, k in large] == ["", "projected large", "projected large"]
+
+
+def test_size_kind_reads_the_object_longer_side():
+    mask = np.zeros((100, 200), bool)
+    mask[10:20, 50:79] = True  # 29 px of 200: below 0.15
+    assert size_kind(mask, 0.15) == "projected small"
+    mask[10:20, 50:80] = True  # 30 px: not below
+    assert size_kind(mask, 0.15) == "projected large"
+
+
+def test_projected_sizes_are_drawn_log_uniformly():
+    # As many small parts (0.04-0.134, the geometric middle) as larger objects (to 0.45).
+    scan, patch = _cleared(1)[0], reference_patches(_refs())[0]
+    rng = np.random.default_rng(0)
+    sides = []
+    for _ in range(200):
+        _, mask = project_reference(scan, patch, rng, (0.04, 0.45))
+        ys, xs = np.nonzero(mask)
+        sides.append((max(np.ptp(ys), np.ptp(xs)) + 1) / max(scan.shape))
+    assert 0.4 < np.mean(np.array(sides) < np.sqrt(0.04 * 0.45)) < 0.6
+
+
+def test_station_measure_takes_small_parts_and_larger_objects_apart(monkeypatch):
+    kinds = ["", "", "projected small", "projected small", "projected large"]
+    scores = np.array([0.0, 1.0, 0.5, 2.0, 3.0])  # each sample's highest logit
+    monkeypatch.setattr(adapt_module, "scan_scores", lambda model, cache: scores[: len(cache)])
+    out = station_measure(None, Cache([[]], [], kinds))
+    assert out["auc_small"] == 0.75 and out["auc_large"] == 1.0
+    assert out["auc_worst"] == 0.75 and out["auc"] == pytest.approx(5 / 6)
+    # No large object drawn: None (the report stays JSON), and the worst is the small parts'.
+    out = station_measure(None, Cache([[]], [], kinds[:4]))
+    assert out["auc_large"] is None and out["auc_worst"] == 0.75
+
+
+def test_the_station_gain_is_the_smaller_of_the_sizes():
+    before = {"auc": 0.90, "auc_small": 0.80, "auc_large": 0.95}
+    after = {"auc": 0.93, "auc_small": 0.78, "auc_large": 0.99}  # whole guns up, parts down
+    assert station_gain(before, after) == pytest.approx(-0.02)
+    only = {"auc": 0.9, "auc_small": None, "auc_large": 0.9}
+    assert station_gain(only, {**only, "auc_large": 0.95}) == pytest.approx(0.05)
+    none = {"auc": 0.9, "auc_small": None, "auc_large": None}
+    assert station_gain(none, {**none, "auc": 0.8}) == pytest.approx(-0.1)
 
 
 def test_adapt_reports_and_gates(tiny_map):
@@ -86,7 +133,8 @@ def test_adapt_reports_and_gates(tiny_map):
         for where in ("station", "generated"):
             assert 0.0 <= rep[when][where]["auc"] <= 1.0
     drop = rep["before"]["generated"]["auc"] - rep["after"]["generated"]["auc"]
-    gain = rep["after"]["station"]["auc"] - rep["before"]["station"]["auc"]
+    gain = station_gain(rep["before"]["station"], rep["after"]["station"])
+    assert rep["gate"]["station_auc_gain"] == pytest.approx(gain, abs=1e-4)
     assert res.accepted == (drop <= QUICK.gate_margin and gain >= 0)
     # The base map is not touched; the adapted one is a different head.
     assert base.map_id == load_threatmap(tiny_map[0]).map_id
@@ -110,21 +158,22 @@ def test_adapt_needs_references_and_scans(tiny_map):
 def test_adapt_rehearses_generated_parcels_among_the_station_samples(tiny_map, monkeypatch):
     seen = []
 
-    def recording_fit(model, train, val, cfg, progress):
+    def recording_fit(model, train, val, cfg, progress, **kwargs):
         seen.append(list(train.kinds))
-        return fit_head(model, train, val, cfg, progress)
+        return fit_head(model, train, val, cfg, progress, **kwargs)
 
     monkeypatch.setattr(adapt_module, "fit_head", recording_fit)
     base, scans = load_threatmap(tiny_map[0]), _cleared(6)
     res = adapt_threatmap(base, scans, _refs(), replace(QUICK, rehearsal=1.0), False)
-    generated = [k for k in seen[0] if k not in ("", "projected")]
+    station = ("", "projected small", "projected large")
+    generated = [k for k in seen[0] if k not in station]
     # 3 training scans, each a negative and one projection: 6 station samples, 6 parcels of
     # which every third is clean and the others carry generated parts.
     assert res.report["rehearsal_parcels"] == 6 and len(seen[0]) == 12
-    assert seen[0].count("projected") == 3 and len(generated) == 4
+    assert sum(k.startswith("projected") for k in seen[0]) == 3 and len(generated) == 4
     assert set(generated) <= set(THREAT_KINDS)
     adapt_threatmap(base, scans, _refs(), replace(QUICK, rehearsal=0.0), False)
-    assert len(seen[1]) == 6 and set(seen[1]) == {"", "projected"}
+    assert len(seen[1]) == 6 and set(seen[1]) <= set(station) and "" in seen[1]
     with pytest.raises(ValueError, match="rehearsal"):
         adapt_threatmap(base, scans, _refs(), replace(QUICK, rehearsal=-0.5), False)
 

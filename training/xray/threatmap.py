@@ -224,14 +224,18 @@ def fit_head(
     cfg: ThreatMapTrainConfig,
     progress: bool = True,
     on_epoch: Callable[[int, dict], None] | None = None,
+    measure: Callable[[ThreatMap, Cache], dict[str, float]] | None = None,
+    select: str = "auc",
 ) -> list[dict]:
-    """Train the head on cached features; keep the epoch with the best held-out AUC."""
+    """Train the head on cached features; keep the epoch with the best held-out ``select``
+    of ``measure`` (by default ``ranking``: the AUC of any part against clean scans)."""
     params = [p for n, p in model.named_parameters() if not n.startswith("trunk.")]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * train.n_batches(cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1))
     pos_weight = torch.tensor(cfg.pos_weight)
     positive = np.array([k != "" for k in val.kinds])
+    measure = measure or (lambda m, cache: ranking(scan_scores(m, cache), positive))
     rng = np.random.default_rng(cfg.seed)
     history: list[dict] = []
     best, best_state = -1.0, None
@@ -261,14 +265,14 @@ def fit_head(
         row = {
             "epoch": epoch + 1,
             "loss": total / max(len(train), 1),
-            **ranking(scan_scores(model, val), positive),
+            **measure(model, val),
         }
         history.append(row)
         if on_epoch is not None:
             on_epoch(epoch, row)
         log.info("threat map epoch %s", row)
-        if row["auc"] > best:
-            best = row["auc"]
+        if row[select] > best:
+            best = row[select]
             best_state = {
                 k: v.clone() for k, v in model.state_dict().items() if not k.startswith("trunk.")
             }
