@@ -81,8 +81,14 @@ function adaptText(st) {
   if (st.state === "running") return `${t("adaptRunning")} ${t("adaptPhase_" + st.phase)} · ${st.scans} ${t("adaptScansUsed")} · ${secs(st.elapsed_s)} / ${secs(st.budget_s)}`;
   if (st.state === "failed") return t("adaptFailed") + st.error;
   if (!st.report) return "";
-  const r = st.report, before = r.before.station.auc, after = r.after.station.auc;
-  return `${t(st.state === "done" ? "adaptDone" : "adaptRefused")} ${before.toFixed(3)} → ${after.toFixed(3)}`;
+  const r = st.report, before = r.before.station, after = r.after.station;
+  const change = (key) => `${before[key].toFixed(3)} → ${after[key].toFixed(3)}`;
+  // Small parts and larger objects apart, as the gate judges them (none drawn: left out).
+  const sizes = [["auc_small", "adaptSmall"], ["auc_large", "adaptLarge"]]
+    .filter(([key]) => before[key] != null && after[key] != null)
+    .map(([key, name]) => `${t(name)} ${change(key)}`);
+  const apart = sizes.length ? ` (${sizes.join(", ")})` : "";
+  return `${t(st.state === "done" ? "adaptDone" : "adaptRefused")} ${change("auc")}${apart}`;
 }
 
 async function pollAdapt() {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -138,3 +139,44 @@ def test_demo_showcase_alerts_with_a_red_banner_and_a_box_on_the_part(browser, d
 def _decision(region: dict) -> str:
     d = region["decision"]
     return d["decision"] if isinstance(d, dict) else d
+
+
+def _adapt_status(small: float | None) -> dict:
+    """A refused adaptation's status as ``GET /v1/admin/adapt`` answers it."""
+    station = {
+        "before": {"auc": 0.924, "auc_small": small, "auc_large": 0.951},
+        "after": {"auc": 0.976, "auc_small": small and small - 0.1, "auc_large": 0.99},
+    }
+    report = {when: {"station": station[when], "generated": {"auc": 0.98}} for when in station}
+    return {"state": "refused", "phase": "", "started": 1.0, "budget_s": 900.0, "scans": 200,
+            "elapsed_s": 860.0, "error": "", "report": report}  # fmt: skip
+
+
+def test_adapt_status_shows_small_parts_and_larger_objects_apart(browser, mapped_gallery):
+    key = create_keys(mapped_gallery, "admin", name="{role}")["admin"]
+    page = browser.new_page()
+    answers = [_adapt_status(0.8), _adapt_status(None)]
+
+    def answer(route):  # the adaptation's status, as the service reports a refused one
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(answers[0]))
+
+    page.route("**/v1/admin/adapt", answer)
+    with serve(mapped_gallery) as (url, _):
+        page.goto(url + "/gallery")
+        page.fill("#key-input", key)
+        page.click("#signin-btn")
+        status = page.wait_for_selector("#adapt-status:not(:empty)")
+        assert status.inner_text() == (
+            "未通过门槛，保留原热图。留出扫描 AUC 0.924 → 0.976"
+            " (小部件 0.800 → 0.700, 较大物体 0.951 → 0.990)"
+        )
+        assert status.get_attribute("class") == "error"
+        answers.pop(0)  # a station whose projections were all large: the size left out
+        page.click("#lang-btn")
+        page.reload()
+        status = page.wait_for_selector("#adapt-status:not(:empty)")
+        assert status.inner_text() == (
+            "Refused by the gate; the map is unchanged. Held-out scans' AUC 0.924 → 0.976"
+            " (larger objects 0.951 → 0.990)"
+        )
+    page.close()
