@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from matcher.threatmap import load_threatmap
+from synth.detector import detector_response
 from synth.shapes import THREAT_KINDS
 from synth.xray import render_isolated, render_parcel
 from training.xray import adapt as adapt_module
@@ -19,6 +20,7 @@ from training.xray.adapt import (
     measure_costs,
     project_reference,
     reference_patches,
+    scan_noise,
     size_kind,
     split_holdout,
     station_gain,
@@ -63,7 +65,43 @@ def test_projection_lands_inside_with_its_mask(scale):
         assert np.allclose(image[~mask], scan[~mask], atol=0.03)
         ys, xs = np.nonzero(mask)
         side = max(np.ptp(ys), np.ptp(xs)) + 1
-        assert side <= max(scan.shape) * scale[1] * 1.05
+        assert side <= max(scan.shape) * scale[1] * 1.05 + 6  # + the point spread's reach
+
+
+def _noisy_belt(noise: float) -> np.ndarray:
+    t = np.full((300, 400), 0.92, np.float32)
+    t[200:280, 40:200] = 0.5  # some clutter
+    return detector_response(t, np.random.default_rng(1), noise=noise, blur_sigma=0.0)
+
+
+@pytest.mark.parametrize("noise", [0.01, 0.03])
+def test_scan_noise_reads_the_detector_noise(noise):
+    assert scan_noise(_noisy_belt(noise)) == pytest.approx(noise, rel=0.15)
+
+
+def test_a_projected_object_carries_the_noise_its_darkness_brings():
+    # Multiplying alone would leave the object 0.3 x the belt's noise; a detector seeing a
+    # transmission of 0.92 x 0.3 shows noise * (sqrt(0.276) + 0.15).
+    scan = _noisy_belt(0.03)
+    yy, xx = np.mgrid[:61, :61]
+    patch = np.where((yy - 30) ** 2 + (xx - 30) ** 2 <= 900, 0.3, 1.0).astype(np.float32)
+    image, mask = project_reference(scan, patch, np.random.default_rng(2), (0.15, 0.15))
+    ys, xs = np.nonzero(mask)
+    cy, cx = (ys.min() + ys.max()) // 2, (xs.min() + xs.max()) // 2  # a disc: any angle
+    inner = image[cy - 18 : cy + 18, cx - 18 : cx + 18]
+    assert inner.mean() == pytest.approx(0.276, abs=0.01)
+    assert inner.std() == pytest.approx(0.03 * (np.sqrt(0.276) + 0.15), rel=0.2)
+
+
+@pytest.mark.parametrize("blur, least, most", [((0.0, 0.0), 0, 1), ((1.4, 1.4), 3, 9)])
+def test_a_projected_object_edge_is_blurred_like_the_scanner(monkeypatch, blur, least, most):
+    monkeypatch.setattr(adapt_module, "PROJECTION_BLUR", blur)
+    scan = np.full((300, 400), 0.92, np.float32)
+    patch = np.full((61, 61), 0.3, np.float32)
+    image, mask = project_reference(scan, patch, np.random.default_rng(2), (0.15, 0.15), 0.0)
+    ys, xs = np.nonzero(mask)
+    row = image[(ys.min() + ys.max()) // 2, xs.min() - 6 : (xs.min() + xs.max()) // 2]
+    assert least <= np.count_nonzero((row > 0.33) & (row < 0.89)) <= most
 
 
 def test_split_and_samples():

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from matcher.threatmap import ThreatMap
 from screening.augment import object_patch
+from synth.detector import gaussian_blur
 from synth.projection import transform_object
 from training.xray.threatmap import (
     TRAIN_SEED,
@@ -54,6 +55,11 @@ OBJECT_THRESHOLD = 0.98  # transmission below this is part of an isolated refere
 # 0.8, 200 cleared scans took 909 s of a 15-minute budget (docs/benchmarks.md, section
 # "adapt-noisy-lowres-parts").
 BUDGET_SHARE = 0.75
+# A projected object's point spread, in scan pixels (the looks' detector blur spans 0.3-1.4).
+PROJECTION_BLUR = (0.4, 1.4)
+# The standard deviation of white noise left after subtracting its own Gaussian blur of
+# sigma 1 px: sqrt(1 - 2 g(0) + sum g^2) for the 2-D kernel g.
+RESIDUAL_SHARE = float(np.sqrt(1.0 - 2.0 / (2.0 * np.pi) + 1.0 / (4.0 * np.pi)))
 SIZES = ("small", "large")  # projected objects below and above ``AdaptConfig.small_part``
 
 
@@ -125,14 +131,35 @@ def reference_patches(references: Sequence[np.ndarray]) -> list[np.ndarray]:
     return patches
 
 
+def scan_noise(scan: np.ndarray) -> float:
+    """The scanner's noise level in ``scan``, as ``synth.detector`` models it (standard
+    deviation ``noise * (sqrt(t) + 0.15)`` at transmission ``t``): the robust spread of the
+    scan's high-pass residual over its brightest fifth (chosen on the scan smoothed, so
+    that the choice does not pick the noise), where little but noise varies."""
+    scan = np.asarray(scan, dtype=np.float32)
+    residual = scan - gaussian_blur(scan, 1.0)
+    smooth = gaussian_blur(scan, 2.0)
+    bright = smooth >= np.quantile(smooth, 0.8)
+    spread = 1.4826 * float(np.median(np.abs(residual[bright]))) / RESIDUAL_SHARE
+    return spread / (float(np.sqrt(np.clip(smooth[bright], 0.0, 1.0)).mean()) + 0.15)
+
+
 def project_reference(
     scan: np.ndarray,
     patch: np.ndarray,
     rng: np.random.Generator,
     scale_range: tuple[float, float],
+    noise: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``patch`` at a random size (log-uniform in ``scale_range``), angle and place inside
-    ``scan``: (image, object mask)."""
+    ``scan``: (image, object mask).
+
+    The object is seen through the scanner as the scan was: blurred by a point spread of
+    ``PROJECTION_BLUR`` pixels, and with the noise its darkness brings (``noise``, the
+    scan's ``scan_noise`` unless given). Multiplying alone would scale the scan's noise
+    down with the object's transmission, leaving a projected object smoother and sharper
+    than anything the scanner itself shows: a cue a map learns instead of shapes.
+    """
     height, width = scan.shape
     low, high = np.log(scale_range[0]), np.log(scale_range[1])
     side = float(np.exp(rng.uniform(low, high))) * max(height, width)
@@ -141,11 +168,22 @@ def project_reference(
     fit = min(1.0, 0.95 * height / obj.shape[0], 0.95 * width / obj.shape[1])
     if fit < 1.0:  # a long gun turned across a short scan: shrink it to fit
         obj = transform_object(patch, scale=fit * side / max(patch.shape), angle_deg=angle)
+    obj = np.minimum(gaussian_blur(obj, float(rng.uniform(*PROJECTION_BLUR))), 1.0)
     ph, pw = obj.shape
     x = int(rng.integers(0, width - pw + 1))
     y = int(rng.integers(0, height - ph + 1))
     out = np.array(scan, dtype=np.float32, copy=True)
-    out[y : y + ph, x : x + pw] *= obj
+    under = out[y : y + ph, x : x + pw]
+    noise = scan_noise(scan) if noise is None else noise
+    # Detector noise at the new transmission, less what the scan's own noise still brings
+    # through the object (scaled by it): what is missing is added.
+    root = np.sqrt(np.clip(under, 0.0, 1.0))
+    wanted = noise * (root * np.sqrt(obj) + 0.15)
+    kept = noise * obj * (root + 0.15)
+    missing = np.sqrt(np.maximum(wanted**2 - kept**2, 0.0))
+    under *= obj
+    under += missing * rng.standard_normal(obj.shape, dtype=np.float32)
+    np.clip(under, 0.0, 1.0, out=under)
     mask = np.zeros(scan.shape, dtype=bool)
     mask[y : y + ph, x : x + pw] = obj < OBJECT_THRESHOLD
     return out, mask
@@ -172,9 +210,10 @@ def station_samples(
     rng = np.random.default_rng(seed)
     for scan in scans:
         yield scan, None, ""
+        noise = scan_noise(scan)
         for _ in range(projections):
             patch = patches[int(rng.integers(len(patches)))]
-            image, mask = project_reference(scan, patch, rng, scale_range)
+            image, mask = project_reference(scan, patch, rng, scale_range, noise)
             yield image, mask, size_kind(mask, small_part)
 
 
@@ -381,6 +420,7 @@ __all__ = [
     "measure_costs",
     "reference_patches",
     "project_reference",
+    "scan_noise",
     "size_kind",
     "split_holdout",
     "station_gain",
