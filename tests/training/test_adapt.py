@@ -217,19 +217,23 @@ def test_adapt_rehearses_generated_parcels_among_the_station_samples(tiny_map, m
 
 
 def test_the_budget_counts_caching_rehearsal_and_training():
-    costs = Costs(scan=1.0, parcel=2.0, step=0.1, score=0.05)
+    costs = Costs(scan=1.0, parcel=2.0, step=0.1, score=0.05, projection=0.3)
     cfg = AdaptConfig(minutes=15, epochs=8, rehearsal=1.0, gate_parcels=60)
-    # A training scan: 2 samples x (1 + 8 x 0.1) + 2 rehearsal parcels x (2 + 8 x 0.1) = 9.2 s;
-    # fixed: 80 held-out scans x 2 x (1 + 10 x 0.05) + 60 x (2 + 0.1) = 366 s.
-    assert costs.training_scans(cfg, 80) == int((BUDGET_SHARE * 900 - 366) / 9.2)
+    # A training scan: 2 samples x (1 + 8 x 0.1) + 1 projection x 0.3 + 2 rehearsal parcels
+    # x (2 + 8 x 0.1) = 9.5 s; fixed: 80 held-out scans x (2 x (1 + 10 x 0.05) + 0.3) + 60 x
+    # (2 + 0.1) = 390 s.
+    assert costs.training_scans(cfg, 80) == int((BUDGET_SHARE * 900 - 390) / 9.5)
+    slow = replace(costs, projection=3.0)
+    assert costs.training_scans(cfg, 80) > slow.training_scans(cfg, 80)
     assert costs.training_scans(replace(cfg, rehearsal=0.0), 80) > costs.training_scans(cfg, 80)
     assert costs.training_scans(replace(cfg, epochs=16), 80) < costs.training_scans(cfg, 80)
     assert costs.training_scans(replace(cfg, minutes=1), 80) == 1  # never none
 
 
 def test_costs_are_measured_on_this_machine(tiny_map):
-    costs = measure_costs(load_threatmap(tiny_map[0]), _cleared(1)[0], batch_size=4)
-    assert 0 < costs.score < costs.scan < costs.parcel and costs.step > 0
+    patch = reference_patches(_refs())[0]
+    costs = measure_costs(load_threatmap(tiny_map[0]), _cleared(1)[0], patch, batch_size=4)
+    assert 0 < costs.score < costs.scan < costs.parcel and costs.step > 0 < costs.projection
 
 
 def test_batches_of_scans_of_several_sizes_are_counted_for_the_schedule():

@@ -254,6 +254,7 @@ class Costs:
     parcel: float  # rendering a generated parcel and its trunk pass
     step: float  # training the head on one sample (forward and backward)
     score: float  # scoring one sample with the head
+    projection: float  # projecting a reference into a scan (``project_reference``)
 
     def training_scans(self, cfg: AdaptConfig, held: int) -> int:
         """How many training scans fit ``cfg.minutes``, with ``held`` scans held out: each
@@ -261,17 +262,24 @@ class Costs:
         the held-out samples and the gate parcels are cached and scored whatever happens."""
         per_scan = cfg.samples_per_scan
         epochs = cfg.epochs
-        each = per_scan * (self.scan + epochs * self.step) + per_scan * cfg.rehearsal * (
-            self.parcel + epochs * self.step
+        projecting = cfg.projections * self.projection
+        each = (
+            per_scan * (self.scan + epochs * self.step)
+            + projecting
+            + per_scan * cfg.rehearsal * (self.parcel + epochs * self.step)
         )
-        fixed = held * per_scan * (self.scan + (epochs + 2) * self.score) + cfg.gate_parcels * (
-            self.parcel + 2 * self.score
-        )
+        fixed = held * (
+            per_scan * (self.scan + (epochs + 2) * self.score) + projecting
+        ) + cfg.gate_parcels * (self.parcel + 2 * self.score)
         return max(1, int((BUDGET_SHARE * cfg.minutes * 60.0 - fixed) / each))
 
 
-def measure_costs(model: ThreatMap, scan: np.ndarray, batch_size: int) -> Costs:
-    """``Costs`` of ``model`` on this machine, from ``scan`` and one generated parcel."""
+def measure_costs(model: ThreatMap, scan: np.ndarray, patch: np.ndarray, batch_size: int) -> Costs:
+    """``Costs`` of ``model`` on this machine, from ``scan``, a reference ``patch`` projected
+    into it and one generated parcel."""
+    clock = time.perf_counter()
+    project_reference(scan, patch, np.random.default_rng(0), AdaptConfig.scale_range)
+    projection_s = time.perf_counter() - clock
     clock = time.perf_counter()
     x, _ = model.scan_tensor(scan)
     with torch.inference_mode():
@@ -295,7 +303,7 @@ def measure_costs(model: ThreatMap, scan: np.ndarray, batch_size: int) -> Costs:
     with torch.inference_mode():
         model.head_forward(batch)
     score_s = time.perf_counter() - clock
-    return Costs(scan_s, parcel_s, step_s / batch_size, score_s / batch_size)
+    return Costs(scan_s, parcel_s, step_s / batch_size, score_s / batch_size, projection_s)
 
 
 def split_holdout(n: int, cfg: AdaptConfig) -> tuple[list[int], list[int]]:
@@ -332,7 +340,7 @@ def adapt_threatmap(
     model._session = None  # the copy trains in torch; ONNX Runtime is for serving
 
     # Budget: as many training scans as caching, rehearsal and training on them leave room for.
-    costs = measure_costs(model, scans[train_idx[0]], cfg.batch_size)
+    costs = measure_costs(model, scans[train_idx[0]], max(patches, key=np.size), cfg.batch_size)
     samples_per_scan = cfg.samples_per_scan
     fits = costs.training_scans(cfg, len(held_idx))
     if fits < len(train_idx):
