@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from matcher.threatmap import ThreatMap
 from screening.augment import object_patch
 from synth.detector import gaussian_blur
-from synth.projection import transform_object
+from synth.projection import tight_box, transform_object
 from training.xray.threatmap import (
     TRAIN_SEED,
     VAL_SEED,
@@ -192,8 +192,8 @@ def project_reference(
 def size_kind(mask: np.ndarray, small_part: float) -> str:
     """ "projected small" or "projected large": the object's longer side against
     ``small_part`` times the scan's."""
-    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    side = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 if len(rows) else 0
+    box = tight_box(mask)
+    side = max(box.w, box.h) if box is not None else 0
     return f"projected {SIZES[0] if side < small_part * max(mask.shape) else SIZES[1]}"
 
 
