@@ -62,12 +62,18 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
+def noise_sigma(t: np.ndarray, noise: float) -> np.ndarray:
+    """The detector's noise (standard deviation) at transmission ``t``, for a scanner whose
+    noise level is ``noise``: signal-dependent, with a floor."""
+    return noise * (np.sqrt(np.clip(t, 0.0, 1.0)) + 0.15)
+
+
 def detector_response(t: np.ndarray, rng: np.random.Generator | None = None, *,
                       noise: float = 0.01, blur_sigma: float = 0.6) -> np.ndarray:
     """Blur (detector point spread) then add signal-dependent noise; result in [0, 1]."""
     out = gaussian_blur(t, blur_sigma)
     if rng is not None and noise > 0:
-        sigma = noise * (np.sqrt(np.clip(out, 0.0, 1.0)) + 0.15)
+        sigma = noise_sigma(out, noise)
         out = out + sigma * rng.standard_normal(out.shape, dtype=np.float32)
     return np.clip(out, 0.0, 1.0)
 

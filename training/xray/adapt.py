@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from matcher.threatmap import ThreatMap
 from screening.augment import object_patch
-from synth.detector import gaussian_blur
+from synth.detector import gaussian_blur, noise_sigma
 from synth.projection import tight_box, transform_object
 from training.xray.threatmap import (
     TRAIN_SEED,
@@ -132,16 +132,16 @@ def reference_patches(references: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def scan_noise(scan: np.ndarray) -> float:
-    """The scanner's noise level in ``scan``, as ``synth.detector`` models it (standard
-    deviation ``noise * (sqrt(t) + 0.15)`` at transmission ``t``): the robust spread of the
-    scan's high-pass residual over its brightest fifth (chosen on the scan smoothed, so
-    that the choice does not pick the noise), where little but noise varies."""
+    """The scanner's noise level in ``scan``, as ``synth.detector.noise_sigma`` models it:
+    the robust spread of the scan's high-pass residual over its brightest fifth (chosen on
+    the scan smoothed, so that the choice does not pick the noise), where little but noise
+    varies."""
     scan = np.asarray(scan, dtype=np.float32)
     residual = scan - gaussian_blur(scan, 1.0)
     smooth = gaussian_blur(scan, 2.0)
     bright = smooth >= np.quantile(smooth, 0.8)
     spread = 1.4826 * float(np.median(np.abs(residual[bright]))) / RESIDUAL_SHARE
-    return spread / (float(np.sqrt(np.clip(smooth[bright], 0.0, 1.0)).mean()) + 0.15)
+    return spread / float(noise_sigma(smooth[bright], 1.0).mean())
 
 
 def project_reference(
@@ -177,9 +177,8 @@ def project_reference(
     noise = scan_noise(scan) if noise is None else noise
     # Detector noise at the new transmission, less what the scan's own noise still brings
     # through the object (scaled by it): what is missing is added.
-    root = np.sqrt(np.clip(under, 0.0, 1.0))
-    wanted = noise * (root * np.sqrt(obj) + 0.15)
-    kept = noise * obj * (root + 0.15)
+    wanted = noise_sigma(under * obj, noise)
+    kept = obj * noise_sigma(under, noise)
     missing = np.sqrt(np.maximum(wanted**2 - kept**2, 0.0))
     under *= obj
     under += missing * rng.standard_normal(obj.shape, dtype=np.float32)
