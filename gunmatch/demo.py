@@ -1,15 +1,17 @@
 """The embedded demo gallery: generated X-ray references of parts and look-alikes.
 
 Everything is made by the project's own generator (synth), so the demo needs no
-downloaded data. ``build_demo`` is idempotent: re-running reuses what is already there.
-The gallery gets the shipped X-ray model and threat map where present; its screening
-thresholds are measured on generated parcels holding no threat, and the showcase query is a
-parcel holding a slide the gallery has not seen.
+downloaded data. ``build_demo`` is idempotent: re-running reuses what is already there,
+thresholds included while the gallery and the screening settings are unchanged (so ``make
+demo`` serves again at once). The gallery gets the shipped X-ray model and threat map where
+present; its screening thresholds are measured on generated parcels holding no threat, and
+the showcase query is a parcel holding a slide the gallery has not seen.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 from PIL import Image
@@ -18,7 +20,7 @@ from gunmatch.indexing import build, gallery_writer, read_metadata_csv, scan_sou
 from gunmatch.search import SearchOptions, load_judge, search_image
 from gunmatch.service import create_engine, open_engine
 from gunmatch.settings import get_settings
-from screening.calibration import calibrate_screening
+from screening.calibration import calibrate_screening, fitting_calibration
 from screening.screen import ScreeningConfig
 from synth import PART_KINDS, render_isolated, render_parcel, to_uint8, write_reference_set
 from training.evaluate import evaluate
@@ -71,6 +73,14 @@ def calibrate(engine, root: Path, per_kind: int = 3) -> Path:
     )
 
 
+def calibrated(path: Path, model_id: str) -> bool:
+    """Whether ``path`` holds decision thresholds measured with ``model_id``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("model_id") == model_id
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def write_parcel_query(
     out: Path, kind: str = QUERY_KIND, seed: int = DEMO_SEED + 999
 ) -> tuple[Path, list[int]]:
@@ -85,8 +95,7 @@ def calibrate_parcels(engine, screening: ScreeningConfig, n: int = CLEARED_PARCE
     """Screening thresholds from generated parcels holding no threat (the demo's "cleared
     scans"): alert on at most 1 in 40, review on at most 1 in 10."""
     scans = (
-        render_parcel(CLEARED_SEED + i, size=PARCEL_SIZE, threat_kind=None).image
-        for i in range(n)
+        render_parcel(CLEARED_SEED + i, size=PARCEL_SIZE, threat_kind=None).image for i in range(n)
     )
     return calibrate_screening(engine, scans, screening, 0.025, 0.1)
 
@@ -102,13 +111,15 @@ def build_demo(root: Path, per_kind: int = 6, threads: int | None = 2) -> dict:
     settings = get_settings(threads=threads)
     engine = create_engine(root / "gallery", modality="xray", threads=threads)
     try:
-        build(
+        added = build(
             records,
             engine.embedder,
             gallery_writer(engine.gallery, engine.embedder.model_id, "demo"),
             known_shas=engine.gallery.store.known_shas(),
-        )
-        calibration = calibrate(engine, root)
+        ).added
+        calibration = engine.gallery.root / "calibration.json"
+        if added or not calibrated(calibration, engine.embedder.model_id):
+            calibration = calibrate(engine, root)
         engine.gallery.flush()
     finally:
         engine.close()
@@ -116,7 +127,9 @@ def build_demo(root: Path, per_kind: int = 6, threads: int | None = 2) -> dict:
     engine = open_engine(root / "gallery", threads=threads, runtime=settings.runtime)
     try:
         screening = settings.screening_config()
-        cleared = calibrate_parcels(engine, screening)
+        cleared = (None if added else fitting_calibration(engine, screening)) or calibrate_parcels(
+            engine, screening
+        )
         write_query(root / "queries" / f"{QUERY_KIND}_unseen.png")
         query, box = write_parcel_query(root / "queries" / f"{QUERY_KIND}_in_parcel.png")
         opts = SearchOptions(k=5, screening=screening)

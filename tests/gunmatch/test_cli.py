@@ -12,6 +12,7 @@ import pytest
 
 from gunmatch.cli import main
 from gunmatch.state import state_location
+from screening.calibration import SCREENING_CALIBRATION_FILE
 from tests.helpers import shape_image, write_image_tree
 
 
@@ -193,6 +194,13 @@ def test_demo_builds_gallery_calibrates_and_searches(capsys, tmp_path, new_galle
     assert cal["model_id"].startswith("efficientnet_lite0-")
     ranked = [line for line in out.splitlines() if line.strip().startswith("1.")]
     assert ranked, out
-    # Idempotent: a second run reuses the generated files and adds nothing.
+    # Idempotent: a second run reuses the generated files and adds nothing, and keeps both
+    # sets of thresholds (nothing they were measured on changed).
+    files = [
+        tmp_path / "demo" / "gallery" / f for f in ("calibration.json", SCREENING_CALIBRATION_FILE)
+    ]
+    written = [f.stat().st_mtime_ns for f in files]
     code, out2, _ = run(capsys, "demo", "--dir", str(tmp_path / "demo"), "--per-kind", "1")
     assert code == 0 and "(27 items" in out2
+    assert [f.stat().st_mtime_ns for f in files] == written
+    assert out2.splitlines()[2:] == out.splitlines()[2:]  # the same showcase verdict and matches
