@@ -39,7 +39,7 @@ def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(tmp_path, 
         ["--station", "noisy-lowres", "--held-out", "noisy-lowres", "--cleared", "6",
          "--minutes", "30", "--positives", "2", "--negatives", "2", "--size", "320x250",
          "--refs-per-kind", "1", "--benign-refs", "1", "--augment", "0", "--crop", "64",
-         "--regions", "8", "--threads", "1"]
+         "--regions", "8", "--map-zooms", "1", "--map-views", "1", "--threads", "1"]
     )  # fmt: skip
     res = xray_adapt.run(args)
     assert (
