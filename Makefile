@@ -9,7 +9,7 @@ DEMO_DIR ?= demo-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test test-shared test-shared-slow lint bench browser postgres clean
+.PHONY: demo test test-slow test-shared test-shared-slow lint bench browser postgres clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,13 +39,20 @@ postgres:
 	  elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "postgresql not installed and no root: the PostgreSQL tests will be skipped"; fi; }
 
-# The whole suite, then the API and CLI tests again on a shared gallery (PostgreSQL + Milvus).
+# The suite but for the tests marked slow, then the API and CLI tests again on a shared gallery
+# (PostgreSQL + Milvus): under 10 minutes on 2 cores. CI runs the slow tests after it.
 test: $(STAMP) browser postgres
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
 	$(SHARED_PYTEST) -m "not slow"
+	@echo "the tests marked slow (demo build, real-data baseline, browser showcase): make test-slow"
+
+# The tests marked slow (over a few seconds each), on an embedded gallery, then on a shared one.
+test-slow: $(STAMP) browser postgres
+	$(BIN)/python -m pytest -q -m slow
+	$(SHARED_PYTEST) -m slow
 
 # The API and CLI tests on a shared gallery: its quick part (also in `make test`), its slow part
-# (in CI, after `make test`: .ci/run).
+# (also in `make test-slow`).
 test-shared: $(STAMP) browser postgres
 	$(SHARED_PYTEST) -m "not slow"
 
