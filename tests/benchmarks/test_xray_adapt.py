@@ -32,6 +32,7 @@ def test_station_look_must_be_a_look():
         xray_adapt.main(["--station", "dense"])
 
 
+@pytest.mark.slow  # a whole adaptation and four screened rows: about a minute on 2 cores
 def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(tmp_path, monkeypatch):
     quick = replace(AdaptConfig(), epochs=1, gate_parcels=6, holdout=0.5)
     monkeypatch.setattr(adapt_command, "AdaptConfig", lambda: quick)
