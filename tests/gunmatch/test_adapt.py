@@ -42,6 +42,11 @@ def test_accepted_adaptation_installs_the_map_and_measures_thresholds(mapped_gal
     assert cal["screening"]["threatmap"]["id"] == tmap.map_id
     assert report["screening_calibration"]["alert_threshold"] == cal["alert_threshold"]
     assert json.loads((gallery / REPORT_FILE).read_text())["installed_map_id"] == tmap.map_id
+    # Undone as the README says: the previous map goes back, the adapted one becomes previous.
+    prev = gallery / "model" / PREVIOUS
+    assert main(["gallery", "threatmap", str(prev), "--gallery", str(gallery)]) == 0
+    assert load_threatmap(gallery / "model" / "threatmap").map_id == before
+    assert load_threatmap(prev).map_id == tmap.map_id
 
 
 def test_refused_adaptation_changes_nothing(mapped_gallery):
