@@ -17,6 +17,7 @@ from gunmatch.commands.common import (
     screening_config,
     serving_runtime,
 )
+from gunmatch.maps import PREVIOUS
 from gunmatch.service import expand_paths
 from training.xray.adapt import AdaptConfig
 
@@ -122,5 +123,10 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         f"installed the adapted threat map in {gdir}; screening thresholds measured on the "
         f"held-out scans: alert {cal['alert_threshold']:.3f}, review {cal['review_threshold']:.3f}"
         f". A running service picks them up on reload (SIGHUP or POST /v1/admin/reload)."
+    )
+    out(
+        "check the station's detections: adapt's gate measured the map on projected references, "
+        "not the screening of the station's own bags. To put the previous map back: gunmatch "
+        f"gallery threatmap {gdir / 'model' / PREVIOUS} --gallery {gdir}"
     )
     return 0

@@ -81,6 +81,15 @@ def test_cli_adapt(mapped_gallery, tmp_path, capsys, monkeypatch):
     assert code == 1 and "refused" in text and str(gallery / REPORT_FILE) in text
     for key in ("auc_small", "auc_large"):
         assert station_change(report, key) in text
+    # Accepted: the thresholds, and how to undo it.
+    cal = {"alert_threshold": 0.9, "review_threshold": 0.8}
+    gate = {**report["gate"], "accepted": True}
+    accepted = {**report, "gate": gate, "screening_calibration": cal}
+    monkeypatch.setattr("gunmatch.commands.adapt.adapt_gallery", lambda *a, **k: accepted)
+    assert main(["adapt", str(scans), "--gallery", str(gallery), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "alert 0.900, review 0.800" in text
+    assert f"gunmatch gallery threatmap {gallery / 'model' / PREVIOUS} --gallery {gallery}" in text
 
 
 def test_station_change_reads_a_size_before_and_after():
