@@ -11,11 +11,11 @@ the showcase query is a parcel holding a slide the gallery has not seen.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from PIL import Image
 
+from gunmatch.decision import load_calibration
 from gunmatch.indexing import build, gallery_writer, read_metadata_csv, scan_source
 from gunmatch.search import SearchOptions, load_judge, search_image
 from gunmatch.service import create_engine, open_engine
@@ -69,16 +69,8 @@ def calibrate(engine, root: Path, per_kind: int = 3) -> Path:
     engine.gallery.flush()
     ev = evaluate(engine.gallery.root, queries, engine.embedder, threats, modality="xray")
     return write_calibration(
-        ev.metrics, engine.gallery.root / "calibration.json", f"gunmatch demo ({queries})"
+        ev.metrics, engine.gallery.calibration_file, f"gunmatch demo ({queries})"
     )
-
-
-def calibrated(path: Path, model_id: str) -> bool:
-    """Whether ``path`` holds decision thresholds measured with ``model_id``."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("model_id") == model_id
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def write_parcel_query(
@@ -117,8 +109,12 @@ def build_demo(root: Path, per_kind: int = 6, threads: int | None = 2) -> dict:
             gallery_writer(engine.gallery, engine.embedder.model_id, "demo"),
             known_shas=engine.gallery.store.known_shas(),
         ).added
-        calibration = engine.gallery.root / "calibration.json"
-        if added or not calibrated(calibration, engine.embedder.model_id):
+        calibration = engine.gallery.calibration_file
+        if (
+            added
+            or not calibration.is_file()
+            or not load_calibration(calibration, engine.embedder.model_id).calibrated
+        ):
             calibration = calibrate(engine, root)
         engine.gallery.flush()
     finally:
@@ -127,9 +123,9 @@ def build_demo(root: Path, per_kind: int = 6, threads: int | None = 2) -> dict:
     engine = open_engine(root / "gallery", threads=threads, runtime=settings.runtime)
     try:
         screening = settings.screening_config()
-        cleared = (None if added else fitting_calibration(engine, screening)) or calibrate_parcels(
-            engine, screening
-        )
+        cleared = None if added else fitting_calibration(engine, screening)
+        if cleared is None:
+            cleared = calibrate_parcels(engine, screening)
         write_query(root / "queries" / f"{QUERY_KIND}_unseen.png")
         query, box = write_parcel_query(root / "queries" / f"{QUERY_KIND}_in_parcel.png")
         opts = SearchOptions(k=5, screening=screening)

@@ -8,9 +8,16 @@ from pathlib import Path
 
 from index import Gallery
 from index.files import swap_in
+from index.gallery import MODEL_DIR
 from matcher.threatmap import ThreatMap, load_threatmap, save_threatmap
 
 PREVIOUS = "threatmap.prev"  # GALLERY/model/threatmap.prev: the map an install replaced
+
+
+def previous_threatmap(gallery_root: str | Path) -> Path:
+    """Where an install keeps the map it replaced (``gunmatch gallery threatmap`` with this
+    path puts it back)."""
+    return Path(gallery_root) / MODEL_DIR / PREVIOUS
 
 
 def _check_xray(gallery: Gallery) -> None:
@@ -39,7 +46,7 @@ def install_threatmap(gallery: Gallery, source: str | Path | ThreatMap) -> Threa
             shutil.copytree(source, staging, dirs_exist_ok=True)
         tmap = load_threatmap(staging)
         if dest.exists():
-            previous = dest.parent / PREVIOUS
+            previous = previous_threatmap(gallery.root)
             shutil.rmtree(previous, ignore_errors=True)
             shutil.copytree(dest, previous)
             swap_in(staging, dest)

@@ -17,7 +17,7 @@ from gunmatch.commands.common import (
     screening_config,
     serving_runtime,
 )
-from gunmatch.maps import PREVIOUS
+from gunmatch.maps import previous_threatmap
 from gunmatch.service import expand_paths
 from training.xray.adapt import AdaptConfig
 
@@ -127,6 +127,6 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     out(
         "check the station's detections: adapt's gate measured the map on projected references, "
         "not the screening of the station's own bags. To put the previous map back: gunmatch "
-        f"gallery threatmap {gdir / 'model' / PREVIOUS} --gallery {gdir}"
+        f"gallery threatmap {previous_threatmap(gdir)} --gallery {gdir}"
     )
     return 0
