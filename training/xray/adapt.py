@@ -13,6 +13,13 @@ parts, and one AUC over both hides it. The epoch kept is the best on the worse o
 the result is refused when either falls, or when it forgets the generated parcels all the same
 (``gate_margin`` on the AUC of held-out generated parcels, a seed range rehearsal never draws
 from).
+
+The map kept is not the fine-tuned head itself but a weighted mean of its weights and the
+base map's (``AdaptConfig.base_share``; weight-space ensembling, as WiSE-FT does for
+fine-tuned image models): the station's projections are not the parts its bags will hold,
+and a head fine-tuned on them alone lost single parts drawn in the station's look while its
+own held-out measure rose (docs/benchmarks.md, sections "adapt-noisy-lowres-parts" and
+"adapt-dual-energy-vivid-parts").
 """
 
 from __future__ import annotations
@@ -100,6 +107,9 @@ class AdaptConfig:
     gate_parcels: int = 60
     gate_margin: float = 0.02
     require_gain: bool = True
+    # The base map's share in the adapted head's weights (``mix_heads``): 0 keeps the
+    # fine-tuned head as trained, 1 the base map unchanged.
+    base_share: float = 0.5
     # Time budget; training scans are subsampled when caching and training on them all would
     # not fit (``Costs.training_scans``).
     minutes: float = 15.0
@@ -268,8 +278,8 @@ class Costs:
             + per_scan * cfg.rehearsal * (self.parcel + epochs * self.step)
         )
         fixed = held * (
-            per_scan * (self.scan + (epochs + 2) * self.score) + projecting
-        ) + cfg.gate_parcels * (self.parcel + 2 * self.score)
+            per_scan * (self.scan + (epochs + 3) * self.score) + projecting
+        ) + cfg.gate_parcels * (self.parcel + 3 * self.score)
         return max(1, int((BUDGET_SHARE * cfg.minutes * 60.0 - fixed) / each))
 
 
@@ -305,6 +315,22 @@ def measure_costs(model: ThreatMap, scan: np.ndarray, patch: np.ndarray, batch_s
     return Costs(scan_s, parcel_s, step_s / batch_size, score_s / batch_size, projection_s)
 
 
+def mix_heads(tuned: ThreatMap, base: ThreatMap, base_share: float) -> ThreatMap:
+    """``tuned`` with each head weight replaced by ``base_share`` x the base map's plus the
+    rest x its own (in place; the trunk, frozen while adapting, is the same in both)."""
+    if not 0.0 <= base_share <= 1.0:
+        raise ValueError(f"base_share is a share: need 0 to 1, not {base_share}")
+    own = tuned.state_dict()
+    theirs = base.state_dict()
+    mixed = {
+        k: torch.lerp(v, theirs[k].to(v.dtype), base_share)
+        for k, v in own.items()
+        if not k.startswith("trunk.") and v.is_floating_point()
+    }
+    tuned.load_state_dict(mixed, strict=False)
+    return tuned
+
+
 def split_holdout(n: int, cfg: AdaptConfig) -> tuple[list[int], list[int]]:
     """(training, held-out) scan indices, drawn with ``cfg.seed``."""
     held = max(cfg.min_holdout, int(round(cfg.holdout * n)))
@@ -331,6 +357,8 @@ def adapt_threatmap(
         raise ValueError("need 0 < holdout < 1, projections >= 1 and epochs >= 1")
     if cfg.rehearsal < 0.0:
         raise ValueError("rehearsal is a share of the training samples: need >= 0")
+    if not 0.0 <= cfg.base_share < 1.0:
+        raise ValueError("base_share is the base map's share of the head: need 0 <= it < 1")
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     patches = reference_patches(references)
@@ -382,6 +410,8 @@ def adapt_threatmap(
     history = fit_head(
         model, train, held, fit_cfg, progress, measure=station_measure, select="auc_worst"
     )
+    tuned = {"station": station_measure(model, held), "generated": _measure(model, gate)}
+    mix_heads(model, base, cfg.base_share)
     after = {"station": station_measure(model, held), "generated": _measure(model, gate)}
     drop = before["generated"]["auc"] - after["generated"]["auc"]
     gained = station_gain(before["station"], after["station"])
@@ -400,6 +430,8 @@ def adapt_threatmap(
         "costs_s": {k: round(v, 4) for k, v in asdict(costs).items()},
         "references": len(patches),
         "before": before,
+        # the fine-tuned head before ``mix_heads``; "after" is the map kept
+        "tuned": tuned,
         "after": after,
         "gate": {
             "metric": "generated.auc",
@@ -425,6 +457,7 @@ __all__ = [
     "Costs",
     "adapt_threatmap",
     "measure_costs",
+    "mix_heads",
     "reference_patches",
     "project_reference",
     "scan_noise",
