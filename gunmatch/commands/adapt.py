@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "map does not forget the generator (default %(default)s; 0: none)",
     )
     p.add_argument(
+        "--base-share",
+        type=float,
+        default=defaults.base_share,
+        help="the base map's share in the adapted head's weights: the head kept is that mean "
+        "of the base and the fine-tuned one (default %(default)s; 0: the fine-tuned head)",
+    )
+    p.add_argument(
         "--gate-margin",
         type=float,
         default=defaults.gate_margin,
@@ -77,6 +84,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         raise UsageError(
             "need --minutes > 0, --epochs >= 1, 0 < --holdout < 1 and --rehearsal >= 0"
         )
+    if not 0 <= args.base_share < 1:
+        raise UsageError("need 0 <= --base-share < 1")
     if not 0 < args.false_alarm <= args.review_rate < 1:
         raise UsageError("need 0 < --false-alarm <= --review-rate < 1")
     cfg = replace(
@@ -85,6 +94,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         holdout=args.holdout,
         epochs=args.epochs,
         rehearsal=args.rehearsal,
+        base_share=args.base_share,
         gate_margin=args.gate_margin,
         seed=args.seed,
     )

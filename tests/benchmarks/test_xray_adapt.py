@@ -7,11 +7,15 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from benchmarks import xray_adapt, xray_domain
 from gunmatch.commands import adapt as adapt_command
-from training.xray.adapt import AdaptConfig
+from gunmatch.maps import install_threatmap
+from index import Gallery
+from matcher.threatmap import load_threatmap
+from training.xray.adapt import AdaptConfig, mix_heads
 
 
 def test_cleared_scans_are_clean_exports_in_the_station_look(tmp_path):
@@ -25,6 +29,24 @@ def test_cleared_scans_are_clean_exports_in_the_station_look(tmp_path):
     # a dual-energy export is pseudo-colour; the default generator's is grey
     assert np.abs(colour[..., 0] - colour[..., 2]).max() > 40
     assert np.ptp(grey.astype(int), axis=2).max() == 0
+
+
+def test_the_fine_tuned_head_alone_is_recovered_from_the_installed_mix(mapped_gallery, tiny_map):
+    # As adapt installs it: a quarter of the base map's head mixed into the fine-tuned one,
+    # the base kept as the previous map.
+    tuned = load_threatmap(tiny_map[0])
+    with torch.no_grad():
+        for name, weight in tuned.named_parameters():
+            if not name.startswith("trunk."):
+                weight.add_(torch.randn_like(weight))
+    expected = {k: v.clone() for k, v in tuned.state_dict().items()}
+    with Gallery.open(mapped_gallery) as g:
+        install_threatmap(g, mix_heads(tuned, load_threatmap(tiny_map[0]), 0.25))
+    xray_adapt.install_fine_tuned_alone(mapped_gallery, 0.25)
+    with Gallery.open(mapped_gallery) as g:
+        alone = load_threatmap(g.threatmap_dir).state_dict()
+    for k, v in expected.items():
+        np.testing.assert_allclose(alone[k].numpy(), v.numpy(), atol=1e-5)
 
 
 def test_station_look_must_be_a_look():
@@ -53,8 +75,11 @@ def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(tmp_path, 
     )
     assert res["held_out"] and res["exit"] == (0 if res["report"]["gate"]["accepted"] else 1)
     assert res["report"]["training_scans"] + res["report"]["held_out_scans"] == 6
+    # Accepted, the rows are screened with the fine-tuned head alone too.
+    assert (res["alone"] is not None) == res["report"]["gate"]["accepted"]
     text = xray_adapt.markdown(args, res, "cmd")
     assert "held out from training" in text and "| noisy-lowres |" in text
+    assert ("fine-tuned alone: detection" in text) == (res["alone"] is not None)
     # The station's own measure, small parts and larger objects apart, as adapt measured it.
     station = res["report"]["after"]["station"]
     assert "small parts " in text and "larger objects " in text

@@ -75,9 +75,13 @@ def test_cli_adapt(mapped_gallery, tmp_path, capsys, monkeypatch):
     assert json.loads((gallery / REPORT_FILE).read_text())["gate"] == report["gate"]
     # The same report read by a person (without adapting again): the held-out measure, small
     # parts and larger objects apart.
-    monkeypatch.setattr("gunmatch.commands.adapt.adapt_gallery", lambda *a, **k: report)
-    code = main(["adapt", str(scans), "--gallery", str(gallery), "--quiet"])
+    asked = []
+    monkeypatch.setattr(
+        "gunmatch.commands.adapt.adapt_gallery", lambda *a, **k: asked.append(a[2]) or report
+    )
+    code = main(["adapt", str(scans), "--gallery", str(gallery), "--quiet", "--base-share", "0"])
     text = capsys.readouterr().out
+    assert asked[0].base_share == 0.0  # the fine-tuned head as trained
     assert code == 1 and "refused" in text and str(gallery / REPORT_FILE) in text
     for key in ("auc_small", "auc_large"):
         assert station_change(report, key) in text
@@ -100,7 +104,14 @@ def test_station_change_reads_a_size_before_and_after():
 
 
 @pytest.mark.parametrize(
-    "extra", [["--holdout", "1.5"], ["--false-alarm", "0.2"], ["--rehearsal", "-1"], []]
+    "extra",
+    [
+        ["--holdout", "1.5"],
+        ["--false-alarm", "0.2"],
+        ["--rehearsal", "-1"],
+        ["--base-share", "1"],
+        [],
+    ],
 )
 def test_cli_adapt_refuses_bad_input(mapped_gallery, tmp_path, extra):
     gallery = mapped_gallery

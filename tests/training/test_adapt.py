@@ -208,7 +208,7 @@ def test_the_kept_head_is_the_mean_of_the_fine_tuned_and_the_base_weights(tiny_m
         adapt_threatmap(base, scans, _refs(), replace(QUICK, base_share=1.0), False)
 
 
-def test_mixing_heads_weighs_each_weight_and_refuses_a_share_outside_0_to_1(tiny_map):
+def test_mixing_heads_weighs_each_weight_and_mixing_back_recovers_the_fine_tuned_one(tiny_map):
     base = load_threatmap(tiny_map[0])
     other = load_threatmap(tiny_map[0])
     name, weight = next((k, v) for k, v in other.state_dict().items() if k.startswith("head"))
@@ -216,10 +216,13 @@ def test_mixing_heads_weighs_each_weight_and_refuses_a_share_outside_0_to_1(tiny
         weight.add_(1.0)
     mix_heads(other, base, 0.5)
     assert np.allclose(other.state_dict()[name].numpy(), base.state_dict()[name].numpy() + 0.5)
+    mix_heads(other, base, -1.0)  # share s = 0.5 mixed back: -s / (1 - s)
+    assert np.allclose(other.state_dict()[name].numpy(), base.state_dict()[name].numpy() + 1.0)
     mix_heads(other, base, 1.0)
     assert np.array_equal(other.state_dict()[name].numpy(), base.state_dict()[name].numpy())
-    with pytest.raises(ValueError, match="share"):
-        mix_heads(other, base, 1.5)
+    for bad in (1.5, float("nan")):
+        with pytest.raises(ValueError, match="base_share"):
+            mix_heads(other, base, bad)
 
 
 def test_adapt_needs_references_and_scans(tiny_map):

@@ -317,14 +317,15 @@ def measure_costs(model: ThreatMap, scan: np.ndarray, patch: np.ndarray, batch_s
 
 def mix_heads(tuned: ThreatMap, base: ThreatMap, base_share: float) -> ThreatMap:
     """``tuned`` with each head weight replaced by ``base_share`` x the base map's plus the
-    rest x its own (in place; the trunk, frozen while adapting, is the same in both)."""
-    if not 0.0 <= base_share <= 1.0:
-        raise ValueError(f"base_share is a share: need 0 to 1, not {base_share}")
-    own = tuned.state_dict()
+    rest x its own (in place; the trunk, frozen while adapting, is the same in both). A share
+    below 0 extrapolates: mixing a mix with ``-s / (1 - s)`` gives back the head it mixed
+    with share ``s``."""
+    if not math.isfinite(base_share) or base_share > 1.0:
+        raise ValueError(f"base_share must be a finite number up to 1, not {base_share}")
     theirs = base.state_dict()
     mixed = {
         k: torch.lerp(v, theirs[k].to(v.dtype), base_share)
-        for k, v in own.items()
+        for k, v in tuned.state_dict().items()
         if not k.startswith("trunk.") and v.is_floating_point()
     }
     tuned.load_state_dict(mixed, strict=False)
