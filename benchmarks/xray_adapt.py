@@ -13,8 +13,9 @@ training (``--held-out``, as ``benchmarks.xray_domain`` reads it):
    defaults otherwise (it installs the adapted map only if its gate accepts it);
 5. the same rows are screened again with whatever adapt left in the gallery;
 6. when adapt installed a map that keeps a share of the base map's head
-   (``AdaptConfig.base_share``), the rows are screened once more with the fine-tuned head
-   alone (``--base-share 0``), recovered from the installed map and the one it replaced.
+   (``AdaptConfig.base_share``) and the base was ``--threatmap``, the rows are screened
+   once more with the fine-tuned head alone (``--base-share 0``), recovered from the
+   installed map and the one it replaced.
 
     .venv/bin/python -m benchmarks.xray_adapt --station dual-energy-vivid --guns \\
         --held-out dual-energy-orange dual-energy-vivid dense \\
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> dict:
         after = screen_rows(gallery, rows, args)
         share = report["config"].get("base_share", 0.0)
         alone = None
-        if report["gate"]["accepted"] and share > 0.0:
+        if report["gate"]["accepted"] and share > 0.0 and args.threatmap:  # base: --threatmap
             install_fine_tuned_alone(gallery, share)
             alone = screen_rows(gallery, rows, args)
     finally:

@@ -55,14 +55,18 @@ def test_station_look_must_be_a_look():
 
 
 @pytest.mark.slow  # a whole adaptation and four screened rows: about a minute on 2 cores
-def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(tmp_path, monkeypatch):
-    quick = replace(AdaptConfig(), epochs=1, gate_parcels=6, holdout=0.5)
+def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(monkeypatch, tiny_map):
+    # A gate that accepts whatever it measures, so the fine-tuned head alone is screened too.
+    quick = replace(
+        AdaptConfig(), epochs=1, gate_parcels=6, holdout=0.5, gate_margin=1.0, require_gain=False
+    )
     monkeypatch.setattr(adapt_command, "AdaptConfig", lambda: quick)
     args = xray_adapt.parser().parse_args(
         ["--station", "noisy-lowres", "--held-out", "noisy-lowres", "--cleared", "6",
          "--minutes", "30", "--positives", "2", "--negatives", "2", "--size", "320x250",
          "--refs-per-kind", "1", "--benign-refs", "1", "--augment", "0", "--crop", "64",
-         "--regions", "8", "--map-zooms", "1", "--map-views", "1", "--threads", "1"]
+         "--regions", "8", "--map-zooms", "1", "--map-views", "1", "--threads", "1",
+         "--threatmap", str(tiny_map[0])]
     )  # fmt: skip
     res = xray_adapt.run(args)
     assert (
@@ -73,13 +77,13 @@ def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(tmp_path, 
             "noisy-lowres",
         ]
     )
-    assert res["held_out"] and res["exit"] == (0 if res["report"]["gate"]["accepted"] else 1)
+    assert res["held_out"] and res["exit"] == 0 and res["report"]["gate"]["accepted"]
     assert res["report"]["training_scans"] + res["report"]["held_out_scans"] == 6
     # Accepted, the rows are screened with the fine-tuned head alone too.
-    assert (res["alone"] is not None) == res["report"]["gate"]["accepted"]
+    assert [r["row"] for r in res["alone"]] == ["default", "noisy-lowres"]
     text = xray_adapt.markdown(args, res, "cmd")
     assert "held out from training" in text and "| noisy-lowres |" in text
-    assert ("fine-tuned alone: detection" in text) == (res["alone"] is not None)
+    assert "fine-tuned alone: detection" in text and "0.5 x the base map's" in text
     # The station's own measure, small parts and larger objects apart, as adapt measured it.
     station = res["report"]["after"]["station"]
     assert "small parts " in text and "larger objects " in text
