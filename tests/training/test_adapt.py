@@ -270,10 +270,22 @@ def test_the_budget_counts_caching_rehearsal_and_training():
     assert costs.training_scans(replace(cfg, minutes=1), 80) == 1  # never none
 
 
-def test_costs_are_measured_on_this_machine(tiny_map):
+def test_costs_are_measured_on_this_machine(tiny_map, monkeypatch):
     patch = reference_patches(_refs())[0]
-    costs = measure_costs(load_threatmap(tiny_map[0]), _cleared(1)[0], patch, batch_size=4)
+    sizes = []
+    projecting = adapt_module.project_reference
+    monkeypatch.setattr(
+        adapt_module,
+        "project_reference",
+        lambda scan, patch, rng, scale_range: (
+            sizes.append(scale_range) or projecting(scan, patch, rng, scale_range)
+        ),
+    )
+    costs = measure_costs(
+        load_threatmap(tiny_map[0]), _cleared(1)[0], patch, batch_size=4, scale_range=(0.3, 0.4)
+    )
     assert 0 < costs.score < costs.scan < costs.parcel and costs.step > 0 < costs.projection
+    assert sizes == [(0.3, 0.4)]  # projected at the run's sizes, not the default ones
 
 
 def test_batches_of_scans_of_several_sizes_are_counted_for_the_schedule():

@@ -283,11 +283,17 @@ class Costs:
         return max(1, int((BUDGET_SHARE * cfg.minutes * 60.0 - fixed) / each))
 
 
-def measure_costs(model: ThreatMap, scan: np.ndarray, patch: np.ndarray, batch_size: int) -> Costs:
+def measure_costs(
+    model: ThreatMap,
+    scan: np.ndarray,
+    patch: np.ndarray,
+    batch_size: int,
+    scale_range: tuple[float, float] = AdaptConfig.scale_range,
+) -> Costs:
     """``Costs`` of ``model`` on this machine, from ``scan``, a reference ``patch`` projected
-    into it and one generated parcel."""
+    into it at the sizes of ``scale_range`` and one generated parcel."""
     clock = time.perf_counter()
-    project_reference(scan, patch, np.random.default_rng(0), AdaptConfig.scale_range)
+    project_reference(scan, patch, np.random.default_rng(0), scale_range)
     projection_s = time.perf_counter() - clock
     clock = time.perf_counter()
     x, _ = model.scan_tensor(scan)
@@ -368,7 +374,9 @@ def adapt_threatmap(
     model._session = None  # the copy trains in torch; ONNX Runtime is for serving
 
     # Budget: as many training scans as caching, rehearsal and training on them leave room for.
-    costs = measure_costs(model, scans[train_idx[0]], max(patches, key=np.size), cfg.batch_size)
+    costs = measure_costs(
+        model, scans[train_idx[0]], max(patches, key=np.size), cfg.batch_size, cfg.scale_range
+    )
     samples_per_scan = cfg.samples_per_scan
     fits = costs.training_scans(cfg, len(held_idx))
     if fits < len(train_idx):
