@@ -285,7 +285,17 @@ def test_costs_are_measured_on_this_machine(tiny_map, monkeypatch):
         load_threatmap(tiny_map[0]), _cleared(1)[0], patch, batch_size=4, scale_range=(0.3, 0.4)
     )
     assert 0 < costs.score < costs.scan < costs.parcel and costs.step > 0 < costs.projection
-    assert sizes == [(0.3, 0.4)]  # projected at the run's sizes, not the default ones
+    # projected at the run's sizes, not the default ones, once per timing
+    assert sizes == [(0.3, 0.4)] * adapt_module.TIMING_REPEAT
+
+
+def test_a_cost_is_the_fastest_of_its_timings(monkeypatch):
+    # A first call that pays one-time costs (5 s here) must not set the plan.
+    ticks = iter([0.0, 5.0, 5.0, 6.0, 6.0, 9.0])
+    monkeypatch.setattr(adapt_module.time, "perf_counter", lambda: next(ticks))
+    calls = []
+    result, seconds = adapt_module._fastest(lambda: calls.append(1) or len(calls), repeat=3)
+    assert (result, seconds, len(calls)) == (3, 1.0, 3)
 
 
 def test_batches_of_scans_of_several_sizes_are_counted_for_the_schedule():
