@@ -40,7 +40,7 @@ import torch
 from benchmarks import xray_domain
 from benchmarks.report import command_line, git_rev, machine, publish
 from benchmarks.xray_screening import build_gallery, open_as_served, regions_text
-from gunmatch.adapt import REPORT_FILE, station_change
+from gunmatch.adapt import REPORT_FILE, station_auc, station_change
 from gunmatch.cli import main as gunmatch_main
 from gunmatch.maps import install_threatmap, previous_threatmap
 from index import Gallery
@@ -176,7 +176,8 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
             f"head + {rep['config']['base_share']:g} x the base map's (`--base-share`). The "
             f"fine-tuned head alone (`--base-share 0`; recovered from the two maps, the same "
             f"training), on its held-out station scans: AUC {tuned['auc']:.3f} (small parts "
-            f"{_auc(tuned['auc_small'])}, larger objects {_auc(tuned['auc_large'])}); "
+            f"{station_auc(tuned['auc_small'])}, larger objects "
+            f"{station_auc(tuned['auc_large'])}); "
             f"generated parcels {rep['tuned']['generated']['auc']:.3f}. Its rows:",
             "",
             "| row | fine-tuned alone: detection at 1% / 5% FA | AUC | box hit at 1% FA |",
@@ -184,10 +185,6 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
         ]
         lines += [f"| {r['row']} | {_cells(r)} |" for r in res["alone"]]
     return "\n".join(lines)
-
-
-def _auc(value: float | None) -> str:
-    return "none drawn" if value is None else f"{value:.3f}"
 
 
 def section_name(station: str, guns: str | None) -> str:

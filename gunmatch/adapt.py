@@ -140,11 +140,17 @@ def adapt_gallery(
     return report
 
 
+def station_auc(value: float | None) -> str:
+    """A held-out station AUC of one size, or "none drawn" where no projection of that size
+    was (``training.xray.adapt.station_measure`` leaves it None)."""
+    return "none drawn" if value is None else f"{value:.3f}"
+
+
 def station_change(report: dict, key: str) -> str:
     """A held-out station AUC of ``report`` (``auc_small``, ``auc_large``) as "before ->
     after", or "none drawn" where no projection of that size was."""
     before, after = report["before"]["station"][key], report["after"]["station"][key]
-    return "none drawn" if before is None else f"{before:.3f} -> {after:.3f}"
+    return "none drawn" if before is None else f"{station_auc(before)} -> {station_auc(after)}"
 
 
 def cleared_scans(
@@ -262,6 +268,7 @@ __all__ = [
     "base_threatmap",
     "cleared_scans",
     "read_scans",
+    "station_auc",
     "station_change",
     "threat_references",
 ]

@@ -422,7 +422,11 @@ def adapt_threatmap(
         desc="generated parcels (gate)",
     )  # fmt: skip
     cache_s = time.perf_counter() - started
-    before = {"station": station_measure(model, held), "generated": _measure(model, gate)}
+
+    def measured() -> dict:
+        return {"station": station_measure(model, held), "generated": _measure(model, gate)}
+
+    before = measured()
     fit_cfg = replace(
         ThreatMapTrainConfig(),
         epochs=cfg.epochs,
@@ -435,9 +439,9 @@ def adapt_threatmap(
     history = fit_head(
         model, train, held, fit_cfg, progress, measure=station_measure, select="auc_worst"
     )
-    tuned = {"station": station_measure(model, held), "generated": _measure(model, gate)}
+    tuned = measured()
     mix_heads(model, base, cfg.base_share)
-    after = {"station": station_measure(model, held), "generated": _measure(model, gate)}
+    after = measured()
     drop = before["generated"]["auc"] - after["generated"]["auc"]
     gained = station_gain(before["station"], after["station"])
     accepted = bool(
