@@ -226,6 +226,8 @@ def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: Screenin
         "hit_all": float(np.mean(hit_a >= 0.3)),
         "map": engine.threatmap is not None and cfg.use_map,
         **_figures(pos, np.array(scores["clean"]), hit_a),
+        # each bag's score, in seed order (threat bags, then clean ones)
+        "scores": {"threat": scores["threat"], "clean": scores["clean"]},
     }
     if args.confusers:
         out["confuser"] = _figures(pos, np.array(scores["confuser"]), hit_a)

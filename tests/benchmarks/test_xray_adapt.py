@@ -49,6 +49,31 @@ def test_the_fine_tuned_head_alone_is_recovered_from_the_installed_mix(mapped_ga
         np.testing.assert_allclose(alone[k].numpy(), v.numpy(), atol=1e-5)
 
 
+def _screened(threat: list[float], clean: list[float]) -> dict:
+    return {"scores": {"threat": threat, "clean": clean}}
+
+
+def test_the_change_in_detection_comes_with_a_paired_bootstrap_interval():
+    rng = np.random.default_rng(0)
+    threat, clean = list(rng.normal(1.0, 1.0, 60)), list(rng.normal(0.0, 1.0, 60))
+    before = _screened(threat, clean)
+    # The same scores twice: no change, and every draw agrees.
+    assert xray_adapt.detection_change(before, before) == (0.0, 0.0, 0.0)
+    # Every threat bag lifted above every clean one: the change is what detection lacked,
+    # and the interval lies above zero around it.
+    after = _screened([t + 10.0 for t in threat], clean)
+    missed = np.mean(np.array(threat) <= max(clean))
+    change, low, high = xray_adapt.detection_change(before, after)
+    assert change == pytest.approx(missed) and 0.0 < low <= change <= high <= 1.0
+    # One clean bag that looks like a threat sets the threshold alone: the interval is wide
+    # and holds both no change and the loss it caused.
+    spiked = _screened(threat, [*clean[:-1], 2.5])
+    change, low, high = xray_adapt.detection_change(before, spiked)
+    assert change < 0.0 and low <= change and high >= 0.0
+    with pytest.raises(ValueError, match="same, non-empty"):
+        xray_adapt.detection_change(before, _screened(threat[:-1], clean))
+
+
 def test_station_look_must_be_a_look():
     with pytest.raises(SystemExit, match="must be a look"):
         xray_adapt.main(["--station", "dense"])
@@ -84,6 +109,7 @@ def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(monkeypatc
     text = xray_adapt.markdown(args, res, "cmd")
     assert "held out from training" in text and "| noisy-lowres |" in text
     assert "fine-tuned alone: detection" in text and "0.5 x the base map's" in text
+    assert "change at 1% FA |" in text and "change at 1% FA from before |" in text
     # The station's own measure, small parts and larger objects apart, as adapt measured it.
     station = res["report"]["after"]["station"]
     assert "small parts " in text and "larger objects " in text

@@ -95,6 +95,8 @@ def test_tiny_run_screens_every_row():
     for r in results:
         assert 0.0 <= r["auc"] <= 1.0 and 0.0 <= r["hit_all"] <= 1.0
         assert 0.0 <= r[0.01]["det"] <= r[0.05]["det"] <= 1.0
+        # each bag's score is kept, threat bags and clean ones apart
+        assert [len(r["scores"][k]) for k in ("threat", "clean")] == [2, 2]
     text = xray_domain.markdown(args, results, "cmd")
     assert "| noisy-lowres | yes |" in text and "| default | no |" in text
     assert "models trained without noisy-lowres" in text.splitlines()[0]
