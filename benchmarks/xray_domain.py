@@ -360,13 +360,13 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
     held = ", ".join(r["row"] for r in results if r["held_out"])
     has_map = any(r["map"] for r in results)  # (a given gallery may hold one or not)
     what = {
-        None: "under domain shift: bags holding a part",
-        "hand": "whole handguns in bags, region screening vs whole image",
-        "long": "whole long guns in bags, region screening vs whole image",
+        None: "X-ray screening under domain shift: bags holding a part",
+        "hand": "X-ray screening: whole handguns in bags, region screening vs whole image",
+        "long": "X-ray screening: whole long guns in bags, region screening vs whole image",
     }[args.guns]
     threat = threat_text(args)
     lines = [
-        f"## X-ray screening: {what}"
+        f"## {what}"
         + (f", models trained without {held}" if held else ", models trained on every style")
         + (", against bags holding a shuriken or razor blade too" if args.confusers else "")
         + (" - smoke run, not figures" if args.quick else ""),

@@ -99,7 +99,10 @@ def test_tiny_run_screens_every_row():
         assert [len(r["scores"][k]) for k in ("threat", "clean")] == [2, 2]
     text = xray_domain.markdown(args, results, "cmd")
     assert "| noisy-lowres | yes |" in text and "| default | no |" in text
-    assert "models trained without noisy-lowres" in text.splitlines()[0]
+    assert text.splitlines()[0] == (
+        "## X-ray screening under domain shift: bags holding a part, "
+        "models trained without noisy-lowres"
+    )
     assert xray_domain.section_name(None, results) == "domain-held-out-noisy-lowres"
     assert xray_domain.section_name("hand", [dict(r, held_out=False) for r in results]) == (
         "domain-guns"
@@ -113,7 +116,8 @@ def test_tiny_guns_run_scores_the_whole_image_too():
         w = r["whole"]
         assert 0.0 <= w["auc"] <= 1.0 and 0.0 <= w[0.01]["det"] <= w[0.05]["det"] <= 1.0
     text = xray_domain.markdown(args, results, "cmd")
-    assert "whole handguns in bags" in text and "whole image: det." in text
+    assert text.startswith("## X-ray screening: whole handguns in bags, region screening")
+    assert "whole image: det." in text
     # The report names the proposals the rows were screened with: the given count, or the
     # default one, which is smaller where the gallery's threat map proposes too.
     assert not any(r["map"] for r in results) and "; 8 proposals," in text
