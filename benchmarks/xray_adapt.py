@@ -55,6 +55,7 @@ from training.xray.adapt import mix_heads
 log = logging.getLogger("benchmarks.xray_adapt")
 
 CLEARED_SEED = 88_000_000  # the station's cleared scans
+CLEARED_DEFAULT = 200  # how many a station has, unless --cleared says otherwise
 # The change in detection at 1% false alarms is given with a paired bootstrap interval:
 # this many draws of the row's bags (threat and clean bags resampled apart, the same draw
 # before and after), and the interval's level.
@@ -243,9 +244,11 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def section_name(station: str, guns: str | None) -> str:
-    """A section per station look and kind of positive (whole handguns: the look's name alone)."""
-    return f"adapt-{station}" + {None: "-parts", "hand": "", "long": "-long-guns"}[guns]
+def section_name(station: str, guns: str | None, cleared: int = CLEARED_DEFAULT) -> str:
+    """A section per station look, kind of positive (whole handguns: the look's name alone)
+    and station size (the default's: no suffix)."""
+    kind = {None: "-parts", "hand": "", "long": "-long-guns"}[guns]
+    return f"adapt-{station}{kind}" + ("" if cleared == CLEARED_DEFAULT else f"-cleared-{cleared}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -253,7 +256,9 @@ def parser() -> argparse.ArgumentParser:
     p = xray_domain.parser()
     p.description = __doc__.splitlines()[0]
     p.add_argument("--station", required=True, help="the station's scanner look")
-    p.add_argument("--cleared", type=int, default=200, help="the station's cleared scans")
+    p.add_argument(
+        "--cleared", type=int, default=CLEARED_DEFAULT, help="the station's cleared scans"
+    )
     p.add_argument("--minutes", type=float, default=15.0, help="gunmatch adapt's time budget")
     return p
 
@@ -268,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = run(args)
     text = markdown(args, res, command_line("benchmarks.xray_adapt", argv))
-    publish(text, section_name(args.station, args.guns), args.write)
+    publish(text, section_name(args.station, args.guns, args.cleared), args.write)
     return 0
 
 

@@ -124,3 +124,5 @@ def test_each_kind_of_positive_keeps_its_own_section():
         "hand": "adapt-noisy-lowres",
         "long": "adapt-noisy-lowres-long-guns",
     }
+    # Another station size gets its own section, so it never overwrites the default's.
+    assert xray_adapt.section_name("grey-highres", "hand", 100) == "adapt-grey-highres-cleared-100"
