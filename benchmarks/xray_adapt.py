@@ -186,7 +186,8 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
         + ("(a look held out from training)" if res["held_out"] else "(a trained look)")
         + {None: ", bags holding a part", "hand": "", "long": ", bags holding a long gun"}[
             args.guns
-        ],
+        ]
+        + ("" if args.cleared == CLEARED_DEFAULT else f", {args.cleared} cleared scans"),
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine()}; commit {git_rev()}  ",

@@ -108,6 +108,11 @@ def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(monkeypatc
     assert [r["row"] for r in res["alone"]] == ["default", "noisy-lowres"]
     text = xray_adapt.markdown(args, res, "cmd")
     assert "held out from training" in text and "| noisy-lowres |" in text
+    # A station of another size than the default's says so in its title, as in its section name.
+    assert text.splitlines()[0] == (
+        "## X-ray station adaptation: noisy-lowres (a look held out from training), "
+        "bags holding a part, 6 cleared scans"
+    )
     assert "fine-tuned alone: detection" in text and "0.5 x the base map's" in text
     assert "change at 1% FA |" in text and "change at 1% FA from before |" in text
     # The station's own measure, small parts and larger objects apart, as adapt measured it.
