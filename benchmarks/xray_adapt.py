@@ -165,12 +165,14 @@ def detection_change(
     return change(np.arange(n_pos), np.arange(n_neg)), float(low), float(high)
 
 
-def _change_cell(before: dict, after: dict) -> str:
+def change_cell(before: dict, after: dict) -> str:
+    """``detection_change`` as a table cell: the change and its interval."""
     change, low, high = detection_change(before, after)
     return f"{change:+.3f} ({low:+.3f} to {high:+.3f})"
 
 
-def _cells(r: dict) -> str:
+def cells(r: dict) -> str:
+    """A screened row's detection at 1% / 5%, AUC and box hit at 1%, as table cells."""
     return f"{r[0.01]['det']:.3f} / {r[0.05]['det']:.3f} | {r['auc']:.3f} | {r[0.01]['hit']:.3f}"
 
 
@@ -219,8 +221,9 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
     ]
     for before, after in zip(res["before"], res["after"], strict=True):
         lines.append(
-            f"| {before['row']} | {_cells(before)} | {_cells(after)} "
-            f"| {_change_cell(before, after)} |"
+            f"| {before['row']} | {cells(before)} | {cells(after)} | "
+            + change_cell(before, after)
+            + " |"
         )
     if res.get("alone"):
         tuned = rep["tuned"]["station"]
@@ -239,7 +242,7 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
             "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['row']} | {_cells(r)} | {_change_cell(before, r)} |"
+            f"| {r['row']} | {cells(r)} | {change_cell(before, r)} |"
             for before, r in zip(res["before"], res["alone"], strict=True)
         ]
     return "\n".join(lines)
