@@ -51,7 +51,8 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
         f"{' '.join(f'{z:.3g}' for z in args.map_zooms)} (views "
         f"{' '.join(map(str, args.map_views))}), crops {args.crop} px.  ",
         f"Parcels per row: {args.positives} with a threat ({xray_domain.threat_text(args)}) "
-        f"and {args.negatives} clean, the seeds of benchmarks.xray_domain, the same bags for "
+        f"and {args.negatives} clean, the {'validation' if args.split == 'val' else 'test'} "
+        f"seeds of benchmarks.xray_domain, the same bags for "
         f"both maps; false-alarm thresholds are quantiles of the row's own clean parcels.",
         "",
         f"The last column is the change in detection at 1% false alarms from {args.against} "

@@ -47,6 +47,7 @@ def test_each_map_screens_the_same_bags_and_the_change_is_paired(tiny_map, other
         f"## X-ray threat maps compared: {other_map} against {tiny_map[0]}, bags holding a "
         "part, models trained without noisy-lowres"
     )
+    assert "the test seeds of benchmarks.xray_domain" in text
     for a, c in zip(res["against"], res["candidate"], strict=True):
         line = f"| {a['row']} | {xray_adapt.cells(a)} | {xray_adapt.cells(c)} "
         assert f"{line}| {xray_adapt.change_cell(a, c)} |" in text
