@@ -104,6 +104,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "them; its input size is kept",
     )
     m.add_argument("--lr", type=float, default=None, help="peak learning rate (0.002)")
+    m.add_argument(
+        "--clean-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="every N-th generated parcel is clean (3); 2 gives as many clean parcels as "
+        "threat ones (more negatives in cluttered scenes)",
+    )
     m.add_argument("--quiet", action="store_true", help="no progress bars")
     m.add_argument("--json", action="store_true", help="print the card as JSON")
     _style_flags(m)
@@ -281,6 +289,11 @@ def cmd_train_threatmap(args: argparse.Namespace) -> int:
     """Train a threat map on generated parcels (training.xray.threatmap)."""
     cfg = ThreatMapTrainConfig()
     changes = {}
+    if args.clean_every is not None:
+        if args.clean_every < 2:
+            raise UsageError("--clean-every must be at least 2 (some parcels must carry a part)")
+        cfg = replace(cfg, clean_every=args.clean_every)
+        changes["clean_every"] = args.clean_every
     for name in ("parcels", "val_parcels", "epochs", "threads"):
         value = getattr(args, name)
         if value is None:

@@ -87,3 +87,23 @@ def test_train_threatmap_passes_the_sampler(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         main(["train-threatmap", "--out", str(tmp_path), "--hold-out", "dense"])
     assert exc.value.code == 2
+
+
+def test_train_threatmap_takes_the_share_of_clean_parcels(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_train(cfg, out, progress=True):
+        seen.append(cfg)
+        val = {"auc": 1.0, "det_max_clean": 1.0, "det_5": 1.0}
+        return {"parcels": 1, "total_s": 0.0, "best_epoch": 1, "val": val}
+
+    monkeypatch.setattr(train_cmd, "train_threatmap", fake_train)
+    out = ["train-threatmap", "--out", str(tmp_path), "--quiet"]
+    assert main([*out, "--clean-every", "2", "--parcels", "2", "--val-parcels", "2"]) == 0
+    assert seen[0].clean_every == 2 and seen[0].parcels == 2
+    assert main(out) == 0 and seen[1].clean_every == 3  # the default, unchanged
+    for bad in (["--clean-every", "1"], ["--clean-every", "4", "--parcels", "3"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*out, *bad])
+        assert exc.value.code == 2
+    assert len(seen) == 2
