@@ -176,6 +176,11 @@ def cells(r: dict) -> str:
     return f"{r[0.01]['det']:.3f} / {r[0.05]['det']:.3f} | {r['auc']:.3f} | {r[0.01]['hit']:.3f}"
 
 
+def change_row(before: dict, after: dict) -> str:
+    """A table row: the row's name, both screenings' cells and the change between them."""
+    return f"| {before['row']} | {cells(before)} | {cells(after)} | {change_cell(before, after)} |"
+
+
 def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
     """The docs/benchmarks.md section."""
     rep = res["report"]
@@ -219,12 +224,7 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
         "| after: detection at 1% / 5% FA | AUC | box hit at 1% FA | change at 1% FA |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for before, after in zip(res["before"], res["after"], strict=True):
-        lines.append(
-            f"| {before['row']} | {cells(before)} | {cells(after)} | "
-            + change_cell(before, after)
-            + " |"
-        )
+    lines += [change_row(*pair) for pair in zip(res["before"], res["after"], strict=True)]
     if res.get("alone"):
         tuned = rep["tuned"]["station"]
         lines += [

@@ -23,8 +23,6 @@ from benchmarks import xray_adapt, xray_domain
 from benchmarks.report import command_line, git_rev, machine, publish
 from benchmarks.xray_screening import regions_text
 
-log = logging.getLogger("benchmarks.xray_maps")
-
 
 def run(args: argparse.Namespace) -> dict:
     """Each row screened with ``--against``, then with ``--threatmap``."""
@@ -64,11 +62,9 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
         "| change at 1% FA |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for before, after in zip(res["against"], res["candidate"], strict=True):
-        lines.append(
-            f"| {before['row']} | {xray_adapt.cells(before)} | {xray_adapt.cells(after)} "
-            f"| {xray_adapt.change_cell(before, after)} |"
-        )
+    lines += [
+        xray_adapt.change_row(*pair) for pair in zip(res["against"], res["candidate"], strict=True)
+    ]
     return "\n".join(lines)
 
 
