@@ -1,9 +1,9 @@
 """Models the project trains on its own generated data and ships in the repository (models/).
 
 Each is a directory with its card (training command, seeds, generator version, data hash,
-validation metrics): ``threatmap-v5`` (the X-ray threat map: the heads of ``threatmap-v1``
-and ``threatmap-v3``, their logits weighted 0.4 and 0.6; the trunk is the bundled ImageNet
-Lite0) and ``xray-v1`` (the
+validation metrics): ``threatmap-v6`` (the X-ray threat map: the heads of ``threatmap-v1``,
+``threatmap-v3`` and a head fine-tuned on dense clutter, their logits weighted 0.4, 0.3 and
+0.3; the trunk is the bundled ImageNet Lite0) and ``xray-v1`` (the
 X-ray retrieval model, stored as its difference from the bundled trunk). A new X-ray gallery
 uses them by default.
 """
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-THREATMAP = "threatmap-v5"
+THREATMAP = "threatmap-v6"
 XRAY_MODEL = "xray-v1"
 
 
