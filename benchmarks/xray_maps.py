@@ -8,7 +8,7 @@ in detection at 1% false alarms comes with its paired bootstrap interval
 the highest clean score, and one clean bag can move a whole row.
 
     .venv/bin/python -m benchmarks.xray_maps --guns --held-out none --only default dense \\
-        --model models/xray-v1 --threatmap runs/map-dense --against models/threatmap-v5 \\
+        --model models/xray-v1 --threatmap runs/map-dense --against models/threatmap-v6 \\
         --crop 112 --clutter-refs 64 --positives 100 --negatives 100
 """
 
