@@ -44,7 +44,13 @@ import torch
 
 from benchmarks import xray_domain
 from benchmarks.report import command_line, git_rev, machine, publish
-from benchmarks.xray_screening import build_gallery, open_as_served, rate_at, regions_text
+from benchmarks.xray_screening import (
+    build_gallery,
+    gallery_text,
+    open_as_served,
+    rate_at,
+    regions_text,
+)
 from gunmatch.adapt import REPORT_FILE, station_auc, station_change
 from gunmatch.cli import main as gunmatch_main
 from gunmatch.maps import install_threatmap, previous_threatmap
@@ -198,8 +204,7 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine()}; commit {git_rev()}  ",
-        f"Gallery as benchmarks.xray_screening builds it (model {args.model}, threat map "
-        f"{args.threatmap or 'none'}); crops {args.crop} px, "
+        f"Gallery {gallery_text(args)}; crops {args.crop} px, "
         f"{regions_text(args.regions, bool(args.threatmap))}.  ",
         f"Station: {args.cleared} cleared parcels in the {args.station} look (scenes drawn "
         f"from the trained ones), written as its PNG exports; then `gunmatch adapt --gallery G "

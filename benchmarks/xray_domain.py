@@ -52,6 +52,7 @@ from benchmarks.xray_screening import (
     build_gallery,
     dump_config,
     dump_row,
+    gallery_text,
     open_as_served,
     rate_at,
     regions_text,
@@ -349,14 +350,7 @@ def threat_text(args: argparse.Namespace) -> str:
 
 def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str:
     """The docs/benchmarks.md section: held-out rows beside the in-domain ones."""
-    source = (
-        f"gallery {args.gallery}"
-        if args.gallery
-        else f"gallery built as benchmarks.xray_screening builds it (model {args.model}, "
-        f"{args.refs_per_kind} references per threat kind, {args.benign_refs} per benign "
-        f"kind, {args.augment} projected variants, threat map "
-        f"{args.threatmap or 'none'})"
-    )
+    source = f"gallery {args.gallery}" if args.gallery else f"gallery built {gallery_text(args)}"
     held = ", ".join(r["row"] for r in results if r["held_out"])
     has_map = any(r["map"] for r in results)  # (a given gallery may hold one or not)
     what = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from benchmarks import xray_adapt, xray_domain
 from benchmarks.report import command_line, git_rev, machine, publish
-from benchmarks.xray_screening import regions_text
+from benchmarks.xray_screening import gallery_text, regions_text
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -42,9 +42,7 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine()}; commit {git_rev()}  ",
-        f"Gallery as benchmarks.xray_screening builds it (model {args.model}, "
-        f"{args.refs_per_kind} references per threat kind, {args.benign_refs} per benign kind, "
-        f"{args.augment} projected variants), once with each map; "
+        f"Gallery {gallery_text(args, with_map=False)}, once with each map; "
         f"{regions_text(args.regions, True)}, map weight {args.map_weight}, map zooms "
         f"{' '.join(f'{z:.3g}' for z in args.map_zooms)} (views "
         f"{' '.join(map(str, args.map_views))}), crops {args.crop} px.  ",

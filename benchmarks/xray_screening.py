@@ -113,6 +113,17 @@ def regions_text(regions: int | None, with_map: bool) -> str:
     return f"{n} proposals" + ("" if regions is not None else " (the default)")
 
 
+def gallery_text(args: argparse.Namespace, with_map: bool = True) -> str:
+    """How the gallery was built, in words, for a section's header ("as ... builds it (...)")."""
+    return (
+        f"as benchmarks.xray_screening builds it (model {args.model}, "
+        f"{args.refs_per_kind} references per threat kind, {args.benign_refs} per benign "
+        f"kind, {args.augment} projected variants"
+        + (f", threat map {args.threatmap or 'none'}" if with_map else "")
+        + ")"
+    )
+
+
 def views_text(views: Sequence[int], zooms: Sequence[float], side: int) -> str:
     """The map's sizes and views at each, in words: "960 px averaged with its mirror image"."""
     counts = views_per_zoom(views, len(zooms))

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from benchmarks import xray_adapt, xray_domain
+from benchmarks.xray_screening import gallery_text
 from gunmatch.commands import adapt as adapt_command
 from gunmatch.maps import install_threatmap
 from index import Gallery
@@ -114,6 +115,8 @@ def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(monkeypatc
         "bags holding a part, 6 cleared scans"
     )
     assert "fine-tuned alone: detection" in text and "0.5 x the base map's" in text
+    # The gallery in the words every X-ray section uses, its threat map named.
+    assert f"Gallery {gallery_text(args)}; crops" in text and "threat map " in gallery_text(args)
     assert "change at 1% FA |" in text and "change at 1% FA from before |" in text
     # The station's own measure, small parts and larger objects apart, as adapt measured it.
     station = res["report"]["after"]["station"]

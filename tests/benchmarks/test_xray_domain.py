@@ -99,6 +99,12 @@ def test_tiny_run_screens_every_row():
         assert [len(r["scores"][k]) for k in ("threat", "clean")] == [2, 2]
     text = xray_domain.markdown(args, results, "cmd")
     assert "| noisy-lowres | yes |" in text and "| default | no |" in text
+    # The gallery in the words every X-ray section uses: 1 reference per kind, no map.
+    assert "Screening: gallery built as benchmarks.xray_screening builds it (model " in text
+    assert (
+        "1 references per threat kind, 1 per benign kind, 0 projected variants, "
+        "threat map none);" in text
+    )
     assert text.splitlines()[0] == (
         "## X-ray screening under domain shift: bags holding a part, "
         "models trained without noisy-lowres"

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from benchmarks import xray_adapt, xray_maps
+from benchmarks.xray_screening import gallery_text
 from matcher.threatmap import load_threatmap, save_threatmap
 
 TINY = ["--held-out", "noisy-lowres", "--only", "default", "noisy-lowres", "--positives", "2",
@@ -48,6 +49,9 @@ def test_each_map_screens_the_same_bags_and_the_change_is_paired(tiny_map, other
         "part, models trained without noisy-lowres"
     )
     assert "the test seeds of benchmarks.xray_domain" in text
+    # One gallery description for every X-ray section; here the map is not part of it.
+    assert f"Gallery {gallery_text(args, with_map=False)}, once with each map" in text
+    assert "threat map" not in gallery_text(args, with_map=False)
     for a, c in zip(res["against"], res["candidate"], strict=True):
         line = f"| {a['row']} | {xray_adapt.cells(a)} | {xray_adapt.cells(c)} "
         assert f"{line}| {xray_adapt.change_cell(a, c)} |" in text
