@@ -117,7 +117,8 @@ def gallery_text(args: argparse.Namespace, with_map: bool = True) -> str:
     """How the gallery was built, in words, for a section's header ("as ... builds it (...)")."""
     return (
         f"as benchmarks.xray_screening builds it (model {args.model}, "
-        f"{args.refs_per_kind} references per threat kind, {args.benign_refs} per benign "
+        f"{args.refs_per_kind} reference{'' if args.refs_per_kind == 1 else 's'} per threat "
+        f"kind, {args.benign_refs} per benign "
         f"kind, {args.augment} projected variants"
         + (f", threat map {args.threatmap or 'none'}" if with_map else "")
         + ")"

@@ -102,7 +102,7 @@ def test_tiny_run_screens_every_row():
     # The gallery in the words every X-ray section uses: 1 reference per kind, no map.
     assert "Screening: gallery built as benchmarks.xray_screening builds it (model " in text
     assert (
-        "1 references per threat kind, 1 per benign kind, 0 projected variants, "
+        "1 reference per threat kind, 1 per benign kind, 0 projected variants, "
         "threat map none);" in text
     )
     assert text.splitlines()[0] == (
