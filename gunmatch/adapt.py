@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +33,17 @@ from index.files import atomic_write
 from matcher.images import DEFAULT_MAX_PIXELS, ImageSource
 from matcher.threatmap import ThreatMap, is_threatmap, load_threatmap
 from screening.calibration import calibrate_screening
-from screening.screen import ScreeningConfig, load_transmission
-from training.xray.adapt import AdaptConfig, adapt_threatmap
+from screening.screen import ScreeningConfig, load_transmission, screen_transmission
+from training.xray.adapt import (
+    PLAN_SHARE,
+    AdaptConfig,
+    Costs,
+    adapt_threatmap,
+    fastest,
+    measure_costs,
+    reference_patches,
+    trainable_copy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,48 @@ def base_threatmap(gallery: Gallery) -> tuple[ThreatMap, str]:
     return ThreatMap(), "new head"
 
 
+def plan_costs(
+    engine: Engine,
+    base: ThreatMap,
+    sources: Sequence[tuple[str, ImageSource]],
+    refs: Sequence[np.ndarray],
+    cfg: AdaptConfig,
+    screening: ScreeningConfig,
+) -> tuple[Costs, list[int], list[tuple[str, str]]]:
+    """What each piece of adapting takes here, measured on the first readable scan of a
+    seeded shuffle of ``sources``: ``training.xray.adapt.measure_costs``, with decoding a scan
+    and screening it for the thresholds (a gallery with no map of its own yet screens without
+    one here, so the new map's passes over the scan and its mirror are added). Also the
+    sources in the order a budget too short for all of them reads them, the unreadable
+    ones tried left out and listed."""
+    order = [int(i) for i in np.random.default_rng(cfg.seed).permutation(len(sources))]
+    failed = []
+    while order:
+        name, source = sources[order[0]]
+        clock = time.perf_counter()
+        try:
+            scan = load_transmission(
+                source,
+                engine.embedder.max_pixels,
+                engine.embedder.preprocess_config.xray_white_percentile,
+            )
+            break
+        except (ValueError, OSError) as exc:  # ImageError is a ValueError
+            failed.append((name, str(exc)))
+            order.pop(0)
+    else:
+        raise ValueError(f"none of the {len(sources)} cleared scans could be read")
+    read_s = time.perf_counter() - clock
+    patch = max(reference_patches(refs), key=np.size)
+    costs = measure_costs(trainable_copy(base), scan, patch, cfg.batch_size, cfg.scale_range)
+    _, screen_s = fastest(
+        lambda: screen_transmission(engine, scan, 1, None, lambda _: "clear", screening), 2
+    )
+    if engine.threatmap is None:
+        screen_s += 2 * costs.scan
+    return replace(costs, read=read_s, calibrate=screen_s), order, failed
+
+
 def adapt_gallery(
     gallery_dir: str | Path,
     sources: Sequence[tuple[str, ImageSource]],
@@ -92,9 +143,16 @@ def adapt_gallery(
 ) -> dict:
     """Adapt, gate, install and recalibrate; returns the report (also written to the gallery).
 
-    ``on_phase`` hears "reading", "adapting" and "calibrating" as each begins.
+    ``on_phase`` hears "reading" (timing each piece, then reading the scans that fit the
+    budget), "adapting" and "calibrating" as each begins; the report gives their seconds.
     """
-    phase = on_phase or (lambda _: None)
+    begun: dict[str, float] = {}
+
+    def phase(name: str) -> None:
+        begun[name] = time.perf_counter()
+        if on_phase is not None:
+            on_phase(name)
+
     cfg = cfg or AdaptConfig()
     screening = screening or ScreeningConfig()
     gallery_dir = Path(gallery_dir)
@@ -107,18 +165,35 @@ def adapt_gallery(
                 f"{gallery_dir} is a {engine.gallery.modality} gallery; adapt is for X-ray"
             )
         phase("reading")
-        scans, failed = read_scans(engine, sources)
+        pre = engine.embedder.preprocess_config
+        refs = threat_references(engine.gallery, pre.xray_white_percentile)
+        base, origin = base_threatmap(engine.gallery)
+        if not refs:
+            raise ValueError("the gallery has no X-ray threat references to project")
+        costs, order, failed = plan_costs(engine, base, sources, refs, cfg, screening)
+        left = cfg.minutes * 60.0 - (time.perf_counter() - started)
+        fits = max(MIN_SCANS, costs.scans_that_fit(cfg, len(order), PLAN_SHARE * left))
+        if fits < len(order):
+            log.warning(
+                "time budget of %.0f min: reading %d of %d cleared scans", cfg.minutes, fits,
+                len(order) + len(failed),
+            )  # fmt: skip
+        scans, unreadable = read_scans(engine, [sources[i] for i in sorted(order[:fits])])
+        failed += unreadable
         if len(scans) < MIN_SCANS:
             raise ValueError(
                 f"need at least {MIN_SCANS} readable cleared scans, got {len(scans)} "
                 f"({len(failed)} unreadable)"
             )
-        pre = engine.embedder.preprocess_config
-        refs = threat_references(engine.gallery, pre.xray_white_percentile)
-        base, origin = base_threatmap(engine.gallery)
         phase("adapting")
-        result = adapt_threatmap(base, scans, refs, cfg, progress)
-        report = {**result.report, "base": origin, "unreadable_scans": failed}
+        left = cfg.minutes * 60.0 - (time.perf_counter() - started)
+        result = adapt_threatmap(base, scans, refs, cfg, progress, costs, left)
+        report = {
+            **result.report,
+            "base": origin,
+            "cleared_scans_given": len(sources),
+            "unreadable_scans": failed,
+        }
         if result.accepted:
             installed = install_threatmap(engine.gallery, result.model)
             report["installed_map_id"] = installed.map_id
@@ -136,6 +211,10 @@ def adapt_gallery(
             k: cal[k] for k in ("alert_threshold", "review_threshold", "metrics")
         }
     report["seconds"] = round(time.perf_counter() - started, 1)
+    ends = [*list(begun.values())[1:], time.perf_counter()]
+    report["phases_s"] = {
+        name: round(end - at, 1) for (name, at), end in zip(begun.items(), ends, strict=True)
+    }
     atomic_write(gallery_dir / REPORT_FILE, json.dumps(report, indent=2, default=str).encode())
     return report
 

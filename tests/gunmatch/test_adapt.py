@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from gunmatch import adapt as adapt_module
 from gunmatch.adapt import REPORT_FILE, AdaptJob, adapt_gallery, cleared_scans, station_change
 from gunmatch.cli import main
 from gunmatch.maps import PREVIOUS
@@ -58,6 +59,33 @@ def test_refused_adaptation_changes_nothing(mapped_gallery):
     assert load_threatmap(gallery / "model" / "threatmap").map_id == before
     assert not (gallery / SCREENING_CALIBRATION_FILE).exists()
     assert (gallery / REPORT_FILE).is_file()
+
+
+def test_adapt_reads_only_the_scans_its_time_holds(mapped_gallery, monkeypatch):
+    # A station points adapt at thousands of scans; here each takes 8 s to read, so a
+    # minute holds a few of 12, drawn at random, and the rest are never read.
+    measured = adapt_module.plan_costs
+    read = []
+    monkeypatch.setattr(
+        adapt_module,
+        "plan_costs",
+        lambda *a: (lambda c, o, f: (replace(c, read=8.0), o, f))(*measured(*a)),
+    )
+    reading = adapt_module.read_scans
+    monkeypatch.setattr(
+        adapt_module,
+        "read_scans",
+        lambda engine, chosen: read.extend(chosen) or reading(engine, chosen),
+    )
+    cfg = replace(QUICK, minutes=1.0, gate_margin=1.0, require_gain=False)
+    sources = cleared_pngs(12)
+    report = adapt_gallery(mapped_gallery, sources, cfg, SCREEN_CFG, 0.25, 0.5, progress=False,
+                           opener=_open)  # fmt: skip
+    assert report["cleared_scans_given"] == 12
+    assert adapt_module.MIN_SCANS <= report["cleared_scans"] == len(read) < 12
+    assert report["training_scans"] + report["held_out_scans"] == len(read)
+    assert [name for name, _ in read] != [name for name, _ in sources[: len(read)]]
+    assert report["costs_s"]["read"] == 8.0 and report["costs_s"]["calibrate"] > 0
 
 
 def test_cli_adapt(mapped_gallery, tmp_path, capsys, monkeypatch):

@@ -14,10 +14,11 @@ from synth.shapes import THREAT_KINDS
 from synth.xray import render_isolated, render_parcel
 from training.xray import adapt as adapt_module
 from training.xray.adapt import (
-    BUDGET_SHARE,
     AdaptConfig,
     Costs,
     adapt_threatmap,
+    fastest,
+    holdout_count,
     measure_costs,
     mix_heads,
     project_reference,
@@ -256,18 +257,57 @@ def test_adapt_rehearses_generated_parcels_among_the_station_samples(tiny_map, m
         adapt_threatmap(base, scans, _refs(), replace(QUICK, rehearsal=-0.5), False)
 
 
-def test_the_budget_counts_caching_rehearsal_and_training():
-    costs = Costs(scan=1.0, parcel=2.0, step=0.1, score=0.05, projection=0.3)
+def test_the_plan_counts_every_piece_of_a_scan():
+    costs = Costs(
+        scan=1.0, parcel=2.0, step=0.1, parcel_step=0.05, score=0.05, projection=0.3,
+        read=0.2, calibrate=0.5,
+    )  # fmt: skip
     cfg = AdaptConfig(minutes=15, epochs=8, rehearsal=1.0, gate_parcels=60)
-    # A training scan: 2 samples x (1 + 8 x 0.1) + 1 projection x 0.3 + 2 rehearsal parcels
-    # x (2 + 8 x 0.1) = 9.5 s; fixed: 80 held-out scans x (2 x (1 + 11 x 0.05) + 0.3) + 60 x
-    # (2 + 0.15) = 401 s (scored once an epoch, before, fine-tuned and mixed).
-    assert costs.training_scans(cfg, 80) == int((BUDGET_SHARE * 900 - 401) / 9.5)
+    # A training scan: read 0.2 + 2 samples x (1 + 8 x 0.1) + 1 projection x 0.3 + 2
+    # rehearsal parcels x (2 + 8 x 0.05) = 8.9 s. A held-out one: read 0.2 + 2 x (1 + 11 x
+    # 0.05) + 0.3 + screened 0.5 = 4.1 s (scored once an epoch, before, fine-tuned and mixed).
+    # The gate: 60 x (2 + 3 x 0.05) = 129 s.
+    assert costs.training_scan(cfg) == pytest.approx(8.9)
+    assert costs.held_scan(cfg) == pytest.approx(4.1)
+    assert holdout_count(200, cfg) == 80 and holdout_count(3, cfg) == cfg.min_holdout
+    assert costs.seconds(cfg, 200) == pytest.approx(80 * 4.1 + 120 * 8.9 + 129)
+    # 200 scans need 1525 s; 900 s hold the most scans whose plan fits.
+    fit = costs.scans_that_fit(cfg, 200, 900.0)
+    assert costs.seconds(cfg, fit) <= 900.0 < costs.seconds(cfg, fit + 1)
+    assert costs.scans_that_fit(cfg, 200, 2000.0) == 200  # all of them, no more
     slow = replace(costs, projection=3.0)
-    assert costs.training_scans(cfg, 80) > slow.training_scans(cfg, 80)
-    assert costs.training_scans(replace(cfg, rehearsal=0.0), 80) > costs.training_scans(cfg, 80)
-    assert costs.training_scans(replace(cfg, epochs=16), 80) < costs.training_scans(cfg, 80)
-    assert costs.training_scans(replace(cfg, minutes=1), 80) == 1  # never none
+    assert slow.scans_that_fit(cfg, 200, 900.0) < fit
+    assert costs.scans_that_fit(replace(cfg, rehearsal=0.0), 200, 900.0) > fit
+    assert costs.scans_that_fit(replace(cfg, epochs=16), 200, 900.0) < fit
+    # Never fewer than one training scan and its held-out ones, nor more than there are.
+    assert costs.scans_that_fit(cfg, 200, 1.0) == cfg.min_holdout + 1
+    assert costs.scans_that_fit(cfg, 2, 1.0) == 2
+
+
+def test_adapt_leaves_out_the_scans_its_time_does_not_hold(tiny_map):
+    base = load_threatmap(tiny_map[0])
+    scans = _cleared(8)
+    cfg = replace(QUICK, holdout=0.4)
+    costs = Costs(
+        scan=1.0, parcel=0.0, step=0.0, parcel_step=0.0, score=0.0, projection=0.0,
+        calibrate=1.0,
+    )  # fmt: skip
+    # Each scan costs 2 s (two samples) and a held-out one 1 s more: 5 scans (2 held out)
+    # take 12 s, 6 take 14 s, and the plan fills PLAN_SHARE of the 15 s given.
+    assert costs.seconds(cfg, 5) == 12.0 and costs.seconds(cfg, 6) == 14.0
+    res = adapt_threatmap(base, scans, _refs(), cfg, False, costs, seconds=15.0)
+    rep = res.report
+    assert rep["cleared_scans"] == 8 and rep["held_out_scans"] == 2
+    assert rep["training_scans"] == 3 and len(res.holdout) == 2
+    assert set(res.holdout) <= set(range(8)) and rep["planned_s"] == 12.0
+    # Given all the time they need, every scan is used and every epoch run.
+    res = adapt_threatmap(base, scans, _refs(), cfg, False, costs, seconds=100.0)
+    assert res.report["training_scans"] + res.report["held_out_scans"] == 8
+    assert res.report["epochs_trained"] == cfg.epochs
+    # Past its time, the fewest scans, and no epoch begun after the first.
+    res = adapt_threatmap(base, scans, _refs(), replace(cfg, epochs=3), False, costs, 0.5)
+    assert res.report["training_scans"] + res.report["held_out_scans"] == cfg.min_holdout + 1
+    assert res.report["epochs_trained"] == len(res.report["history"]) == 1
 
 
 def test_costs_are_measured_on_this_machine(tiny_map, monkeypatch):
@@ -285,6 +325,7 @@ def test_costs_are_measured_on_this_machine(tiny_map, monkeypatch):
         load_threatmap(tiny_map[0]), _cleared(1)[0], patch, batch_size=4, scale_range=(0.3, 0.4)
     )
     assert 0 < costs.score < costs.scan < costs.parcel and costs.step > 0 < costs.projection
+    assert costs.parcel_step > 0 and costs.read == costs.calibrate == 0.0  # the caller's
     # projected at the run's sizes, not the default ones, once per timing
     assert sizes == [(0.3, 0.4)] * adapt_module.TIMING_REPEAT
 
@@ -294,7 +335,7 @@ def test_a_cost_is_the_fastest_of_its_timings(monkeypatch):
     ticks = iter([0.0, 5.0, 5.0, 6.0, 6.0, 9.0])
     monkeypatch.setattr(adapt_module.time, "perf_counter", lambda: next(ticks))
     calls = []
-    result, seconds = adapt_module._fastest(lambda: calls.append(1) or len(calls), repeat=3)
+    result, seconds = fastest(lambda: calls.append(1) or len(calls), repeat=3)
     assert (result, seconds, len(calls)) == (3, 1.0, 3)
 
 

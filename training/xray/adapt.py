@@ -57,17 +57,16 @@ from training.xray.threatmap import (
 log = logging.getLogger(__name__)
 
 OBJECT_THRESHOLD = 0.98  # transmission below this is part of an isolated reference's object
-# Share of the time budget planned for the adaptation itself; the rest is for reading the
-# scans before it and measuring the screening thresholds after it (``gunmatch.adapt``). At
-# 0.8, 200 cleared scans took 909 s of a 15-minute budget (docs/benchmarks.md, section
-# "adapt-noisy-lowres-parts").
-BUDGET_SHARE = 0.75
 # A projected object's point spread, in scan pixels (the looks' detector blur spans 0.3-1.4).
 PROJECTION_BLUR = (0.4, 1.4)
 # The standard deviation of white noise left after subtracting its own Gaussian blur of
 # sigma 1 px: sqrt(1 - 2 g(0) + sum g^2) for the 2-D kernel g.
 RESIDUAL_SHARE = float(np.sqrt(1.0 - 2.0 / (2.0 * np.pi) + 1.0 / (4.0 * np.pi)))
 SIZES = ("small", "large")  # projected objects below and above ``AdaptConfig.small_part``
+# Share of the time left that the plan fills: each cost is the fastest of a few timings, and
+# the pieces of a run took up to 4% more than planned (docs/benchmarks.md, section
+# "adapt-planner").
+PLAN_SHARE = 0.9
 # Each cost is the fastest of this many timings: a single cold timing, taken right after the
 # gallery's ONNX Runtime sessions had run, read a trunk pass at 1.1 s instead of 0.2 s and let
 # the same command train on 41 to 99 of 120 scans (docs/benchmarks.md, section
@@ -266,29 +265,59 @@ class Costs:
 
     scan: float  # one trunk pass over a station sample
     parcel: float  # rendering a generated parcel and its trunk pass
-    step: float  # training the head on one sample (forward and backward)
+    step: float  # training the head on one station sample (forward and backward)
+    parcel_step: float  # training the head on one generated parcel (its maps are smaller)
     score: float  # scoring one sample with the head
     projection: float  # projecting a reference into a scan (``project_reference``)
+    # The caller's costs, around the adaptation: decoding a cleared scan before it, and
+    # screening a held-out scan after it (``gunmatch.adapt`` measures the thresholds on them).
+    read: float = 0.0
+    calibrate: float = 0.0
 
-    def training_scans(self, cfg: AdaptConfig, held: int) -> int:
-        """How many training scans fit ``cfg.minutes``, with ``held`` scans held out: each
-        brings its samples, its share of rehearsal parcels and their epochs of training;
-        the held-out samples and the gate parcels are cached and scored whatever happens."""
+    def held_scan(self, cfg: AdaptConfig) -> float:
+        """A held-out scan: read, its samples cached, scored once an epoch and three times
+        more (before, fine-tuned, mixed), then screened for the thresholds."""
         per_scan = cfg.samples_per_scan
-        epochs = cfg.epochs
-        projecting = cfg.projections * self.projection
-        each = (
-            per_scan * (self.scan + epochs * self.step)
-            + projecting
-            + per_scan * cfg.rehearsal * (self.parcel + epochs * self.step)
+        return (
+            self.read
+            + per_scan * (self.scan + (cfg.epochs + 3) * self.score)
+            + cfg.projections * self.projection
+            + self.calibrate
         )
-        fixed = held * (
-            per_scan * (self.scan + (epochs + 3) * self.score) + projecting
-        ) + cfg.gate_parcels * (self.parcel + 3 * self.score)
-        return max(1, int((BUDGET_SHARE * cfg.minutes * 60.0 - fixed) / each))
+
+    def training_scan(self, cfg: AdaptConfig) -> float:
+        """A training scan: read, its samples and their share of rehearsal parcels cached,
+        and every epoch of training on them."""
+        per_scan = cfg.samples_per_scan
+        return (
+            self.read
+            + per_scan * (self.scan + cfg.epochs * self.step)
+            + cfg.projections * self.projection
+            + per_scan * cfg.rehearsal * (self.parcel + cfg.epochs * self.parcel_step)
+        )
+
+    def seconds(self, cfg: AdaptConfig, scans: int) -> float:
+        """An adaptation on ``scans`` cleared scans, held-out share and gate parcels included."""
+        held = holdout_count(scans, cfg)
+        gate = cfg.gate_parcels * (self.parcel + 3 * self.score)
+        return held * self.held_scan(cfg) + (scans - held) * self.training_scan(cfg) + gate
+
+    def scans_that_fit(self, cfg: AdaptConfig, available: int, seconds: float) -> int:
+        """The most of ``available`` cleared scans an adaptation can use in ``seconds``; never
+        fewer than one training scan and its held-out ones need (or ``available``)."""
+        least = min(available, cfg.min_holdout + 1)
+        fit = least
+        while fit < available and self.seconds(cfg, fit + 1) <= seconds:
+            fit += 1
+        return fit
 
 
-def _fastest(run: Callable[[], object], repeat: int = TIMING_REPEAT) -> tuple[object, float]:
+def holdout_count(scans: int, cfg: AdaptConfig) -> int:
+    """How many of ``scans`` cleared scans ``split_holdout`` keeps out of training."""
+    return max(cfg.min_holdout, int(round(cfg.holdout * scans)))
+
+
+def fastest(run: Callable[[], object], repeat: int = TIMING_REPEAT) -> tuple[object, float]:
     """``run``'s result and its fastest of ``repeat`` timings (the first call of a model pays
     one-time costs, and a thread pool still spinning from a run before slows it)."""
     best, result = math.inf, None
@@ -308,33 +337,48 @@ def measure_costs(
 ) -> Costs:
     """``Costs`` of ``model`` on this machine, from ``scan``, a reference ``patch`` projected
     into it at the sizes of ``scale_range`` and one generated parcel; each the fastest of
-    ``TIMING_REPEAT`` timings."""
+    ``TIMING_REPEAT`` timings. A training step is timed on a batch of each, since a
+    station's scans need not be the size of the generated parcels."""
     rng = np.random.default_rng(0)
-    _, projection_s = _fastest(lambda: project_reference(scan, patch, rng, scale_range))
+    _, projection_s = fastest(lambda: project_reference(scan, patch, rng, scale_range))
 
     def read(image: np.ndarray) -> list[torch.Tensor]:
         with torch.inference_mode():
             return model.features(model.scan_tensor(image)[0])
 
-    feats, scan_s = _fastest(lambda: read(scan))
-    _, parcel_s = _fastest(lambda: read(next(parcel_samples(parcel_plan(1, 3, TRAIN_SEED)))[0]))
-    batch = [f.expand(batch_size, *f.shape[1:]).clone() for f in feats]
+    def batch(feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [f.expand(batch_size, *f.shape[1:]).clone() for f in feats]
 
-    def step() -> None:
-        logits = model.head_forward(batch)
-        F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits)).backward()
+    def step(feats: list[torch.Tensor]) -> float:
+        def once() -> None:
+            logits = model.head_forward(feats)
+            F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits)).backward()
 
-    model.train()
-    _, step_s = _fastest(step)
-    model.zero_grad(set_to_none=True)
-    model.eval()
+        model.train()
+        _, seconds = fastest(once)
+        model.zero_grad(set_to_none=True)
+        model.eval()
+        return seconds / batch_size
+
+    scan_feats, scan_s = fastest(lambda: read(scan))
+    parcel_feats, parcel_s = fastest(
+        lambda: read(next(parcel_samples(parcel_plan(1, 3, TRAIN_SEED)))[0])
+    )
+    scans = batch(scan_feats)
 
     def score() -> None:
         with torch.inference_mode():
-            model.head_forward(batch)
+            model.head_forward(scans)
 
-    _, score_s = _fastest(score)
-    return Costs(scan_s, parcel_s, step_s / batch_size, score_s / batch_size, projection_s)
+    _, score_s = fastest(score)
+    return Costs(
+        scan=scan_s,
+        parcel=parcel_s,
+        step=step(scans),
+        parcel_step=step(batch(parcel_feats)),
+        score=score_s / batch_size,
+        projection=projection_s,
+    )
 
 
 def mix_heads(tuned: ThreatMap, base: ThreatMap, base_share: float) -> ThreatMap:
@@ -356,7 +400,7 @@ def mix_heads(tuned: ThreatMap, base: ThreatMap, base_share: float) -> ThreatMap
 
 def split_holdout(n: int, cfg: AdaptConfig) -> tuple[list[int], list[int]]:
     """(training, held-out) scan indices, drawn with ``cfg.seed``."""
-    held = max(cfg.min_holdout, int(round(cfg.holdout * n)))
+    held = holdout_count(n, cfg)
     if n - held < 1:
         raise ValueError(
             f"need more cleared scans: {n} leave none for training after holding out {held}"
@@ -365,14 +409,29 @@ def split_holdout(n: int, cfg: AdaptConfig) -> tuple[list[int], list[int]]:
     return sorted(int(i) for i in order[held:]), sorted(int(i) for i in order[:held])
 
 
+def trainable_copy(base: ThreatMap) -> ThreatMap:
+    """A copy of ``base`` to fine-tune (and to time, as it will train)."""
+    model = copy.deepcopy(base).to(memory_format=torch.channels_last)
+    model._session = None  # the copy trains in torch; ONNX Runtime is for serving
+    return model
+
+
 def adapt_threatmap(
     base: ThreatMap,
     scans: Sequence[np.ndarray],
     references: Sequence[np.ndarray],
     cfg: AdaptConfig | None = None,
     progress: bool = True,
+    costs: Costs | None = None,
+    seconds: float | None = None,
 ) -> AdaptResult:
-    """Fine-tune a copy of ``base`` on a station's cleared scans and projected references."""
+    """Fine-tune a copy of ``base`` on a station's cleared scans and projected references.
+
+    It plans to take ``seconds`` (by default all of ``cfg.minutes``), screening the held-out
+    scans for the thresholds afterwards included where ``costs.calibrate`` says what that
+    takes; ``costs`` are measured here unless given. Scans beyond what fits are left out at
+    random, and an epoch that would end past the plan is not begun.
+    """
     cfg = cfg or AdaptConfig()
     if not references:
         raise ValueError("the gallery has no X-ray threat references to project")
@@ -383,25 +442,28 @@ def adapt_threatmap(
     if not 0.0 <= cfg.base_share < 1.0:
         raise ValueError("base_share is the base map's share of the head: need 0 <= it < 1")
     started = time.perf_counter()
+    budget = cfg.minutes * 60.0 if seconds is None else seconds
     torch.manual_seed(cfg.seed)
     patches = reference_patches(references)
-    train_idx, held_idx = split_holdout(len(scans), cfg)
-    model = copy.deepcopy(base).to(memory_format=torch.channels_last)
-    model._session = None  # the copy trains in torch; ONNX Runtime is for serving
-
-    # Budget: as many training scans as caching, rehearsal and training on them leave room for.
-    costs = measure_costs(
-        model, scans[train_idx[0]], max(patches, key=np.size), cfg.batch_size, cfg.scale_range
-    )
+    model = trainable_copy(base)
+    if costs is None:
+        patch = max(patches, key=np.size)
+        costs = measure_costs(model, scans[0], patch, cfg.batch_size, cfg.scale_range)
+    plan = replace(costs, read=0.0)  # the scans are read
+    left = PLAN_SHARE * budget - (time.perf_counter() - started)
+    used = np.arange(len(scans))
+    fits = plan.scans_that_fit(cfg, len(scans), left)
+    if fits < len(scans):
+        log.warning("time budget of %.0f s: using %d of %d cleared scans", budget, fits, len(scans))
+        used = np.sort(np.random.default_rng(cfg.seed + 1).choice(len(scans), fits, False))
+    train_idx, held_idx = ([int(used[i]) for i in part] for part in split_holdout(len(used), cfg))
     samples_per_scan = cfg.samples_per_scan
-    fits = costs.training_scans(cfg, len(held_idx))
-    if fits < len(train_idx):
-        log.warning(
-            "time budget of %.0f min: training on %d of %d cleared scans", cfg.minutes, fits,
-            len(train_idx),
-        )  # fmt: skip
-        keep = np.random.default_rng(cfg.seed + 1).choice(len(train_idx), fits, replace=False)
-        train_idx = sorted(train_idx[int(i)] for i in keep)
+    # The fine-tuned and mixed heads are measured after training, then the thresholds.
+    after_s = (
+        len(held_idx) * (2 * samples_per_scan * plan.score + plan.calibrate)
+        + 2 * cfg.gate_parcels * plan.score
+    )
+    deadline = started + budget - after_s
 
     def cached(idx: list[int], seed: int, desc: str, rehearsal: int = 0) -> Cache:
         chosen = [scans[i] for i in idx]
@@ -437,8 +499,9 @@ def adapt_threatmap(
         seed=cfg.seed,
     )
     history = fit_head(
-        model, train, held, fit_cfg, progress, measure=station_measure, select="auc_worst"
-    )
+        model, train, held, fit_cfg, progress, measure=station_measure, select="auc_worst",
+        deadline=deadline,
+    )  # fmt: skip
     tuned = measured()
     mix_heads(model, base, cfg.base_share)
     after = measured()
@@ -457,6 +520,10 @@ def adapt_threatmap(
         "held_out_scans": len(held_idx),
         "rehearsal_parcels": rehearsal,
         "costs_s": {k: round(v, 4) for k, v in asdict(costs).items()},
+        # what the plan expected (reading aside, screening for the thresholds in where the
+        # caller gave its cost), and the epochs run
+        "planned_s": round(plan.seconds(cfg, len(used)), 1),
+        "epochs_trained": len(history),
         "references": len(patches),
         "before": before,
         # the fine-tuned head before ``mix_heads``; "after" is the map kept
@@ -484,7 +551,10 @@ __all__ = [
     "AdaptConfig",
     "AdaptResult",
     "Costs",
+    "PLAN_SHARE",
     "adapt_threatmap",
+    "fastest",
+    "holdout_count",
     "measure_costs",
     "mix_heads",
     "reference_patches",
@@ -495,4 +565,5 @@ __all__ = [
     "station_gain",
     "station_measure",
     "station_samples",
+    "trainable_copy",
 ]

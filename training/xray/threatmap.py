@@ -226,9 +226,13 @@ def fit_head(
     on_epoch: Callable[[int, dict], None] | None = None,
     measure: Callable[[ThreatMap, Cache], dict[str, float]] | None = None,
     select: str = "auc",
+    deadline: float | None = None,
 ) -> list[dict]:
     """Train the head on cached features; keep the epoch with the best held-out ``select``
-    of ``measure`` (by default ``ranking``: the AUC of any part against clean scans)."""
+    of ``measure`` (by default ``ranking``: the AUC of any part against clean scans).
+
+    With a ``deadline`` (a ``time.perf_counter()`` value) an epoch is not begun when one
+    more as long as the slowest so far would end past it."""
     params = [p for n, p in model.named_parameters() if not n.startswith("trunk.")]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * train.n_batches(cfg.batch_size)
@@ -239,7 +243,12 @@ def fit_head(
     rng = np.random.default_rng(cfg.seed)
     history: list[dict] = []
     best, best_state = -1.0, None
+    slowest = 0.0
     for epoch in range(cfg.epochs):
+        begun = time.perf_counter()
+        if deadline is not None and epoch and begun + slowest > deadline:
+            log.warning("out of time: stopping after %d of %d epochs", epoch, cfg.epochs)
+            break
         model.train()
         order = rng.permutation(len(train))
         total = 0.0
@@ -268,6 +277,7 @@ def fit_head(
             **measure(model, val),
         }
         history.append(row)
+        slowest = max(slowest, time.perf_counter() - begun)
         if on_epoch is not None:
             on_epoch(epoch, row)
         log.info("threat map epoch %s", row)

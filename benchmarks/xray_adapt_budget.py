@@ -1,0 +1,138 @@
+"""``gunmatch adapt`` against its time budget (issue #13: 200 cleared scans in at most 15
+minutes on 2 cores; a station holds thousands).
+
+The gallery is built as ``benchmarks.xray_adapt`` builds it, and the station's cleared scans
+are written the same way (its seeds, its look). For each ``--cleared`` count a fresh copy of
+the gallery is adapted through the public CLI on that many of the scans, and the row says
+how many adapt read, trained on and held out, the epochs it ran, what its plan expected and
+how long each phase took against ``--minutes``.
+
+    .venv/bin/python -m benchmarks.xray_adapt_budget --station dual-energy-vivid \\
+        --cleared 200 1000 --held-out none --model models/xray-v1 \\
+        --threatmap models/threatmap-v6 --crop 112 --clutter-refs 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchmarks import xray_domain
+from benchmarks.report import command_line, git_rev, machine, publish
+from benchmarks.xray_adapt import adapt, write_cleared
+from benchmarks.xray_screening import build_gallery, gallery_text
+
+log = logging.getLogger("benchmarks.xray_adapt_budget")
+
+
+def station_folder(folder: Path, written: Path, n: int) -> Path:
+    """A folder holding the first ``n`` of the ``written`` scans (hard links)."""
+    folder.mkdir(parents=True)
+    for path in sorted(written.glob("*.png"))[:n]:
+        os.link(path, folder / path.name)
+    return folder
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Each count's adapt report and wall-clock seconds, on its own copy of one gallery."""
+    torch.set_num_threads(args.threads)
+    rows = xray_domain.chosen_rows(xray_domain.held_out_arg(args.held_out), [args.station])
+    station = next(r for r in rows if r.name == args.station)
+    size = tuple(int(v) for v in args.size.split("x"))
+    tmp = Path(tempfile.mkdtemp(prefix="xray-adapt-budget-"))
+    out = []
+    try:
+        build_gallery(tmp / "built", args).close()
+        write_cleared(tmp / "written", station, max(args.cleared), size)
+        for n in args.cleared:
+            gallery = tmp / f"gallery-{n}"
+            shutil.copytree(tmp / "built", gallery)
+            cleared = station_folder(tmp / f"cleared-{n}", tmp / "written", n)
+            status, report, seconds = adapt(gallery, cleared, args)
+            log.info("%d cleared scans: exit %d in %.0f s", n, status, seconds)
+            out.append({"cleared": n, "report": report, "seconds": seconds})
+            shutil.rmtree(gallery, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def row_cells(row: dict, minutes: float) -> str:
+    """One table row: what adapt used and how its time went."""
+    rep = row["report"]
+    phases = rep.get("phases_s", {})
+    spent = " / ".join(f"{phases.get(p, 0.0):.0f}" for p in ("reading", "adapting", "calibrating"))
+    epochs = f"{rep['epochs_trained']} of {rep['config']['epochs']}"
+    verdict = "accepted" if rep["gate"]["accepted"] else "refused"
+    return (
+        f"| {row['cleared']} | {rep['cleared_scans']} | {rep['training_scans']} | "
+        f"{rep['held_out_scans']} | {epochs} | {rep['planned_s']:.0f} | {spent} | "
+        f"{row['seconds']:.0f} of {minutes * 60:.0f} | {verdict} |"
+    )
+
+
+def markdown(args: argparse.Namespace, res: list[dict], command: str) -> str:
+    """The docs/benchmarks.md section."""
+    costs = res[0]["report"]["costs_s"]
+    lines = [
+        f"## X-ray station adaptation against its time budget: {args.station}",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine()}; commit {git_rev()}  ",
+        f"Gallery {gallery_text(args)}; crops {args.crop} px.  ",
+        f"Station: clean parcels in the {args.station} look, written as its PNG exports (the "
+        f"seeds of benchmarks.xray_adapt); each row adapts a fresh copy of the gallery with "
+        f"`gunmatch adapt --gallery G CLEARED/ --minutes {args.minutes:g}` and its defaults.  ",
+        "Costs adapt measured on the first row's machine, seconds each (the fastest of a few "
+        "timings): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in costs.items())
+        + ". Planned: what the plan expected of the scans it used, reading aside.",
+        "",
+        "| cleared scans given | read | training | held out | epochs | planned s "
+        "| reading / adapting / calibrating s | wall s of budget | gate |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [row_cells(row, args.minutes) for row in res]
+    return "\n".join(lines)
+
+
+def section_name(station: str) -> str:
+    """One section per station look."""
+    return f"adapt-budget-{station}"
+
+
+def parser() -> argparse.ArgumentParser:
+    """``benchmarks.xray_domain``'s gallery options, plus the station's."""
+    p = xray_domain.parser()
+    p.description = __doc__.splitlines()[0]
+    p.add_argument("--station", required=True, help="the station's scanner look")
+    p.add_argument(
+        "--cleared", type=int, nargs="+", default=[200], help="cleared scan counts, a row each"
+    )
+    p.add_argument("--minutes", type=float, default=15.0, help="gunmatch adapt's time budget")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry."""
+    args = parser().parse_args(argv)
+    if args.station not in xray_domain.LOOKS:
+        raise SystemExit(f"--station must be a look: {', '.join(xray_domain.LOOKS)}")
+    if min(args.cleared) < 4:
+        raise SystemExit("--cleared: adapt needs at least 4 scans")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    res = run(args)
+    text = markdown(args, res, command_line("benchmarks.xray_adapt_budget", argv))
+    publish(text, section_name(args.station), args.write)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
