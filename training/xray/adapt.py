@@ -63,9 +63,9 @@ PROJECTION_BLUR = (0.4, 1.4)
 # sigma 1 px: sqrt(1 - 2 g(0) + sum g^2) for the 2-D kernel g.
 RESIDUAL_SHARE = float(np.sqrt(1.0 - 2.0 / (2.0 * np.pi) + 1.0 / (4.0 * np.pi)))
 SIZES = ("small", "large")  # projected objects below and above ``AdaptConfig.small_part``
-# Share of the time left that the plan fills: each cost is the fastest of a few timings, and
-# the pieces of a run took up to 4% more than planned (docs/benchmarks.md, section
-# "adapt-planner").
+# Share of the time left that the plan fills: each cost is the fastest of a few timings, so
+# a run takes longer than its plan (docs/benchmarks.md, section
+# "adapt-budget-dual-energy-vivid").
 PLAN_SHARE = 0.9
 # Each cost is the fastest of this many timings: a single cold timing, taken right after the
 # gallery's ONNX Runtime sessions had run, read a trunk pass at 1.1 s instead of 0.2 s and let
