@@ -78,6 +78,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_adapt)
 
 
+def scans_of_given(report: dict) -> str:
+    """The words " of N given" where the budget held fewer scans than the station offered."""
+    given = report.get("cleared_scans_given", report["cleared_scans"])
+    tried = report["cleared_scans"] + len(report.get("unreadable_scans", []))
+    return f" of {given} given" if given > tried else ""
+
+
 def cmd_adapt(args: argparse.Namespace) -> int:
     """Adapt, and say what changed."""
     if args.minutes <= 0 or args.epochs < 1 or not 0 < args.holdout < 1 or args.rehearsal < 0:
@@ -122,8 +129,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         f"{after['station']['auc']:.3f} (small parts {station_change(report, 'auc_small')}, larger "
         f"objects {station_change(report, 'auc_large')}); generated parcels: AUC "
         f"{before['generated']['auc']:.3f} -> {after['generated']['auc']:.3f} "
-        f"({report['training_scans']} training and {report['held_out_scans']} held-out scans, "
-        f"{report['references']} references, {report['seconds']:.0f} s)"
+        f"({report['training_scans']} training and {report['held_out_scans']} held-out scans"
+        f"{scans_of_given(report)}, {report['references']} references, "
+        f"{report['seconds']:.0f} s)"
     )
     if not report["gate"]["accepted"]:
         out(f"refused: the gallery keeps its threat map; report in {gdir / REPORT_FILE}")

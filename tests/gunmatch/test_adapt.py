@@ -111,6 +111,7 @@ def test_cli_adapt(mapped_gallery, tmp_path, capsys, monkeypatch):
     text = capsys.readouterr().out
     assert asked[0].base_share == 0.0  # the fine-tuned head as trained
     assert code == 1 and "refused" in text and str(gallery / REPORT_FILE) in text
+    assert "given" not in text  # every scan was read, the unreadable one tried
     for key in ("auc_small", "auc_large"):
         assert station_change(report, key) in text
     # Accepted: the thresholds, and how to undo it.
@@ -121,6 +122,14 @@ def test_cli_adapt(mapped_gallery, tmp_path, capsys, monkeypatch):
     assert main(["adapt", str(scans), "--gallery", str(gallery), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "alert 0.900, review 0.800" in text
+    assert "given" not in text
+    # A station that offered more scans than the budget held is told so.
+    monkeypatch.setattr(
+        "gunmatch.commands.adapt.adapt_gallery",
+        lambda *a, **k: {**accepted, "cleared_scans_given": 1000},
+    )
+    assert main(["adapt", str(scans), "--gallery", str(gallery), "--quiet"]) == 0
+    assert "held-out scans of 1000 given," in capsys.readouterr().out
     assert f"gunmatch gallery threatmap {gallery / 'model' / PREVIOUS} --gallery {gallery}" in text
 
 
