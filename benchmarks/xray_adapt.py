@@ -260,23 +260,35 @@ def section_name(station: str, guns: str | None, cleared: int = CLEARED_DEFAULT)
     return f"adapt-{station}{kind}" + ("" if cleared == CLEARED_DEFAULT else f"-cleared-{cleared}")
 
 
-def parser() -> argparse.ArgumentParser:
-    """``benchmarks.xray_domain``'s options, plus the station's."""
+def parser(doc: str = __doc__, counts: bool = False) -> argparse.ArgumentParser:
+    """``benchmarks.xray_domain``'s options, plus the station's (with ``counts``, several
+    station sizes, a row each)."""
     p = xray_domain.parser()
-    p.description = __doc__.splitlines()[0]
+    p.description = doc.splitlines()[0]
     p.add_argument("--station", required=True, help="the station's scanner look")
-    p.add_argument(
-        "--cleared", type=int, default=CLEARED_DEFAULT, help="the station's cleared scans"
-    )
+    if counts:
+        p.add_argument(
+            "--cleared", type=int, nargs="+", default=[CLEARED_DEFAULT],
+            help="cleared scan counts, a row each",
+        )  # fmt: skip
+    else:
+        p.add_argument(
+            "--cleared", type=int, default=CLEARED_DEFAULT, help="the station's cleared scans"
+        )
     p.add_argument("--minutes", type=float, default=15.0, help="gunmatch adapt's time budget")
     return p
+
+
+def check_station(args: argparse.Namespace) -> None:
+    """A station's look must be one of the looks (SystemExit otherwise)."""
+    if args.station not in xray_domain.LOOKS:
+        raise SystemExit(f"--station must be a look: {', '.join(xray_domain.LOOKS)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry."""
     args = parser().parse_args(argv)
-    if args.station not in xray_domain.LOOKS:
-        raise SystemExit(f"--station must be a look: {', '.join(xray_domain.LOOKS)}")
+    check_station(args)
     if args.gallery or args.dump or args.only or args.quick or args.whole_image:
         raise SystemExit("--gallery, --dump, --only, --quick and --whole-image do not apply here")
     logging.basicConfig(level=logging.INFO, format="%(message)s")

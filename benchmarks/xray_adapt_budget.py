@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import xray_domain
+from benchmarks import xray_adapt, xray_domain
 from benchmarks.report import command_line, git_rev, machine, publish
-from benchmarks.xray_adapt import adapt, write_cleared
 from benchmarks.xray_screening import build_gallery, gallery_text
 
 log = logging.getLogger("benchmarks.xray_adapt_budget")
@@ -50,12 +49,12 @@ def run(args: argparse.Namespace) -> list[dict]:
     out = []
     try:
         build_gallery(tmp / "built", args).close()
-        write_cleared(tmp / "written", station, max(args.cleared), size)
+        xray_adapt.write_cleared(tmp / "written", station, max(args.cleared), size)
         for n in args.cleared:
             gallery = tmp / f"gallery-{n}"
             shutil.copytree(tmp / "built", gallery)
             cleared = station_folder(tmp / f"cleared-{n}", tmp / "written", n)
-            status, report, seconds = adapt(gallery, cleared, args)
+            status, report, seconds = xray_adapt.adapt(gallery, cleared, args)
             log.info("%d cleared scans: exit %d in %.0f s", n, status, seconds)
             out.append({"cleared": n, "report": report, "seconds": seconds})
             shutil.rmtree(gallery, ignore_errors=True)
@@ -90,7 +89,7 @@ def markdown(args: argparse.Namespace, res: list[dict], command: str) -> str:
         f"Station: clean parcels in the {args.station} look, written as its PNG exports (the "
         f"seeds of benchmarks.xray_adapt); each row adapts a fresh copy of the gallery with "
         f"`gunmatch adapt --gallery G CLEARED/ --minutes {args.minutes:g}` and its defaults.  ",
-        "Costs adapt measured on the first row's machine, seconds each (the fastest of a few "
+        "Costs adapt measured in the first row, seconds each (the fastest of a few "
         "timings): "
         + ", ".join(f"{k} {v:.3f}" for k, v in costs.items())
         + ". Planned: what the plan expected of the scans it used, reading aside.",
@@ -109,22 +108,14 @@ def section_name(station: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    """``benchmarks.xray_domain``'s gallery options, plus the station's."""
-    p = xray_domain.parser()
-    p.description = __doc__.splitlines()[0]
-    p.add_argument("--station", required=True, help="the station's scanner look")
-    p.add_argument(
-        "--cleared", type=int, nargs="+", default=[200], help="cleared scan counts, a row each"
-    )
-    p.add_argument("--minutes", type=float, default=15.0, help="gunmatch adapt's time budget")
-    return p
+    """``benchmarks.xray_adapt``'s options, ``--cleared`` taking several counts."""
+    return xray_adapt.parser(__doc__, counts=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry."""
     args = parser().parse_args(argv)
-    if args.station not in xray_domain.LOOKS:
-        raise SystemExit(f"--station must be a look: {', '.join(xray_domain.LOOKS)}")
+    xray_adapt.check_station(args)
     if min(args.cleared) < 4:
         raise SystemExit("--cleared: adapt needs at least 4 scans")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
