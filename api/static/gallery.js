@@ -88,7 +88,16 @@ function adaptText(st) {
     .filter(([key]) => before[key] != null && after[key] != null)
     .map(([key, name]) => `${t(name)} ${change(key)}`);
   const apart = sizes.length ? ` (${sizes.join(", ")})` : "";
-  return `${t(st.state === "done" ? "adaptDone" : "adaptRefused")} ${change("auc")}${apart}`;
+  return `${t(st.state === "done" ? "adaptDone" : "adaptRefused")} ${change("auc")}${apart}${scansUsed(r)}`;
+}
+
+// How many scans adapt trained on and held out, and how many were offered where its time
+// budget held fewer (the unreadable ones aside); nothing for a report that does not say.
+function scansUsed(r) {
+  if (r.training_scans == null) return "";
+  const tried = r.cleared_scans + (r.unreadable_scans || []).length;
+  const offered = r.cleared_scans_given > tried ? t("adaptOffered").replace("{n}", r.cleared_scans_given) : "";
+  return `${t("adaptUsed")}${r.training_scans} / ${r.held_out_scans}${offered}`;
 }
 
 async function pollAdapt() {

@@ -21,6 +21,7 @@ const MESSAGES = {
     adaptPhase_reading: "读取扫描", adaptPhase_adapting: "训练热图", adaptPhase_calibrating: "重新校准阈值",
     adaptDone: "已安装新热图并重新校准。留出扫描 AUC", adaptRefused: "未通过门槛，保留原热图。留出扫描 AUC",
     adaptFailed: "自适应失败：", adaptSmall: "小部件", adaptLarge: "较大物体",
+    adaptUsed: "；训练 / 留出扫描：", adaptOffered: "（共提供 {n} 张，时间预算内只用了这些）",
   },
   en: {
     title: "Firearm part matching", lang: "中文", signin: "Sign in", signout: "Sign out", key: "API key",
@@ -48,6 +49,7 @@ const MESSAGES = {
     adaptDone: "Installed the adapted map and new thresholds. Held-out scans' AUC",
     adaptRefused: "Refused by the gate; the map is unchanged. Held-out scans' AUC", adaptFailed: "Adaptation failed: ",
     adaptSmall: "small parts", adaptLarge: "larger objects",
+    adaptUsed: "; scans trained on / held out: ", adaptOffered: " (of {n} offered: the time budget held these)",
   },
 };
 

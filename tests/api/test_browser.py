@@ -179,4 +179,20 @@ def test_adapt_status_shows_small_parts_and_larger_objects_apart(browser, mapped
             "Refused by the gate; the map is unchanged. Held-out scans' AUC 0.924 → 0.976"
             " (larger objects 0.951 → 0.990)"
         )
+        # A report that says what adapt used: of 1000 offered, the budget held 280.
+        used = {"training_scans": 167, "held_out_scans": 112, "cleared_scans": 279,
+                "cleared_scans_given": 1000, "unreadable_scans": []}  # fmt: skip
+        answers[0]["report"].update(used)
+        page.reload()
+        status = page.wait_for_selector("#adapt-status:not(:empty)")
+        assert status.inner_text().endswith(
+            "(larger objects 0.951 → 0.990); scans trained on / held out: 167 / 112"
+            " (of 1000 offered: the time budget held these)"
+        )
+        # Every scan offered used (the unreadable one tried): no word of the budget.
+        answers[0]["report"].update(cleared_scans_given=280, unreadable_scans=[["x.png", "?"]])
+        page.click("#lang-btn")
+        page.reload()
+        status = page.wait_for_selector("#adapt-status:not(:empty)")
+        assert status.inner_text().endswith("；训练 / 留出扫描：167 / 112")
     page.close()
