@@ -51,18 +51,25 @@ REPORT_FILE = "adapt-report.json"
 MIN_SCANS = 4
 
 
+# What decoding an unreadable scan raises (ImageError is a ValueError).
+UNREADABLE = (ValueError, OSError)
+
+
+def read_scan(engine: Engine, source: ImageSource) -> np.ndarray:
+    """Decode one cleared scan into a transmission image, as searches decode it."""
+    pre = engine.embedder.preprocess_config
+    return load_transmission(source, engine.embedder.max_pixels, pre.xray_white_percentile)
+
+
 def read_scans(
     engine: Engine, sources: Sequence[tuple[str, ImageSource]]
 ) -> tuple[list[np.ndarray], list[tuple[str, str]]]:
     """Decode cleared scans into transmission images; unreadable ones are listed, not fatal."""
-    pre = engine.embedder.preprocess_config
     scans, failed = [], []
     for name, source in sources:
         try:
-            scans.append(
-                load_transmission(source, engine.embedder.max_pixels, pre.xray_white_percentile)
-            )
-        except (ValueError, OSError) as exc:  # ImageError is a ValueError
+            scans.append(read_scan(engine, source))
+        except UNREADABLE as exc:
             failed.append((name, str(exc)))
     return scans, failed
 
@@ -106,13 +113,9 @@ def plan_costs(
         name, source = sources[order[0]]
         clock = time.perf_counter()
         try:
-            scan = load_transmission(
-                source,
-                engine.embedder.max_pixels,
-                engine.embedder.preprocess_config.xray_white_percentile,
-            )
+            scan = read_scan(engine, source)
             break
-        except (ValueError, OSError) as exc:  # ImageError is a ValueError
+        except UNREADABLE as exc:
             failed.append((name, str(exc)))
             order.pop(0)
     else:
@@ -168,8 +171,6 @@ def adapt_gallery(
         pre = engine.embedder.preprocess_config
         refs = threat_references(engine.gallery, pre.xray_white_percentile)
         base, origin = base_threatmap(engine.gallery)
-        if not refs:
-            raise ValueError("the gallery has no X-ray threat references to project")
         costs, order, failed = plan_costs(engine, base, sources, refs, cfg, screening)
         left = cfg.minutes * 60.0 - (time.perf_counter() - started)
         fits = max(MIN_SCANS, costs.scans_that_fit(cfg, len(order), PLAN_SHARE * left))

@@ -53,6 +53,8 @@ def test_reference_patches_crop_to_the_object_and_refuse_an_empty_one():
     assert patch.shape == (10, 15) and patch.max() < 0.98
     with pytest.raises(ValueError, match="no object"):
         reference_patches([t, np.ones((5, 5), np.float32)])
+    with pytest.raises(ValueError, match="no X-ray threat references"):
+        reference_patches([])
 
 
 @pytest.mark.parametrize("scale", [(0.08, 0.1), (0.45, 0.45)])

@@ -137,7 +137,9 @@ class AdaptResult:
 
 def reference_patches(references: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Each isolated reference cropped to its object; one with no object is an error (its
-    projections would be positives with empty boxes)."""
+    projections would be positives with empty boxes), and so is having none."""
+    if not references:
+        raise ValueError("the gallery has no X-ray threat references to project")
     patches = [object_patch(np.asarray(r, dtype=np.float32), OBJECT_THRESHOLD) for r in references]
     for i, patch in enumerate(patches):
         if patch.min() >= OBJECT_THRESHOLD:
@@ -296,6 +298,15 @@ class Costs:
             + per_scan * cfg.rehearsal * (self.parcel + cfg.epochs * self.parcel_step)
         )
 
+    def after_training(self, cfg: AdaptConfig, held: int) -> float:
+        """What follows the epochs: the fine-tuned and the mixed head scored on the ``held``
+        held-out scans' samples and the gate parcels, then the held-out scans screened for
+        the thresholds."""
+        per_scan = cfg.samples_per_scan
+        return held * (2 * per_scan * self.score + self.calibrate) + (
+            2 * cfg.gate_parcels * self.score
+        )
+
     def seconds(self, cfg: AdaptConfig, scans: int) -> float:
         """An adaptation on ``scans`` cleared scans, held-out share and gate parcels included."""
         held = holdout_count(scans, cfg)
@@ -433,8 +444,6 @@ def adapt_threatmap(
     random, and an epoch that would end past the plan is not begun.
     """
     cfg = cfg or AdaptConfig()
-    if not references:
-        raise ValueError("the gallery has no X-ray threat references to project")
     if not 0.0 < cfg.holdout < 1.0 or cfg.projections < 1 or cfg.epochs < 1:
         raise ValueError("need 0 < holdout < 1, projections >= 1 and epochs >= 1")
     if cfg.rehearsal < 0.0:
@@ -458,12 +467,7 @@ def adapt_threatmap(
         used = np.sort(np.random.default_rng(cfg.seed + 1).choice(len(scans), fits, False))
     train_idx, held_idx = ([int(used[i]) for i in part] for part in split_holdout(len(used), cfg))
     samples_per_scan = cfg.samples_per_scan
-    # The fine-tuned and mixed heads are measured after training, then the thresholds.
-    after_s = (
-        len(held_idx) * (2 * samples_per_scan * plan.score + plan.calibrate)
-        + 2 * cfg.gate_parcels * plan.score
-    )
-    deadline = started + budget - after_s
+    deadline = started + budget - plan.after_training(cfg, len(held_idx))
 
     def cached(idx: list[int], seed: int, desc: str, rehearsal: int = 0) -> Cache:
         chosen = [scans[i] for i in idx]
