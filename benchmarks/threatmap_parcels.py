@@ -31,7 +31,13 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.xray_domain import GUN_SCALE, HANDGUNS, PART_SCALE, scan_png
-from benchmarks.xray_screening import VAL_NEGATIVE_SEED, VAL_POSITIVE_SEED, VIEWS_TEXT, rate_at
+from benchmarks.xray_screening import (
+    VAL_NEGATIVE_SEED,
+    VAL_POSITIVE_SEED,
+    VIEWS_TEXT,
+    rate_at,
+    scan_size,
+)
 from matcher.images import DEFAULT_MAX_PIXELS
 from matcher.preprocess import PreprocessConfig
 from matcher.threatmap import MAP_VIEWS, load_threatmap
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     styles = StyleSampler(()) if args.styles else None
     passes = [2] if args.one_pass else args.views
     torch.set_num_threads(args.threads)
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = scan_size(args)
     maps = {d: load_threatmap(d).use_onnx(args.threads) for d in args.maps}  # as screening runs it
     runs = [(d, f, z) for d in maps for f in passes for z in zoom_sets]
     scores: dict[tuple[str, int, tuple], list[float]] = {r: [] for r in runs}

@@ -50,6 +50,7 @@ from benchmarks.xray_screening import (
     open_as_served,
     rate_at,
     regions_text,
+    scan_size,
 )
 from gunmatch.adapt import REPORT_FILE, station_auc, station_change
 from gunmatch.cli import main as gunmatch_main
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> dict:
     held = xray_domain.held_out_arg(args.held_out)
     rows = xray_domain.chosen_rows(held, [args.station, "default"])
     station = next(r for r in rows if r.name == args.station)
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = scan_size(args)
     tmp = Path(tempfile.mkdtemp(prefix="xray-adapt-"))
     try:
         gallery = tmp / "gallery"

@@ -26,7 +26,7 @@ import torch
 
 from benchmarks import xray_adapt, xray_domain
 from benchmarks.report import command_line, git_rev, machine, publish
-from benchmarks.xray_screening import build_gallery, gallery_text
+from benchmarks.xray_screening import build_gallery, gallery_text, scan_size
 
 log = logging.getLogger("benchmarks.xray_adapt_budget")
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(args.threads)
     rows = xray_domain.chosen_rows(xray_domain.held_out_arg(args.held_out), [args.station])
     station = next(r for r in rows if r.name == args.station)
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = scan_size(args)
     tmp = Path(tempfile.mkdtemp(prefix="xray-adapt-budget-"))
     out = []
     try:

@@ -56,6 +56,7 @@ from benchmarks.xray_screening import (
     open_as_served,
     rate_at,
     regions_text,
+    scan_size,
     with_regions,
 )
 from gunmatch.decision import threshold_decision_fn
@@ -184,7 +185,7 @@ def _figures(pos: np.ndarray, neg: np.ndarray, hit: np.ndarray | None) -> dict:
 
 def screen_row(engine: Engine, row: Row, args: argparse.Namespace, cfg: ScreeningConfig) -> dict:
     """Screen a row's positives and negatives; detection, AUC and box hits."""
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = scan_size(args)
     decide = threshold_decision_fn(0.9, 0.7)
     # Scans with a threat, clean ones, and with --confusers the clean bags again, each with a
     # shuriken or a razor blade laid in (the same bag otherwise: ``extra_kind``).

@@ -72,6 +72,17 @@ VIEWS_TEXT = {
 }
 
 
+def scan_size(args: argparse.Namespace) -> tuple[int, int]:
+    """``--size`` ("WxH" in pixels) as (width, height); SystemExit for anything else."""
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        if min(width, height) < 1:
+            raise ValueError(args.size)
+    except ValueError:
+        raise SystemExit(f"--size must be WxH in pixels, e.g. 1600x1250: {args.size!r}") from None
+    return width, height
+
+
 def add_map_size_args(p: argparse.ArgumentParser) -> None:
     """``--map-zooms`` and ``--map-views``: the sizes the map runs at and its views at each."""
     p.add_argument(
@@ -198,7 +209,7 @@ def clutter_items(emb: Embedder, args: argparse.Namespace) -> list[NewItem]:
     """
     if args.clutter_refs < 1:
         return []
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = scan_size(args)
     per_scan = 8
     items: list[NewItem] = []
     for j in range((args.clutter_refs + per_scan - 1) // per_scan):
@@ -251,7 +262,7 @@ def rate_at(pos: np.ndarray, neg: np.ndarray, fa: float) -> tuple[float, float]:
 def run(args: argparse.Namespace) -> dict:
     """Build the gallery, screen the parcels, return the measured figures."""
     torch.set_num_threads(args.threads)
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = scan_size(args)
     cfg = ScreeningConfig(
         crop_size=args.crop,
         score_mode=args.score_mode,

@@ -7,6 +7,7 @@ import pytest
 from benchmarks import cli as bench
 from benchmarks import xray_domain
 from benchmarks.xray_domain import held_out_arg, parser, plan_rows, run
+from benchmarks.xray_screening import scan_size
 from screening.regions import ProposalConfig
 from screening.screen import ScreeningConfig
 from synth.styles import LOOKS, SCENES
@@ -53,6 +54,14 @@ def test_nothing_held_out_gives_one_in_domain_row_per_family():
     assert not any(r.held_out for r in rows)
     seen = {f for seed in range(60) for f in rows[1].style_of(seed).families}
     assert set(styled) <= seen
+
+
+def test_scan_size_reads_width_by_height_and_refuses_the_rest():
+    assert scan_size(tiny_args()) == (320, 250)
+    assert scan_size(parser().parse_args([])) == (1600, 1250)
+    for bad in ("1600", "1600x", "0x1250", "1600x1250x3", "wide"):
+        with pytest.raises(SystemExit, match="WxH"):
+            scan_size(parser().parse_args(["--size", bad]))
 
 
 def test_registered_as_an_external_suite_taking_quick(monkeypatch):
