@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -62,13 +62,17 @@ def read_scan(engine: Engine, source: ImageSource) -> np.ndarray:
 
 
 def read_scans(
-    engine: Engine, sources: Sequence[tuple[str, ImageSource]]
+    engine: Engine,
+    sources: Sequence[tuple[str, ImageSource]],
+    decoded: Mapping[int, np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], list[tuple[str, str]]]:
-    """Decode cleared scans into transmission images; unreadable ones are listed, not fatal."""
+    """Decode cleared scans into transmission images; unreadable ones are listed, not fatal.
+    ``decoded`` holds scans already decoded, by their position in ``sources``."""
+    decoded = decoded or {}
     scans, failed = [], []
-    for name, source in sources:
+    for i, (name, source) in enumerate(sources):
         try:
-            scans.append(read_scan(engine, source))
+            scans.append(decoded[i] if i in decoded else read_scan(engine, source))
         except UNREADABLE as exc:
             failed.append((name, str(exc)))
     return scans, failed
@@ -100,13 +104,13 @@ def plan_costs(
     refs: Sequence[np.ndarray],
     cfg: AdaptConfig,
     screening: ScreeningConfig,
-) -> tuple[Costs, list[int], list[tuple[str, str]]]:
+) -> tuple[Costs, list[int], list[tuple[str, str]], np.ndarray]:
     """What each piece of adapting takes here, measured on the first readable scan of a
     seeded shuffle of ``sources``: ``training.xray.adapt.measure_costs``, with decoding a scan
     and screening it for the thresholds (a gallery with no map of its own yet screens without
     one here, so the new map's passes over the scan and its mirror are added). Also the
-    sources in the order a budget too short for all of them reads them, the unreadable
-    ones tried left out and listed."""
+    sources in the order a budget too short for all of them reads them (the timed scan
+    first), the unreadable ones tried left out and listed, and the timed scan decoded."""
     order = [int(i) for i in np.random.default_rng(cfg.seed).permutation(len(sources))]
     failed = []
     while order:
@@ -128,7 +132,7 @@ def plan_costs(
     )
     if engine.threatmap is None:
         screen_s += 2 * costs.scan
-    return replace(costs, read=read_s, calibrate=screen_s), order, failed
+    return replace(costs, read=read_s, calibrate=screen_s), order, failed, scan
 
 
 def adapt_gallery(
@@ -171,15 +175,19 @@ def adapt_gallery(
         pre = engine.embedder.preprocess_config
         refs = threat_references(engine.gallery, pre.xray_white_percentile)
         base, origin = base_threatmap(engine.gallery)
-        costs, order, failed = plan_costs(engine, base, sources, refs, cfg, screening)
+        costs, order, failed, timed = plan_costs(engine, base, sources, refs, cfg, screening)
         left = cfg.minutes * 60.0 - (time.perf_counter() - started)
         fits = max(MIN_SCANS, costs.scans_that_fit(cfg, len(order), PLAN_SHARE * left))
-        if fits < len(order):
+        unread = max(0, len(order) - fits)
+        if unread:
             log.warning(
                 "time budget of %.0f min: reading %d of %d cleared scans", cfg.minutes, fits,
-                len(order) + len(failed),
+                len(sources),
             )  # fmt: skip
-        scans, unreadable = read_scans(engine, [sources[i] for i in sorted(order[:fits])])
+        chosen = sorted(order[:fits])
+        scans, unreadable = read_scans(
+            engine, [sources[i] for i in chosen], {chosen.index(order[0]): timed}
+        )
         failed += unreadable
         if len(scans) < MIN_SCANS:
             raise ValueError(
@@ -193,6 +201,7 @@ def adapt_gallery(
             **result.report,
             "base": origin,
             "cleared_scans_given": len(sources),
+            "cleared_scans_unread": unread,  # the time budget held no more
             "unreadable_scans": failed,
         }
         if result.accepted:

@@ -92,11 +92,10 @@ function adaptText(st) {
 }
 
 // How many scans adapt trained on and held out, and how many were offered where its time
-// budget held fewer (the unreadable ones aside); nothing for a report that does not say.
+// budget held fewer; nothing for a report that does not say.
 function scansUsed(r) {
   if (r.training_scans == null) return "";
-  const tried = r.cleared_scans + (r.unreadable_scans || []).length;
-  const offered = r.cleared_scans_given > tried ? t("adaptOffered").replace("{n}", r.cleared_scans_given) : "";
+  const offered = r.cleared_scans_unread > 0 ? t("adaptOffered").replace("{n}", r.cleared_scans_given) : "";
   return `${t("adaptUsed")}${r.training_scans} / ${r.held_out_scans}${offered}`;
 }
 

@@ -80,9 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def scans_of_given(report: dict) -> str:
     """The words " of N given" where the budget held fewer scans than the station offered."""
-    given = report.get("cleared_scans_given", report["cleared_scans"])
-    tried = report["cleared_scans"] + len(report.get("unreadable_scans", []))
-    return f" of {given} given" if given > tried else ""
+    unread = report.get("cleared_scans_unread", 0)
+    return f" of {report['cleared_scans_given']} given" if unread else ""
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:

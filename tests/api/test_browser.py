@@ -181,7 +181,8 @@ def test_adapt_status_shows_small_parts_and_larger_objects_apart(browser, mapped
         )
         # A report that says what adapt used: of 1000 offered, the budget held 280.
         used = {"training_scans": 167, "held_out_scans": 112, "cleared_scans": 279,
-                "cleared_scans_given": 1000, "unreadable_scans": []}  # fmt: skip
+                "cleared_scans_given": 1000, "cleared_scans_unread": 720,
+                "unreadable_scans": []}  # fmt: skip
         answers[0]["report"].update(used)
         page.reload()
         status = page.wait_for_selector("#adapt-status:not(:empty)")
@@ -190,7 +191,9 @@ def test_adapt_status_shows_small_parts_and_larger_objects_apart(browser, mapped
             " (of 1000 offered: the time budget held these)"
         )
         # Every scan offered used (the unreadable one tried): no word of the budget.
-        answers[0]["report"].update(cleared_scans_given=280, unreadable_scans=[["x.png", "?"]])
+        answers[0]["report"].update(
+            cleared_scans_given=280, cleared_scans_unread=0, unreadable_scans=[["x.png", "?"]]
+        )
         page.click("#lang-btn")
         page.reload()
         status = page.wait_for_selector("#adapt-status:not(:empty)")

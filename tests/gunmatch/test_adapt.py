@@ -69,20 +69,25 @@ def test_adapt_reads_only_the_scans_its_time_holds(mapped_gallery, monkeypatch):
     monkeypatch.setattr(
         adapt_module,
         "plan_costs",
-        lambda *a: (lambda c, o, f: (replace(c, read=8.0), o, f))(*measured(*a)),
+        lambda *a: (lambda c, *rest: (replace(c, read=8.0), *rest))(*measured(*a)),
     )
     reading = adapt_module.read_scans
     monkeypatch.setattr(
         adapt_module,
         "read_scans",
-        lambda engine, chosen: read.extend(chosen) or reading(engine, chosen),
+        lambda engine, chosen, decoded: read.extend(chosen) or reading(engine, chosen, decoded),
     )
+    decoding = adapt_module.read_scan
+    decoded = []
+    monkeypatch.setattr(adapt_module, "read_scan", lambda *a: decoded.append(a[1]) or decoding(*a))
     cfg = replace(QUICK, minutes=1.0, gate_margin=1.0, require_gain=False)
     sources = cleared_pngs(12)
     report = adapt_gallery(mapped_gallery, sources, cfg, SCREEN_CFG, 0.25, 0.5, progress=False,
                            opener=_open)  # fmt: skip
     assert report["cleared_scans_given"] == 12
     assert adapt_module.MIN_SCANS <= report["cleared_scans"] == len(read) < 12
+    assert report["cleared_scans_unread"] == 12 - len(read)
+    assert len(decoded) == len(read)  # the scan timed is not decoded again
     assert report["training_scans"] + report["held_out_scans"] == len(read)
     assert [name for name, _ in read] != [name for name, _ in sources[: len(read)]]
     assert report["costs_s"]["read"] == 8.0 and report["costs_s"]["calibrate"] > 0
@@ -126,7 +131,7 @@ def test_cli_adapt(mapped_gallery, tmp_path, capsys, monkeypatch):
     # A station that offered more scans than the budget held is told so.
     monkeypatch.setattr(
         "gunmatch.commands.adapt.adapt_gallery",
-        lambda *a, **k: {**accepted, "cleared_scans_given": 1000},
+        lambda *a, **k: {**accepted, "cleared_scans_given": 1000, "cleared_scans_unread": 995},
     )
     assert main(["adapt", str(scans), "--gallery", str(gallery), "--quiet"]) == 0
     assert "held-out scans of 1000 given," in capsys.readouterr().out
