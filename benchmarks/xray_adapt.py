@@ -254,11 +254,18 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def section_name(station: str, guns: str | None, cleared: int = CLEARED_DEFAULT) -> str:
-    """A section per station look, kind of positive (whole handguns: the look's name alone)
-    and station size (the default's: no suffix)."""
+def section_name(
+    station: str, guns: str | None, cleared: int = CLEARED_DEFAULT, held_out: bool = False
+) -> str:
+    """A section per station look, kind of positive (whole handguns: the look's name alone),
+    whether the models were trained without the look (``-held-out``) and station size (the
+    default's: no suffix)."""
     kind = {None: "-parts", "hand": "", "long": "-long-guns"}[guns]
-    return f"adapt-{station}{kind}" + ("" if cleared == CLEARED_DEFAULT else f"-cleared-{cleared}")
+    return (
+        f"adapt-{station}{kind}"
+        + ("-held-out" if held_out else "")
+        + ("" if cleared == CLEARED_DEFAULT else f"-cleared-{cleared}")
+    )
 
 
 def parser(doc: str = __doc__, counts: bool = False) -> argparse.ArgumentParser:
@@ -295,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = run(args)
     text = markdown(args, res, command_line("benchmarks.xray_adapt", argv))
-    publish(text, section_name(args.station, args.guns, args.cleared), args.write)
+    publish(text, section_name(args.station, args.guns, args.cleared, res["held_out"]), args.write)
     return 0
 
 

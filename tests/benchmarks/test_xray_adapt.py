@@ -132,5 +132,13 @@ def test_each_kind_of_positive_keeps_its_own_section():
         "hand": "adapt-noisy-lowres",
         "long": "adapt-noisy-lowres-long-guns",
     }
-    # Another station size gets its own section, so it never overwrites the default's.
+    # Another station size gets its own section, so it never overwrites the default's; nor
+    # does a look the models were trained on overwrite the same look held out from training.
     assert xray_adapt.section_name("grey-highres", "hand", 100) == "adapt-grey-highres-cleared-100"
+    assert (
+        xray_adapt.section_name("grey-highres", "hand", 100, held_out=True)
+        == "adapt-grey-highres-held-out-cleared-100"
+    )
+    assert xray_adapt.section_name("dual-energy-vivid", "hand", held_out=True) == (
+        "adapt-dual-energy-vivid-held-out"
+    )
