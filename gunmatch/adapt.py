@@ -79,9 +79,13 @@ def read_scans(
 
 
 def threat_references(gallery: Gallery, white_percentile: float) -> list[np.ndarray]:
-    """The gallery's X-ray threat references as transmission images."""
+    """The gallery's X-ray threat references as transmission images, by content id: the
+    gallery lists items by the second each was added, and the order of the references picks
+    which one each projection draws, so adapting one gallery's content twice must not hang
+    on when its references were added."""
     refs = []
-    for item in gallery.items(Filters(threat=True, modality="xray")):
+    items = gallery.items(Filters(threat=True, modality="xray"))
+    for item in sorted(items, key=lambda it: it.item_id):
         path = gallery.root / item.image_file
         refs.append(load_transmission(path.read_bytes(), DEFAULT_MAX_PIXELS, white_percentile))
     return refs

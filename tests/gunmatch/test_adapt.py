@@ -6,6 +6,7 @@ import json
 import threading
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from gunmatch import adapt as adapt_module
@@ -15,6 +16,7 @@ from gunmatch.maps import PREVIOUS
 from gunmatch.search import new_query_id
 from gunmatch.service import open_engine
 from gunmatch.state import AuditLog, load_keyring, state_db_path
+from index import Gallery
 from index.feedback import FeedbackStore
 from matcher.threatmap import load_threatmap
 from screening.calibration import SCREENING_CALIBRATION_FILE
@@ -136,6 +138,18 @@ def test_cli_adapt(mapped_gallery, tmp_path, capsys, monkeypatch):
     assert main(["adapt", str(scans), "--gallery", str(gallery), "--quiet"]) == 0
     assert "held-out scans of 1000 given," in capsys.readouterr().out
     assert f"gunmatch gallery threatmap {gallery / 'model' / PREVIOUS} --gallery {gallery}" in text
+
+
+def test_threat_references_keep_one_order_whenever_they_were_added(mapped_gallery):
+    # Projections draw references by position: the same gallery content must give the same
+    # order, however the store lists them (by the second each was added).
+    with Gallery.open(mapped_gallery) as g:
+        listed = g.items
+        first = adapt_module.threat_references(g, 99.0)
+        g.items = lambda *a, **k: list(reversed(listed(*a, **k)))
+        again = adapt_module.threat_references(g, 99.0)
+    assert len(first) >= 2
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
 
 
 def test_station_change_reads_a_size_before_and_after():
