@@ -112,10 +112,13 @@ class AdaptConfig:
     gate_margin: float = 0.02
     require_gain: bool = True
     # The base map's share in the adapted head's weights (``mix_heads``): 0 keeps the
-    # fine-tuned head as trained, 1 the base map unchanged.
+    # fine-tuned head as trained, 1 the base map unchanged. One share for every station,
+    # not the better of the two on the held-out scans: that measure ranked the fine-tuned
+    # head alone above the mix in 7 of 8 adapt sections, the generated bags the mix above it
+    # in 6 of those 7 (docs/benchmarks.md, top note of 2026-12-06).
     base_share: float = 0.5
     # Time budget; training scans are subsampled when caching and training on them all would
-    # not fit (``Costs.training_scans``).
+    # not fit (``Costs.scans_that_fit``).
     minutes: float = 15.0
     seed: int = 0
 
