@@ -123,6 +123,9 @@ def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(monkeypatc
     assert "small parts " in text and "larger objects " in text
     for key in ("auc_small", "auc_large"):
         assert station[key] is None or f"-> {station[key]:.3f}" in text
+    # Which epoch adapt kept, of those it trained.
+    rep = res["report"]
+    assert f"it kept epoch {rep['best_epoch']} of the {rep['epochs_trained']} it trained" in text
 
 
 def test_each_kind_of_positive_keeps_its_own_section():
