@@ -36,6 +36,7 @@ def top1(embedder: Embedder, root: Path) -> tuple[float, float, int]:
 
 def main() -> None:
     """Measure and write the section."""
+    started = machine()  # the load average and time at its start
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backbones", default="efficientnet_lite0,efficientnet_lite2")
     ap.add_argument("--datasets", default="weapon-types,handgun-brands")
@@ -54,7 +55,7 @@ def main() -> None:
         [
             "## Retrieval accuracy of the bundled ImageNet models (GeM p=3, 224/260 px)",
             "",
-            f"Machine: {machine()}",
+            f"Machine: {started}",
             "",
             "Command: `python -m benchmarks.baseline_retrieval`",
             "",

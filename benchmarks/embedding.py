@@ -91,6 +91,7 @@ def run(
     command: str = "python -m benchmarks.embedding",
 ) -> str:
     """Measure every path; return the section's markdown."""
+    started = machine()  # the load average and time at its start
     torch.set_num_threads(threads)
     reps1, reps32 = (5, 2) if quick else (30, 6)
     limit = limit or (40 if quick else None)
@@ -165,7 +166,7 @@ def run(
             "## Embedding inference paths",
             "",
             f"Command: `{command}`  ",
-            f"Machine: {machine()}  ",
+            f"Machine: {started}  ",
             f"Commit: {git_rev()}; threads {threads}; load average before/after: "
             f"{load0:.2f} / {load_average():.2f}",
             "",

@@ -39,6 +39,12 @@ def machine() -> str:
     )
 
 
+def begun() -> str:
+    """The machine line of a long measurement, taken as it begins: its load average and time
+    are the start's, and its commit is the code that ran (one made during the run is not)."""
+    return f"{machine()}; commit {git_rev()}"
+
+
 def git_rev() -> str:
     """Short commit id of the measured tree."""
     try:

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from benchmarks import xray_domain
-from benchmarks.report import command_line, git_rev, machine, publish
+from benchmarks.report import begun, command_line, publish
 from benchmarks.xray_screening import (
     build_gallery,
     gallery_text,
@@ -188,7 +188,7 @@ def change_row(before: dict, after: dict) -> str:
     return f"| {before['row']} | {cells(before)} | {cells(after)} | {change_cell(before, after)} |"
 
 
-def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
+def markdown(args: argparse.Namespace, res: dict, command: str, started: str) -> str:
     """The docs/benchmarks.md section."""
     rep = res["report"]
     b, a = rep["before"], rep["after"]
@@ -204,7 +204,7 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
         + ("" if args.cleared == CLEARED_DEFAULT else f", {args.cleared} cleared scans"),
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine()}; commit {git_rev()}  ",
+        f"Machine: {started}  ",
         f"Gallery {gallery_text(args)}; crops {args.crop} px, "
         f"{regions_text(args.regions, bool(args.threatmap))}.  ",
         f"Station: {args.cleared} cleared parcels in the {args.station} look (scenes drawn "
@@ -302,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.gallery or args.dump or args.only or args.quick or args.whole_image:
         raise SystemExit("--gallery, --dump, --only, --quick and --whole-image do not apply here")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = begun()
     res = run(args)
-    text = markdown(args, res, command_line("benchmarks.xray_adapt", argv))
+    text = markdown(args, res, command_line("benchmarks.xray_adapt", argv), started)
     publish(text, section_name(args.station, args.guns, args.cleared, res["held_out"]), args.write)
     return 0
 

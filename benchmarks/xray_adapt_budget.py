@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import xray_adapt, xray_domain
-from benchmarks.report import command_line, git_rev, machine, publish
+from benchmarks.report import begun, command_line, publish
 from benchmarks.xray_screening import build_gallery, gallery_text, scan_size
 
 log = logging.getLogger("benchmarks.xray_adapt_budget")
@@ -77,14 +77,14 @@ def row_cells(row: dict, minutes: float) -> str:
     )
 
 
-def markdown(args: argparse.Namespace, res: list[dict], command: str) -> str:
+def markdown(args: argparse.Namespace, res: list[dict], command: str, started: str) -> str:
     """The docs/benchmarks.md section."""
     costs = res[0]["report"]["costs_s"]
     lines = [
         f"## X-ray station adaptation against its time budget: {args.station}",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine()}; commit {git_rev()}  ",
+        f"Machine: {started}  ",
         f"Gallery {gallery_text(args)}; crops {args.crop} px.  ",
         f"Station: clean parcels in the {args.station} look, written as its PNG exports (the "
         f"seeds of benchmarks.xray_adapt); each row adapts a fresh copy of the gallery with "
@@ -119,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.cleared) < 4:
         raise SystemExit("--cleared: adapt needs at least 4 scans")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = begun()
     res = run(args)
-    text = markdown(args, res, command_line("benchmarks.xray_adapt_budget", argv))
+    text = markdown(args, res, command_line("benchmarks.xray_adapt_budget", argv), started)
     publish(text, section_name(args.station), args.write)
     return 0
 

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.report import command_line, git_rev, machine, publish
+from benchmarks.report import begun, command_line, publish
 from benchmarks.xray_screening import (
     VAL_NEGATIVE_SEED,
     VAL_POSITIVE_SEED,
@@ -349,7 +349,7 @@ def threat_text(args: argparse.Namespace) -> str:
     }[args.guns]
 
 
-def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str:
+def markdown(args: argparse.Namespace, results: list[dict], command: str, started: str) -> str:
     """The docs/benchmarks.md section: held-out rows beside the in-domain ones."""
     source = f"gallery {args.gallery}" if args.gallery else f"gallery built {gallery_text(args)}"
     held = ", ".join(r["row"] for r in results if r["held_out"])
@@ -367,7 +367,7 @@ def markdown(args: argparse.Namespace, results: list[dict], command: str) -> str
         + (" - smoke run, not figures" if args.quick else ""),
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine()}; commit {git_rev()}  ",
+        f"Machine: {started}  ",
         f"Screening: {source}; {regions_text(args.regions, has_map)}, "
         f"map weight {args.map_weight}, map "
         f"zooms {' '.join(f'{z:.3g}' for z in args.map_zooms)} (views "
@@ -519,8 +519,9 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, key) == p.get_default(key):
                 setattr(args, key, value)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = begun()
     results = run(args)
-    text = markdown(args, results, command_line("benchmarks.xray_domain", argv))
+    text = markdown(args, results, command_line("benchmarks.xray_domain", argv), started)
     publish(text, section_name(args.guns, results, args.confusers), args.write)
     return 0
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import xray_adapt, xray_domain
-from benchmarks.report import command_line, git_rev, machine, publish
+from benchmarks.report import begun, command_line, publish
 from benchmarks.xray_screening import gallery_text, regions_text
 
 
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> dict:
     return {"against": xray_domain.run(against), "candidate": xray_domain.run(args)}
 
 
-def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
+def markdown(args: argparse.Namespace, res: dict, command: str, started: str) -> str:
     """The docs/benchmarks.md section: both maps' figures and the change, row by row."""
     held = ", ".join(r["row"] for r in res["candidate"] if r["held_out"])
     bags = {None: "bags holding a part", "hand": "whole handguns in bags"}.get(
@@ -41,7 +41,7 @@ def markdown(args: argparse.Namespace, res: dict, command: str) -> str:
         + (f", models trained without {held}" if held else ""),
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine()}; commit {git_rev()}  ",
+        f"Machine: {started}  ",
         f"Gallery {gallery_text(args, with_map=False)}, once with each map; "
         f"{regions_text(args.regions, True)}, map weight {args.map_weight}, map zooms "
         f"{' '.join(f'{z:.3g}' for z in args.map_zooms)} (views "
@@ -88,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.gallery or args.dump or args.whole_image:
         raise SystemExit("--gallery, --dump and --whole-image do not apply here")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = begun()
     res = run(args)
-    text = markdown(args, res, command_line("benchmarks.xray_maps", argv))
+    text = markdown(args, res, command_line("benchmarks.xray_maps", argv), started)
     publish(text, section_name(args), args.write)
     return 0
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.report import command_line, git_rev, machine, publish
+from benchmarks.report import begun, command_line, publish
 from gunmatch.decision import threshold_decision_fn
 from gunmatch.service import Engine, open_engine
 from gunmatch.settings import get_settings
@@ -337,7 +337,7 @@ def run(args: argparse.Namespace) -> dict:
     return out
 
 
-def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
+def markdown(args: argparse.Namespace, r: dict, command: str, started: str) -> str:
     """The docs/benchmarks.md section."""
     med = statistics.median(r["seconds"]) if r["seconds"] else float("nan")
     card = Path(args.model) / "train_config.json"
@@ -378,7 +378,7 @@ def markdown(args: argparse.Namespace, r: dict, command: str) -> str:
         "",
         f"Command: `{command}`  ",
         *trained,
-        f"Machine: {machine()}; commit {git_rev()}  ",
+        f"Machine: {started}  ",
         f"Gallery: isolated references, {args.refs_per_kind} per threat kind and "
         f"{args.benign_refs} per benign kind, {args.augment} projected variants each, "
         f"{args.clutter_refs} clutter crops of gallery-only clean parcels, "
@@ -449,8 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write", action="store_true", help="write docs/benchmarks.md section")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = begun()
     r = run(args)
-    text = markdown(args, r, command_line("benchmarks.xray_screening", argv))
+    text = markdown(args, r, command_line("benchmarks.xray_screening", argv), started)
     # The bundled ImageNet model is the baseline; a trained model directory is the result.
     publish(text, "xray" if Path(args.model).is_dir() else "xray-imagenet", args.write)
     return 0

@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks import cli as bench
 from benchmarks import xray_fusion
-from benchmarks.report import command_line, write_section
+from benchmarks.report import begun, command_line, git_rev, write_section
 from benchmarks.scale import fmt, run_size
 from benchmarks.synthvec import VectorSpec
 from benchmarks.timing import table, time_calls
@@ -185,3 +185,8 @@ def test_recorded_command_pastes_back_into_a_shell():
     line = command_line("benchmarks.xray_domain", argv)
     assert shlex.split(line)[3:] == argv
     assert command_line("benchmarks.scale", []) == ".venv/bin/python -m benchmarks.scale"
+
+
+def test_a_long_runs_machine_line_names_its_commit_and_load_at_start():
+    line = begun()
+    assert line.endswith(f"; commit {git_rev()}") and "load average at start " in line

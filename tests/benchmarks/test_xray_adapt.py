@@ -107,8 +107,10 @@ def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(monkeypatc
     assert res["report"]["training_scans"] + res["report"]["held_out_scans"] == 6
     # Accepted, the rows are screened with the fine-tuned head alone too.
     assert [r["row"] for r in res["alone"]] == ["default", "noisy-lowres"]
-    text = xray_adapt.markdown(args, res, "cmd")
+    text = xray_adapt.markdown(args, res, "cmd", "machine at start")
     assert "held out from training" in text and "| noisy-lowres |" in text
+    # The machine line is the one taken as the run began (main takes it before run).
+    assert "\nMachine: machine at start  \n" in text
     # A station of another size than the default's says so in its title, as in its section name.
     assert text.splitlines()[0] == (
         "## X-ray station adaptation: noisy-lowres (a look held out from training), "

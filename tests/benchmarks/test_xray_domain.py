@@ -106,7 +106,7 @@ def test_tiny_run_screens_every_row():
         assert 0.0 <= r[0.01]["det"] <= r[0.05]["det"] <= 1.0
         # each bag's score is kept, threat bags and clean ones apart
         assert [len(r["scores"][k]) for k in ("threat", "clean")] == [2, 2]
-    text = xray_domain.markdown(args, results, "cmd")
+    text = xray_domain.markdown(args, results, "cmd", "machine at start")
     assert "| noisy-lowres | yes |" in text and "| default | no |" in text
     # The gallery in the words every X-ray section uses: 1 reference per kind, no map.
     assert "Screening: gallery built as benchmarks.xray_screening builds it (model " in text
@@ -130,15 +130,17 @@ def test_tiny_guns_run_scores_the_whole_image_too():
     for r in results:
         w = r["whole"]
         assert 0.0 <= w["auc"] <= 1.0 and 0.0 <= w[0.01]["det"] <= w[0.05]["det"] <= 1.0
-    text = xray_domain.markdown(args, results, "cmd")
+    text = xray_domain.markdown(args, results, "cmd", "machine at start")
     assert text.startswith("## X-ray screening: whole handguns in bags, region screening")
     assert "whole image: det." in text
     # The report names the proposals the rows were screened with: the given count, or the
     # default one, which is smaller where the gallery's threat map proposes too.
     assert not any(r["map"] for r in results) and "; 8 proposals," in text
     args.regions = None
-    plain = xray_domain.markdown(args, results, "cmd")
-    mapped = xray_domain.markdown(args, [dict(r, map=True) for r in results], "cmd")
+    plain = xray_domain.markdown(args, results, "cmd", "machine at start")
+    mapped = xray_domain.markdown(
+        args, [dict(r, map=True) for r in results], "cmd", "machine at start"
+    )
     assert f"; {ProposalConfig.max_regions} proposals (the default)," in plain
     assert f"; {ScreeningConfig.map_proposals} proposals (the default)," in mapped
 
@@ -189,7 +191,7 @@ def test_tiny_long_gun_run_puts_long_guns_in_gallery_and_bags():
     results = run(args)
     assert [r["row"] for r in results] == ["tools"]
     assert 0.0 <= results[0]["auc"] <= 1.0 and "whole" in results[0]
-    text = xray_domain.markdown(args, results, "cmd")
+    text = xray_domain.markdown(args, results, "cmd", "machine at start")
     assert "whole long guns in bags" in text.splitlines()[0]
     assert "1 references of each long gun" in text
     assert xray_domain.section_name(args.guns, results) == "domain-long-guns"
@@ -215,7 +217,7 @@ def test_tiny_confuser_run_scores_gun_bags_against_star_and_blade_bags():
     (r,) = results
     for key in ("confuser", "whole_confuser"):
         assert 0.0 <= r[key]["auc"] <= 1.0 and r[key][0.01]["det"] <= r[key][0.05]["det"]
-    text = xray_domain.markdown(args, results, "cmd")
+    text = xray_domain.markdown(args, results, "cmd", "machine at start")
     assert "against bags holding a shuriken or razor blade too" in text.splitlines()[0]
     header, rule, row = text.splitlines()[-3:]
     assert header.count("|") == rule.count("|") == row.count("|") == 12

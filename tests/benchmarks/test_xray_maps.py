@@ -43,7 +43,7 @@ def test_each_map_screens_the_same_bags_and_the_change_is_paired(tiny_map, other
         for side in res.values()
         for r in side
     )
-    text = xray_maps.markdown(args, res, "cmd")
+    text = xray_maps.markdown(args, res, "cmd", "machine at start")
     assert text.splitlines()[0] == (
         f"## X-ray threat maps compared: {other_map} against {tiny_map[0]}, bags holding a "
         "part, models trained without noisy-lowres"
