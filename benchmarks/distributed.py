@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import git_rev, machine, write_section
+from benchmarks.report import begun, write_section
 from benchmarks.servers import start_milvus, start_postgres, stop, stop_postgres
 from benchmarks.synthvec import ClusteredVectors, VectorSpec
 from benchmarks.timing import table
@@ -226,7 +226,9 @@ def measure(sizes: tuple[int, ...], dim: int, n_queries: int, n_adds: int, work:
     return cells
 
 
-def report(cells: dict, sizes, dim: int, n_queries: int, n_adds: int, command: str) -> str:
+def report(
+    cells: dict, sizes, dim: int, n_queries: int, n_adds: int, command: str, started: str
+) -> str:
     """The markdown section: measured cells, then the ratios the issue asks for."""
     rows = []
     for (n, backend, replicas), (load, rate, per_ref) in sorted(cells.items()):
@@ -264,7 +266,7 @@ def report(cells: dict, sizes, dim: int, n_queries: int, n_adds: int, command: s
         [
             "## Shared gallery: Milvus + PostgreSQL vs embedded FAISS + SQLite",
             "",
-            f"`{command}` on {machine()}, commit {git_rev()}. Synthetic clustered {dim}-d "
+            f"`{command}` on {started}. Synthetic clustered {dim}-d "
             f"vectors, exact search (flat index) on both backends, k={K}, no filter; "
             f"{n_queries} single-query searches (split over the replicas, all searches before "
             f"any add), then {n_adds} single-reference adds per replica; each replica is a "
@@ -312,6 +314,7 @@ def report(cells: dict, sizes, dim: int, n_queries: int, n_adds: int, command: s
 
 def run(quick: bool = False, threads: int = 2, command: str = "") -> str:
     """Measure and return the markdown section (``gunmatch bench distributed``)."""
+    started = begun()
     sizes = (2_000, 10_000) if quick else (10_000, 100_000)
     dim = 256 if quick else 1280
     n_queries, n_adds = (100, 20) if quick else (300, 50)
@@ -322,7 +325,8 @@ def run(quick: bool = False, threads: int = 2, command: str = "") -> str:
         cells = measure(sizes, dim, n_queries, n_adds, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return report(cells, sizes, dim, n_queries, n_adds, command or "gunmatch bench distributed")
+    command = command or "gunmatch bench distributed"
+    return report(cells, sizes, dim, n_queries, n_adds, command, started)
 
 
 def main(argv: list[str] | None = None) -> int:
