@@ -80,7 +80,7 @@ def flat_search_latency(
 
 def run(quick: bool = False, threads: int = 2, command: str = "python -m benchmarks.core") -> str:
     """Measure everything in this section; return its markdown."""
-    started = machine()  # the load average and time at its start
+    started, commit = machine(), git_rev()  # the load, time and code at its start
     repeats = 3 if quick else 10
     sizes = (1000, 5000) if quick else (10_000, 100_000)
     backbones = BACKBONES[:1] if quick else BACKBONES
@@ -121,7 +121,7 @@ def run(quick: bool = False, threads: int = 2, command: str = "python -m benchma
             "",
             f"Command: `{command}`  ",
             f"Machine: {started}  ",
-            f"Commit: {git_rev()}; load average before/after: {load0:.2f} / {load_average():.2f}",
+            f"Commit: {commit}; load average before/after: {load0:.2f} / {load_average():.2f}",
             "",
             "Embedding (float32, channels_last, random 3xSxS input tensors, preprocessing "
             "excluded; latency per batch, images/s from the median):",

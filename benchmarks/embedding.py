@@ -91,7 +91,7 @@ def run(
     command: str = "python -m benchmarks.embedding",
 ) -> str:
     """Measure every path; return the section's markdown."""
-    started = machine()  # the load average and time at its start
+    started, commit = machine(), git_rev()  # the load, time and code at its start
     torch.set_num_threads(threads)
     reps1, reps32 = (5, 2) if quick else (30, 6)
     limit = limit or (40 if quick else None)
@@ -167,7 +167,7 @@ def run(
             "",
             f"Command: `{command}`  ",
             f"Machine: {started}  ",
-            f"Commit: {git_rev()}; threads {threads}; load average before/after: "
+            f"Commit: {commit}; threads {threads}; load average before/after: "
             f"{load0:.2f} / {load_average():.2f}",
             "",
             "Speed on random preprocessed input (preprocessing excluded), medians. Agreement "

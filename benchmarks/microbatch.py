@@ -52,7 +52,7 @@ def run(
     command: str = "python -m benchmarks.microbatch",
 ) -> str:
     """Measure both ways at a few concurrency levels; return the section's markdown."""
-    started = machine()  # the load average and time at its start
+    started, commit = machine(), git_rev()  # the load, time and code at its start
     torch.set_num_threads(threads)
     model = build_pretrained("efficientnet_lite0")
     size = model.config.preprocess.input_size
@@ -97,7 +97,7 @@ def run(
             "",
             f"Command: `{command}`  ",
             f"Machine: {started}  ",
-            f"Commit: {git_rev()}; efficientnet_lite0 on the `{path}` path, {threads} threads, "
+            f"Commit: {commit}; efficientnet_lite0 on the `{path}` path, {threads} threads, "
             f"max wait 3 ms, max batch 32; {per_client} single-image requests per client; "
             f"load average before/after: {load0:.2f} / {load_average():.2f}",
             "",

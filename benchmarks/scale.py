@@ -151,19 +151,19 @@ def run(
     faiss.omp_set_num_threads(threads)
     sizes = sizes or ((2_000, 10_000) if quick else (10_000, 100_000, 1_000_000))
     spec = VectorSpec(latent=256)
-    started, load0, rows = machine(), load_average(), []
+    start, rows = (machine(), git_rev(), load_average()), []
     nq = 100 if quick else n_queries
     md = ""
     for n in sizes:
         rows += run_size(n, spec, pca_dim, default_configs(n, ivfpq_max), nq, 10)
-        md = _markdown(rows, spec, (started, load0), threads, command, nq)
+        md = _markdown(rows, spec, start, threads, command, nq)
         if on_progress is not None:
             on_progress(md)
     return md
 
 
 def _markdown(rows, spec, start, threads, command, nq) -> str:
-    started, load0 = start  # the machine line and load average taken as the run began
+    started, commit, load0 = start  # machine line, commit and load as the run began
     header = [
         "references",
         "index",
@@ -181,7 +181,7 @@ def _markdown(rows, spec, start, threads, command, nq) -> str:
             "",
             f"Command: `{command}`  ",
             f"Machine: {started}  ",
-            f"Commit: {git_rev()}; faiss {faiss.__version__}, {threads} threads for builds, "
+            f"Commit: {commit}; faiss {faiss.__version__}, {threads} threads for builds, "
             f"1 for searches (one query per call); load average before/after: "
             f"{load0:.2f} / {load_average():.2f}",
             "",

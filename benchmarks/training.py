@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--write", action="store_true", help="write docs/benchmarks.md")
     args = p.parse_args(argv)
-    started = machine()
+    started, commit = machine(), git_rev()  # the load, time and code at its start
     command = ".venv/bin/python -m benchmarks.training " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skipping {name}: {DATA / name} not found", file=sys.stderr)
                 continue
             row = run_dataset(name, args, Path(tmp))
-            rows.append({**row, "command": command, "machine": started, "commit": git_rev()})
+            rows.append({**row, "command": command, "machine": started, "commit": commit})
     if args.write and (rows or args.import_rows):
         done = {r["dataset"] for r in rows}
         kept = previous_rows(DOC.read_text()) if DOC.exists() else []
