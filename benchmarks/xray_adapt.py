@@ -1,12 +1,13 @@
-"""X-ray station adaptation on a scanner look the models never saw (issue #13).
+"""X-ray station adaptation on a scanner look or clutter family the models never saw (#13).
 
 The maintainers' acceptance runs ``gunmatch adapt`` with a station's cleared scans before
-searching its test scans. This is the project's own version of it, on a look held out from
-training (``--held-out``, as ``benchmarks.xray_domain`` reads it):
+searching its test scans. This is the project's own version of it, on a look or a clutter
+family (scene) held out from training (``--held-out``, as ``benchmarks.xray_domain`` reads
+it; a station of a scene draws each parcel's look from the trained ones):
 
 1. the gallery is built as ``benchmarks.xray_screening`` builds it (``--model``,
    ``--threatmap``);
-2. ``--cleared`` clean parcels in the station's look are written as its PNG exports (seeds
+2. ``--cleared`` clean parcels of the station are written as its PNG exports (seeds
    from 88,000,000, disjoint from every training, validation and benchmark range);
 3. the station's row and the default row of ``benchmarks.xray_domain`` are screened;
 4. ``gunmatch adapt --gallery G CLEARED/ --minutes M`` runs through the public CLI with its
@@ -188,6 +189,18 @@ def change_row(before: dict, after: dict) -> str:
     return f"| {before['row']} | {cells(before)} | {cells(after)} | {change_cell(before, after)} |"
 
 
+def title(station: str, guns: str | None, cleared: int, held_out: bool) -> str:
+    """The section's heading: the station, whether the models saw it, the kind of positive
+    and the station's size where it is not the default's."""
+    kind = family(station)
+    return (
+        f"## X-ray station adaptation: {station} "
+        + (f"(a {kind} held out from training)" if held_out else f"(a trained {kind})")
+        + {None: ", bags holding a part", "hand": "", "long": ", bags holding a long gun"}[guns]
+        + ("" if cleared == CLEARED_DEFAULT else f", {cleared} cleared scans")
+    )
+
+
 def markdown(args: argparse.Namespace, res: dict, command: str, started: str) -> str:
     """The docs/benchmarks.md section."""
     rep = res["report"]
@@ -196,19 +209,14 @@ def markdown(args: argparse.Namespace, res: dict, command: str, started: str) ->
     verdict = "accepted and installed" if gate["accepted"] else "refused (the map is unchanged)"
     positives = xray_domain.threat_text(args)
     lines = [
-        f"## X-ray station adaptation: {args.station} "
-        + ("(a look held out from training)" if res["held_out"] else "(a trained look)")
-        + {None: ", bags holding a part", "hand": "", "long": ", bags holding a long gun"}[
-            args.guns
-        ]
-        + ("" if args.cleared == CLEARED_DEFAULT else f", {args.cleared} cleared scans"),
+        title(args.station, args.guns, args.cleared, res["held_out"]),
         "",
         f"Command: `{command}`  ",
         f"Machine: {started}  ",
         f"Gallery {gallery_text(args)}; crops {args.crop} px, "
         f"{regions_text(args.regions, bool(args.threatmap))}.  ",
-        f"Station: {args.cleared} cleared parcels in the {args.station} look (scenes drawn "
-        f"from the trained ones), written as its PNG exports; then `gunmatch adapt --gallery G "
+        f"Station: {args.cleared} cleared parcels {station_text(args.station)}, written as its "
+        f"PNG exports; then `gunmatch adapt --gallery G "
         f"CLEARED/ --minutes {args.minutes:g}` with its defaults: {verdict} after "
         f"{res['adapt_seconds']:.0f} s wall clock ({rep['training_scans']} training and "
         f"{rep['held_out_scans']} held-out scans, {rep['references']} references; it kept "
@@ -275,7 +283,9 @@ def parser(doc: str = __doc__, counts: bool = False) -> argparse.ArgumentParser:
     station sizes, a row each)."""
     p = xray_domain.parser()
     p.description = doc.splitlines()[0]
-    p.add_argument("--station", required=True, help="the station's scanner look")
+    p.add_argument(
+        "--station", required=True, help="the station's scanner look or clutter family (scene)"
+    )
     if counts:
         p.add_argument(
             "--cleared", type=int, nargs="+", default=[CLEARED_DEFAULT],
@@ -289,10 +299,32 @@ def parser(doc: str = __doc__, counts: bool = False) -> argparse.ArgumentParser:
     return p
 
 
+def stations() -> list[str]:
+    """What a station may be: a scanner look (its bags in the trained scenes) or a clutter
+    family (its bags in the trained looks), the classic scene aside (the default look's)."""
+    scenes = [n for n in xray_domain.SCENES if n != xray_domain.DEFAULT_SCENE]
+    return [*xray_domain.LOOKS, *scenes]
+
+
+def family(station: str) -> str:
+    """ "look" or "clutter family": what a station stands for."""
+    return "look" if station in xray_domain.LOOKS else "clutter family"
+
+
+def station_text(station: str) -> str:
+    """Where a station's parcels come from, in the sections' words."""
+    if station in xray_domain.LOOKS:
+        return f"in the {station} look (scenes drawn from the trained ones)"
+    return (
+        f"of the {station} scene (its clutter family; each parcel's scanner look drawn from "
+        "the trained ones)"
+    )
+
+
 def check_station(args: argparse.Namespace) -> None:
-    """A station's look must be one of the looks (SystemExit otherwise)."""
-    if args.station not in xray_domain.LOOKS:
-        raise SystemExit(f"--station must be a look: {', '.join(xray_domain.LOOKS)}")
+    """A station must be a look or a clutter family (SystemExit otherwise)."""
+    if args.station not in stations():
+        raise SystemExit(f"--station must be a look or a scene: {', '.join(stations())}")
 
 
 def main(argv: list[str] | None = None) -> int:

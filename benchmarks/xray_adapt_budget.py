@@ -2,10 +2,10 @@
 minutes on 2 cores; a station holds thousands).
 
 The gallery is built as ``benchmarks.xray_adapt`` builds it, and the station's cleared scans
-are written the same way (its seeds, its look). For each ``--cleared`` count a fresh copy of
-the gallery is adapted through the public CLI on that many of the scans, and the row says
-how many adapt read, trained on and held out, the epochs it ran, what its plan expected and
-how long each phase took against ``--minutes``.
+are written the same way (its seeds, its look or scene). For each ``--cleared`` count a
+fresh copy of the gallery is adapted through the public CLI on that many of the scans, and
+the row says how many adapt read, trained on and held out, the epochs it ran, what its plan
+expected and how long each phase took against ``--minutes``.
 
     .venv/bin/python -m benchmarks.xray_adapt_budget --station dual-energy-vivid \\
         --cleared 200 1000 --held-out none --model models/xray-v1 \\
@@ -86,8 +86,9 @@ def markdown(args: argparse.Namespace, res: list[dict], command: str, started: s
         f"Command: `{command}`  ",
         f"Machine: {started}  ",
         f"Gallery {gallery_text(args)}; crops {args.crop} px.  ",
-        f"Station: clean parcels in the {args.station} look, written as its PNG exports (the "
-        f"seeds of benchmarks.xray_adapt); each row adapts a fresh copy of the gallery with "
+        f"Station: clean parcels {xray_adapt.station_text(args.station)}, written as its PNG "
+        f"exports (the seeds of benchmarks.xray_adapt); each row adapts a fresh copy of the "
+        f"gallery with "
         f"`gunmatch adapt --gallery G CLEARED/ --minutes {args.minutes:g}` and its defaults.  ",
         "Costs adapt measured in the first row, seconds each (the fastest of a few "
         "timings): "
@@ -103,7 +104,7 @@ def markdown(args: argparse.Namespace, res: list[dict], command: str, started: s
 
 
 def section_name(station: str) -> str:
-    """One section per station look."""
+    """One section per station (look or scene)."""
     return f"adapt-budget-{station}"
 
 

@@ -75,9 +75,28 @@ def test_the_change_in_detection_comes_with_a_paired_bootstrap_interval():
         xray_adapt.detection_change(before, _screened(threat[:-1], clean))
 
 
-def test_station_look_must_be_a_look():
-    with pytest.raises(SystemExit, match="must be a look"):
-        xray_adapt.main(["--station", "dense"])
+def test_a_station_is_a_look_or_a_clutter_family():
+    for name in ("classic", "nonsense"):  # the classic scene is the default look's
+        with pytest.raises(SystemExit, match="must be a look or a scene"):
+            xray_adapt.main(["--station", name])
+    assert {"dense", "noisy-lowres", "default"} <= set(xray_adapt.stations())
+    # A station of a clutter family: its bags hold that scene, each scanned in a look the
+    # models were trained on; the heading and the station line say which it stands for.
+    held = ["dual-energy-vivid", "dense"]
+    rows = {r.name: r for r in xray_domain.chosen_rows(held, ["dense", "default"])}
+    styles = [rows["dense"].style_of(xray_adapt.CLEARED_SEED + i) for i in range(20)]
+    assert {s.scene.name for s in styles} == {"dense"}
+    looks = {s.look.name for s in styles}
+    assert len(looks) > 1 and not looks & set(held)
+    assert xray_adapt.title("dense", "hand", 100, True) == (
+        "## X-ray station adaptation: dense (a clutter family held out from training), "
+        "100 cleared scans"
+    )
+    assert xray_adapt.title("noisy-lowres", None, 200, False) == (
+        "## X-ray station adaptation: noisy-lowres (a trained look), bags holding a part"
+    )
+    assert "dense scene (its clutter family" in xray_adapt.station_text("dense")
+    assert "noisy-lowres look (scenes drawn" in xray_adapt.station_text("noisy-lowres")
 
 
 @pytest.mark.slow  # a whole adaptation and four screened rows: about a minute on 2 cores
