@@ -21,9 +21,9 @@ def test_a_station_folder_holds_the_first_scans(tmp_path):
     assert (folder / "cleared-0002.png").read_bytes() == bytes([2])
 
 
-def test_counts_and_look_are_checked():
-    with pytest.raises(SystemExit, match="must be a look"):
-        xray_adapt_budget.main(["--station", "dense"])
+def test_counts_and_station_are_checked():
+    with pytest.raises(SystemExit, match="must be a look or a scene"):
+        xray_adapt_budget.main(["--station", "classic"])
     with pytest.raises(SystemExit, match="at least 4"):
         xray_adapt_budget.main(["--station", "noisy-lowres", "--cleared", "3"])
 
