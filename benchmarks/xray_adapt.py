@@ -3,7 +3,8 @@
 The maintainers' acceptance runs ``gunmatch adapt`` with a station's cleared scans before
 searching its test scans. This is the project's own version of it, on a look or a clutter
 family (scene) held out from training (``--held-out``, as ``benchmarks.xray_domain`` reads
-it; a station of a scene draws each parcel's look from the trained ones):
+it; a station of a scene draws each parcel's look from the trained ones, unless ``--look``
+names the one look its scanner gives every parcel):
 
 1. the gallery is built as ``benchmarks.xray_screening`` builds it (``--model``,
    ``--threatmap``);
@@ -58,6 +59,7 @@ from gunmatch.cli import main as gunmatch_main
 from gunmatch.maps import install_threatmap, previous_threatmap
 from index import Gallery
 from matcher.threatmap import load_threatmap
+from synth.styles import ScannerStyle
 from training.xray.adapt import mix_heads
 
 log = logging.getLogger("benchmarks.xray_adapt")
@@ -120,8 +122,8 @@ def run(args: argparse.Namespace) -> dict:
     """Build, screen, adapt, screen again; the figures before and after."""
     torch.set_num_threads(args.threads)
     held = xray_domain.held_out_arg(args.held_out)
-    rows = xray_domain.chosen_rows(held, [args.station, "default"])
-    station = next(r for r in rows if r.name == args.station)
+    station = station_row(held, args.station, args.look)
+    rows = [*xray_domain.chosen_rows(held, ["default"]), station]
     size = scan_size(args)
     tmp = Path(tempfile.mkdtemp(prefix="xray-adapt-"))
     try:
@@ -140,7 +142,8 @@ def run(args: argparse.Namespace) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("adapt exit %d in %.0f s, accepted %s", status, seconds, report["gate"]["accepted"])
     return {"before": before, "after": after, "alone": alone, "report": report,
-            "adapt_seconds": seconds, "exit": status, "held_out": station.held_out}  # fmt: skip
+            "adapt_seconds": seconds, "exit": status, "held_out": held_out(held, args.station),
+            "look_held_out": held_out(held, args.look)}  # fmt: skip
 
 
 def detection_change(
@@ -189,13 +192,25 @@ def change_row(before: dict, after: dict) -> str:
     return f"| {before['row']} | {cells(before)} | {cells(after)} | {change_cell(before, after)} |"
 
 
-def title(station: str, guns: str | None, cleared: int, held_out: bool) -> str:
-    """The section's heading: the station, whether the models saw it, the kind of positive
-    and the station's size where it is not the default's."""
+def title(
+    station: str,
+    guns: str | None,
+    cleared: int,
+    held_out: bool,
+    look: str | None = None,
+    look_held_out: bool = False,
+) -> str:
+    """The section's heading: the station, whether the models saw it (and the one look its
+    parcels are scanned in, if given), the kind of positive and the station's size where it is
+    not the default's."""
     kind = family(station)
+    seen = f"a {kind} held out from training" if held_out else f"a trained {kind}"
+    if look is not None:
+        seen += ", scanned in " + (
+            "a look held out from training" if look_held_out else "a trained look"
+        )
     return (
-        f"## X-ray station adaptation: {station} "
-        + (f"(a {kind} held out from training)" if held_out else f"(a trained {kind})")
+        f"## X-ray station adaptation: {label(station, look)} ({seen})"
         + {None: ", bags holding a part", "hand": "", "long": ", bags holding a long gun"}[guns]
         + ("" if cleared == CLEARED_DEFAULT else f", {cleared} cleared scans")
     )
@@ -209,13 +224,16 @@ def markdown(args: argparse.Namespace, res: dict, command: str, started: str) ->
     verdict = "accepted and installed" if gate["accepted"] else "refused (the map is unchanged)"
     positives = xray_domain.threat_text(args)
     lines = [
-        title(args.station, args.guns, args.cleared, res["held_out"]),
+        title(
+            args.station, args.guns, args.cleared, res["held_out"], args.look, res["look_held_out"]
+        ),
         "",
         f"Command: `{command}`  ",
         f"Machine: {started}  ",
         f"Gallery {gallery_text(args)}; crops {args.crop} px, "
         f"{regions_text(args.regions, bool(args.threatmap))}.  ",
-        f"Station: {args.cleared} cleared parcels {station_text(args.station)}, written as its "
+        f"Station: {args.cleared} cleared parcels {station_text(args.station, args.look)}, "
+        f"written as its "
         f"PNG exports; then `gunmatch adapt --gallery G "
         f"CLEARED/ --minutes {args.minutes:g}` with its defaults: {verdict} after "
         f"{res['adapt_seconds']:.0f} s wall clock ({rep['training_scans']} training and "
@@ -265,14 +283,19 @@ def markdown(args: argparse.Namespace, res: dict, command: str, started: str) ->
 
 
 def section_name(
-    station: str, guns: str | None, cleared: int = CLEARED_DEFAULT, held_out: bool = False
+    station: str,
+    guns: str | None,
+    cleared: int = CLEARED_DEFAULT,
+    held_out: bool = False,
+    look: str | None = None,
 ) -> str:
-    """A section per station look, kind of positive (whole handguns: the look's name alone),
-    whether the models were trained without the look (``-held-out``) and station size (the
-    default's: no suffix)."""
+    """A section per station (its look or scene, and the one look of a scene station's
+    scanner if given), kind of positive (whole handguns: the station's name alone), whether
+    the models were trained without the station's look or scene (``-held-out``) and station
+    size (the default's: no suffix)."""
     kind = {None: "-parts", "hand": "", "long": "-long-guns"}[guns]
     return (
-        f"adapt-{station}{kind}"
+        f"adapt-{label(station, look).replace(' ', '-')}{kind}"
         + ("-held-out" if held_out else "")
         + ("" if cleared == CLEARED_DEFAULT else f"-cleared-{cleared}")
     )
@@ -285,6 +308,11 @@ def parser(doc: str = __doc__, counts: bool = False) -> argparse.ArgumentParser:
     p.description = doc.splitlines()[0]
     p.add_argument(
         "--station", required=True, help="the station's scanner look or clutter family (scene)"
+    )
+    p.add_argument(
+        "--look",
+        help="with a scene --station: the one look its scanner gives every parcel (otherwise "
+        "each parcel's look is drawn from the trained ones)",
     )
     if counts:
         p.add_argument(
@@ -311,20 +339,52 @@ def family(station: str) -> str:
     return "look" if station in xray_domain.LOOKS else "clutter family"
 
 
-def station_text(station: str) -> str:
+def label(station: str, look: str | None = None) -> str:
+    """A station's name in tables and headings: a scene station's look, if one, after it."""
+    return station if look is None else f"{station} in {look}"
+
+
+def station_text(station: str, look: str | None = None) -> str:
     """Where a station's parcels come from, in the sections' words."""
     if station in xray_domain.LOOKS:
         return f"in the {station} look (scenes drawn from the trained ones)"
+    if look is not None:
+        return f"of the {station} scene (its clutter family), each scanned in the {look} look"
     return (
         f"of the {station} scene (its clutter family; each parcel's scanner look drawn from "
         "the trained ones)"
     )
 
 
+def held_out(held: list[str] | None, name: str | None) -> bool:
+    """Whether the models were trained without the look or scene ``name`` (``held``: as
+    ``xray_domain.held_out_arg`` gives it)."""
+    return any(r.name == name and r.held_out for r in xray_domain.plan_rows(held))
+
+
+def station_row(held: list[str] | None, station: str, look: str | None = None) -> xray_domain.Row:
+    """The station's row of ``benchmarks.xray_domain``; with ``look``, the scene ``station``
+    scanned in that one look (a station has one scanner), held out if either of them is."""
+    (row,) = xray_domain.chosen_rows(held, [station])
+    if look is None:
+        return row
+    style = ScannerStyle(xray_domain.LOOKS[look], xray_domain.SCENES[station])
+    return xray_domain.Row(
+        label(station, look), row.held_out or held_out(held, look), lambda seed: style
+    )
+
+
 def check_station(args: argparse.Namespace) -> None:
-    """A station must be a look or a clutter family (SystemExit otherwise)."""
+    """A station must be a look or a clutter family, and ``--look`` a look given with a
+    clutter family (SystemExit otherwise)."""
     if args.station not in stations():
         raise SystemExit(f"--station must be a look or a scene: {', '.join(stations())}")
+    if args.look is not None and (
+        args.look not in xray_domain.LOOKS or args.station in xray_domain.LOOKS
+    ):
+        raise SystemExit(
+            f"--look goes with a scene --station and must be a look: {', '.join(xray_domain.LOOKS)}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     started = begun()
     res = run(args)
     text = markdown(args, res, command_line("benchmarks.xray_adapt", argv), started)
-    publish(text, section_name(args.station, args.guns, args.cleared, res["held_out"]), args.write)
+    held = res["held_out"] or res["look_held_out"]
+    name = section_name(args.station, args.guns, args.cleared, held, args.look)
+    publish(text, name, args.write)
     return 0
 
 

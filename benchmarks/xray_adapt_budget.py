@@ -42,8 +42,8 @@ def station_folder(folder: Path, written: Path, n: int) -> Path:
 def run(args: argparse.Namespace) -> list[dict]:
     """Each count's adapt report and wall-clock seconds, on its own copy of one gallery."""
     torch.set_num_threads(args.threads)
-    rows = xray_domain.chosen_rows(xray_domain.held_out_arg(args.held_out), [args.station])
-    station = next(r for r in rows if r.name == args.station)
+    held = xray_domain.held_out_arg(args.held_out)
+    station = xray_adapt.station_row(held, args.station, args.look)
     size = scan_size(args)
     tmp = Path(tempfile.mkdtemp(prefix="xray-adapt-budget-"))
     out = []
@@ -81,12 +81,14 @@ def markdown(args: argparse.Namespace, res: list[dict], command: str, started: s
     """The docs/benchmarks.md section."""
     costs = res[0]["report"]["costs_s"]
     lines = [
-        f"## X-ray station adaptation against its time budget: {args.station}",
+        "## X-ray station adaptation against its time budget: "
+        + xray_adapt.label(args.station, args.look),
         "",
         f"Command: `{command}`  ",
         f"Machine: {started}  ",
         f"Gallery {gallery_text(args)}; crops {args.crop} px.  ",
-        f"Station: clean parcels {xray_adapt.station_text(args.station)}, written as its PNG "
+        f"Station: clean parcels {xray_adapt.station_text(args.station, args.look)}, written "
+        "as its PNG "
         f"exports (the seeds of benchmarks.xray_adapt); each row adapts a fresh copy of the "
         f"gallery with "
         f"`gunmatch adapt --gallery G CLEARED/ --minutes {args.minutes:g}` and its defaults.  ",
@@ -103,9 +105,9 @@ def markdown(args: argparse.Namespace, res: list[dict], command: str, started: s
     return "\n".join(lines)
 
 
-def section_name(station: str) -> str:
-    """One section per station (look or scene)."""
-    return f"adapt-budget-{station}"
+def section_name(station: str, look: str | None = None) -> str:
+    """One section per station (look or scene, and a scene station's one look if given)."""
+    return "adapt-budget-" + xray_adapt.label(station, look).replace(" ", "-")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     started = begun()
     res = run(args)
     text = markdown(args, res, command_line("benchmarks.xray_adapt_budget", argv), started)
-    publish(text, section_name(args.station), args.write)
+    publish(text, section_name(args.station, args.look), args.write)
     return 0
 
 

@@ -99,6 +99,40 @@ def test_a_station_is_a_look_or_a_clutter_family():
     assert "noisy-lowres look (scenes drawn" in xray_adapt.station_text("noisy-lowres")
 
 
+def test_a_clutter_family_station_may_have_one_look():
+    # A scene station's scanner: --look gives every parcel that look (a look station or an
+    # unknown look is refused before anything runs).
+    for argv in (["--station", "noisy-lowres", "--look", "grey-highres"],
+                 ["--station", "dense", "--look", "tools"]):  # fmt: skip
+        with pytest.raises(SystemExit, match="--look goes with a scene"):
+            xray_adapt.main(argv)
+    held = ["dual-energy-vivid", "dense"]
+    row = xray_adapt.station_row(held, "dense", "dual-energy-vivid")
+    styles = [row.style_of(xray_adapt.CLEARED_SEED + i) for i in range(20)]
+    assert {(s.look.name, s.scene.name) for s in styles} == {("dual-energy-vivid", "dense")}
+    assert row.name == "dense in dual-energy-vivid" and row.held_out
+    # Held out if either is; the heading says which of the two the models saw.
+    assert xray_adapt.station_row(["dense"], "dense", "grey-highres").held_out
+    assert xray_adapt.held_out(held, "dense") and not xray_adapt.held_out(held, "grey-highres")
+    assert xray_adapt.title("dense", "hand", 100, True, "grey-highres", False) == (
+        "## X-ray station adaptation: dense in grey-highres (a clutter family held out from "
+        "training, scanned in a trained look), 100 cleared scans"
+    )
+    assert xray_adapt.title("dense", None, 200, True, "dual-energy-vivid", True) == (
+        "## X-ray station adaptation: dense in dual-energy-vivid (a clutter family held out "
+        "from training, scanned in a look held out from training), bags holding a part"
+    )
+    assert xray_adapt.station_text("dense", "grey-highres") == (
+        "of the dense scene (its clutter family), each scanned in the grey-highres look"
+    )
+    assert (
+        xray_adapt.section_name("dense", "hand", 100, True, "dual-energy-vivid")
+        == "adapt-dense-in-dual-energy-vivid-held-out-cleared-100"
+    )
+    # Without a look, a station's row is benchmarks.xray_domain's.
+    assert xray_adapt.station_row(held, "dense").name == "dense"
+
+
 @pytest.mark.slow  # a whole adaptation and four screened rows: about a minute on 2 cores
 def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(monkeypatch, tiny_map):
     # A gate that accepts whatever it measures, so the fine-tuned head alone is screened too.

@@ -26,6 +26,13 @@ def test_counts_and_station_are_checked():
         xray_adapt_budget.main(["--station", "classic"])
     with pytest.raises(SystemExit, match="at least 4"):
         xray_adapt_budget.main(["--station", "noisy-lowres", "--cleared", "3"])
+    with pytest.raises(SystemExit, match="--look goes with a scene"):
+        xray_adapt_budget.main(["--station", "noisy-lowres", "--look", "grey-highres"])
+    # A scene station scanned in one look has its own section.
+    assert xray_adapt_budget.section_name("dense", "grey-highres") == (
+        "adapt-budget-dense-in-grey-highres"
+    )
+    assert xray_adapt_budget.section_name("dense") == "adapt-budget-dense"
 
 
 @pytest.mark.slow  # two adaptations of a tiny gallery: about half a minute on 2 cores
