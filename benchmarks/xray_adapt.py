@@ -364,14 +364,14 @@ def held_out(held: list[str] | None, name: str | None) -> bool:
 
 def station_row(held: list[str] | None, station: str, look: str | None = None) -> xray_domain.Row:
     """The station's row of ``benchmarks.xray_domain``; with ``look``, the scene ``station``
-    scanned in that one look (a station has one scanner), held out if either of them is."""
-    (row,) = xray_domain.chosen_rows(held, [station])
+    scanned in that one look (a station has one scanner), held out if either of them is,
+    trained or not."""
     if look is None:
+        (row,) = xray_domain.chosen_rows(held, [station])
         return row
     style = ScannerStyle(xray_domain.LOOKS[look], xray_domain.SCENES[station])
-    return xray_domain.Row(
-        label(station, look), row.held_out or held_out(held, look), lambda seed: style
-    )
+    seen = held_out(held, station) or held_out(held, look)
+    return xray_domain.Row(label(station, look), seen, lambda seed: style)
 
 
 def check_station(args: argparse.Namespace) -> None:

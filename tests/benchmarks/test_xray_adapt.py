@@ -113,6 +113,10 @@ def test_a_clutter_family_station_may_have_one_look():
     assert row.name == "dense in dual-energy-vivid" and row.held_out
     # Held out if either is; the heading says which of the two the models saw.
     assert xray_adapt.station_row(["dense"], "dense", "grey-highres").held_out
+    # A trained scene too (a scene station without a look must be held out: its row is one
+    # of benchmarks.xray_domain's held-out rows).
+    assert xray_adapt.station_row(held, "tools", "dual-energy-vivid").held_out
+    assert not xray_adapt.station_row(held, "tools", "grey-highres").held_out
     assert xray_adapt.held_out(held, "dense") and not xray_adapt.held_out(held, "grey-highres")
     assert xray_adapt.title("dense", "hand", 100, True, "grey-highres", False) == (
         "## X-ray station adaptation: dense in grey-highres (a clutter family held out from "
