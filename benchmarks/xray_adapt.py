@@ -295,7 +295,7 @@ def section_name(
     size (the default's: no suffix)."""
     kind = {None: "-parts", "hand": "", "long": "-long-guns"}[guns]
     return (
-        f"adapt-{label(station, look).replace(' ', '-')}{kind}"
+        f"adapt-{stem(station, look)}{kind}"
         + ("-held-out" if held_out else "")
         + ("" if cleared == CLEARED_DEFAULT else f"-cleared-{cleared}")
     )
@@ -342,6 +342,11 @@ def family(station: str) -> str:
 def label(station: str, look: str | None = None) -> str:
     """A station's name in tables and headings: a scene station's look, if one, after it."""
     return station if look is None else f"{station} in {look}"
+
+
+def stem(station: str, look: str | None = None) -> str:
+    """A station's name in section names: its ``label``, hyphenated."""
+    return label(station, look).replace(" ", "-")
 
 
 def station_text(station: str, look: str | None = None) -> str:

@@ -107,7 +107,7 @@ def markdown(args: argparse.Namespace, res: list[dict], command: str, started: s
 
 def section_name(station: str, look: str | None = None) -> str:
     """One section per station (look or scene, and a scene station's one look if given)."""
-    return "adapt-budget-" + xray_adapt.label(station, look).replace(" ", "-")
+    return f"adapt-budget-{xray_adapt.stem(station, look)}"
 
 
 def parser() -> argparse.ArgumentParser:
