@@ -54,7 +54,7 @@ from benchmarks.xray_screening import (
     regions_text,
     scan_size,
 )
-from gunmatch.adapt import REPORT_FILE, station_auc, station_change
+from gunmatch.adapt import REPORT_FILE, projected, station_auc, station_change
 from gunmatch.cli import main as gunmatch_main
 from gunmatch.maps import install_threatmap, previous_threatmap
 from index import Gallery
@@ -237,7 +237,8 @@ def markdown(args: argparse.Namespace, res: dict, command: str, started: str) ->
         f"PNG exports; then `gunmatch adapt --gallery G "
         f"CLEARED/ --minutes {args.minutes:g}` with its defaults: {verdict} after "
         f"{res['adapt_seconds']:.0f} s wall clock ({rep['training_scans']} training and "
-        f"{rep['held_out_scans']} held-out scans, {rep['references']} references; it kept "
+        f"{rep['held_out_scans']} held-out scans, {projected(rep)}, {rep['references']} "
+        f"references; it kept "
         f"epoch {rep['best_epoch']} of the {rep['epochs_trained']} it trained, the best on the "
         f"worse of its held-out AUCs on small parts and larger objects). Its own "
         f"measures, AUC before -> after: held-out station scans with projected references "

@@ -239,6 +239,12 @@ def station_auc(value: float | None) -> str:
     return "none drawn" if value is None else f"{value:.3f}"
 
 
+def projected(report: dict) -> str:
+    """How many of the gallery's references were projected into each cleared scan."""
+    n = report["config"]["projections"]
+    return f"{n} projected reference{'' if n == 1 else 's'} on each"
+
+
 def station_change(report: dict, key: str) -> str:
     """A held-out station AUC of ``report`` (``auc_small``, ``auc_large``) as "before ->
     after", or "none drawn" where no projection of that size was."""
@@ -360,6 +366,7 @@ __all__ = [
     "adapt_gallery",
     "base_threatmap",
     "cleared_scans",
+    "projected",
     "read_scans",
     "station_auc",
     "station_change",

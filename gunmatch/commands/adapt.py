@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from gunmatch.adapt import REPORT_FILE, adapt_gallery, station_change
+from gunmatch.adapt import REPORT_FILE, adapt_gallery, projected, station_change
 from gunmatch.commands.common import (
     UsageError,
     add_gallery_arg,
@@ -129,7 +129,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         f"objects {station_change(report, 'auc_large')}); generated parcels: AUC "
         f"{before['generated']['auc']:.3f} -> {after['generated']['auc']:.3f} "
         f"({report['training_scans']} training and {report['held_out_scans']} held-out scans"
-        f"{scans_of_given(report)}, {report['references']} references, "
+        f"{scans_of_given(report)}, {projected(report)}, {report['references']} references, "
         f"{report['seconds']:.0f} s)"
     )
     if not report["gate"]["accepted"]:

@@ -32,7 +32,9 @@ from training.xray.adapt import (
 )
 from training.xray.threatmap import Cache, fit_head
 
-QUICK = AdaptConfig(epochs=2, gate_parcels=6, holdout=0.5, minutes=30)
+# One projection per scan, however much time is left (``max_projections``), unless a test
+# says otherwise.
+QUICK = AdaptConfig(epochs=2, gate_parcels=6, holdout=0.5, minutes=30, max_projections=1)
 
 
 def _cleared(n: int) -> list[np.ndarray]:
@@ -284,6 +286,16 @@ def test_the_plan_counts_every_piece_of_a_scan():
     # Never fewer than one training scan and its held-out ones, nor more than there are.
     assert costs.scans_that_fit(cfg, 200, 1.0) == cfg.min_holdout + 1
     assert costs.scans_that_fit(cfg, 2, 1.0) == 2
+    # 20 scans (8 held out) take 268.6 s with one projection each; a projection more costs a
+    # training scan 4.2 + 0.3 s and a held-out one 1.55 + 0.3 s: 337.4 s with two, 406.2 with
+    # three, 475.0 with four.
+    assert costs.seconds(replace(cfg, projections=2), 20) == pytest.approx(337.4)
+    assert costs.projections_that_fit(cfg, 20, 400.0) == 2
+    assert costs.projections_that_fit(cfg, 20, 406.3) == cfg.max_projections == 3
+    assert costs.projections_that_fit(replace(cfg, max_projections=4), 20, 475.1) == 4
+    assert costs.projections_that_fit(replace(cfg, max_projections=4), 20, 474.9) == 3
+    assert costs.projections_that_fit(cfg, 20, 100.0) == 1  # never fewer than asked
+    assert costs.projections_that_fit(replace(cfg, projections=2), 20, 100.0) == 2
 
 
 def test_adapt_leaves_out_the_scans_its_time_does_not_hold(tiny_map):
@@ -310,6 +322,30 @@ def test_adapt_leaves_out_the_scans_its_time_does_not_hold(tiny_map):
     res = adapt_threatmap(base, scans, _refs(), replace(cfg, epochs=3), False, costs, 0.5)
     assert res.report["training_scans"] + res.report["held_out_scans"] == cfg.min_holdout + 1
     assert res.report["epochs_trained"] == len(res.report["history"]) == 1
+
+
+def test_time_to_spare_draws_more_projections_on_each_scan(tiny_map):
+    base = load_threatmap(tiny_map[0])
+    scans = _cleared(4)
+    cfg = replace(QUICK, max_projections=3)
+    costs = Costs(
+        scan=1.0, parcel=0.0, step=0.0, parcel_step=0.0, score=0.0, projection=0.0,
+        calibrate=1.0,
+    )  # fmt: skip
+    # 2 training and 2 held-out scans, 1 s a sample and a held-out scan 1 s more: 10 s with one
+    # projection each, 14 s with two, 18 s with three; the plan fills PLAN_SHARE of the time.
+    assert [costs.seconds(replace(cfg, projections=p), 4) for p in (1, 2, 3)] == [10, 14, 18]
+    res = adapt_threatmap(base, scans, _refs(), cfg, False, costs, seconds=17.0)
+    rep = res.report
+    assert rep["config"]["projections"] == 2 and rep["training_scans"] == 2
+    assert rep["rehearsal_parcels"] == 2 * 3  # a parcel per station sample: 3 per scan
+    res = adapt_threatmap(base, scans, _refs(), cfg, False, costs, seconds=100.0)
+    assert res.report["config"]["projections"] == 3  # no more than max_projections
+    # When the budget does not hold every scan, scans come first: one projection each.
+    res = adapt_threatmap(base, scans, _refs(), cfg, False, costs, seconds=10.0)
+    assert res.report["config"]["projections"] == 1 and res.report["training_scans"] == 1
+    with pytest.raises(ValueError, match="max_projections"):
+        adapt_threatmap(base, scans, _refs(), replace(cfg, projections=2, max_projections=1))
 
 
 def test_costs_are_measured_on_this_machine(tiny_map, monkeypatch):

@@ -82,8 +82,12 @@ class AdaptConfig:
     # screening thresholds are measured on them.
     holdout: float = 0.4
     min_holdout: int = 2
-    # Projected references per training scan (each scan is also a negative once).
+    # Projected references per cleared scan (each scan is also a negative once): at least
+    # ``projections``, and where every scan fits the time budget with time to spare, as many
+    # more as the plan holds, up to ``max_projections`` (``Costs.projections_that_fit``): a
+    # station with few scans gets more real-background positives instead of an idle budget.
     projections: int = 1
+    max_projections: int = 3
     # A projected object's longer side, as a fraction of the scan's longer side, drawn
     # log-uniformly: small parts (a firing pin) as often as whole handguns. Parts in the
     # generated bags of the trained looks measure 0.04-0.59 of the side (median 0.14; 0.11 on
@@ -325,6 +329,17 @@ class Costs:
             fit += 1
         return fit
 
+    def projections_that_fit(self, cfg: AdaptConfig, scans: int, seconds: float) -> int:
+        """The most projections per scan, from ``cfg.projections`` up to
+        ``cfg.max_projections``, with which ``scans`` cleared scans fit in ``seconds``
+        (``cfg.projections`` if even that does not)."""
+        most = cfg.projections
+        while most < cfg.max_projections and (
+            self.seconds(replace(cfg, projections=most + 1), scans) <= seconds
+        ):
+            most += 1
+        return most
+
 
 def holdout_count(scans: int, cfg: AdaptConfig) -> int:
     """How many of ``scans`` cleared scans ``split_holdout`` keeps out of training."""
@@ -444,11 +459,15 @@ def adapt_threatmap(
     It plans to take ``seconds`` (by default all of ``cfg.minutes``), screening the held-out
     scans for the thresholds afterwards included where ``costs.calibrate`` says what that
     takes; ``costs`` are measured here unless given. Scans beyond what fits are left out at
-    random, and an epoch that would end past the plan is not begun.
+    random; where all of them fit with time to spare, each gets more projections (up to
+    ``cfg.max_projections``; the report's config gives the number used). An epoch that would
+    end past the plan is not begun.
     """
     cfg = cfg or AdaptConfig()
     if not 0.0 < cfg.holdout < 1.0 or cfg.projections < 1 or cfg.epochs < 1:
         raise ValueError("need 0 < holdout < 1, projections >= 1 and epochs >= 1")
+    if cfg.max_projections < cfg.projections:
+        raise ValueError("max_projections must be at least projections")
     if cfg.rehearsal < 0.0:
         raise ValueError("rehearsal is a share of the training samples: need >= 0")
     if not 0.0 <= cfg.base_share < 1.0:
@@ -468,6 +487,8 @@ def adapt_threatmap(
     if fits < len(scans):
         log.warning("time budget of %.0f s: using %d of %d cleared scans", budget, fits, len(scans))
         used = np.sort(np.random.default_rng(cfg.seed + 1).choice(len(scans), fits, False))
+    else:  # time to spare: more projections on each scan
+        cfg = replace(cfg, projections=plan.projections_that_fit(cfg, len(scans), left))
     train_idx, held_idx = ([int(used[i]) for i in part] for part in split_holdout(len(used), cfg))
     samples_per_scan = cfg.samples_per_scan
     deadline = started + budget - plan.after_training(cfg, len(held_idx))
