@@ -298,14 +298,17 @@ def test_the_plan_counts_every_piece_of_a_scan():
     assert costs.projections_that_fit(replace(cfg, projections=2), 20, 100.0) == 2
 
 
+# A plan where each station sample costs 1 s and screening a held-out scan 1 s more.
+SAMPLE_SECOND = Costs(
+    scan=1.0, parcel=0.0, step=0.0, parcel_step=0.0, score=0.0, projection=0.0, calibrate=1.0
+)
+
+
 def test_adapt_leaves_out_the_scans_its_time_does_not_hold(tiny_map):
     base = load_threatmap(tiny_map[0])
     scans = _cleared(8)
     cfg = replace(QUICK, holdout=0.4)
-    costs = Costs(
-        scan=1.0, parcel=0.0, step=0.0, parcel_step=0.0, score=0.0, projection=0.0,
-        calibrate=1.0,
-    )  # fmt: skip
+    costs = SAMPLE_SECOND
     # Each scan costs 2 s (two samples) and a held-out one 1 s more: 5 scans (2 held out)
     # take 12 s, 6 take 14 s, and the plan fills PLAN_SHARE of the 15 s given.
     assert costs.seconds(cfg, 5) == 12.0 and costs.seconds(cfg, 6) == 14.0
@@ -328,10 +331,7 @@ def test_time_to_spare_draws_more_projections_on_each_scan(tiny_map):
     base = load_threatmap(tiny_map[0])
     scans = _cleared(4)
     cfg = replace(QUICK, max_projections=3)
-    costs = Costs(
-        scan=1.0, parcel=0.0, step=0.0, parcel_step=0.0, score=0.0, projection=0.0,
-        calibrate=1.0,
-    )  # fmt: skip
+    costs = SAMPLE_SECOND
     # 2 training and 2 held-out scans, 1 s a sample and a held-out scan 1 s more: 10 s with one
     # projection each, 14 s with two, 18 s with three; the plan fills PLAN_SHARE of the time.
     assert [costs.seconds(replace(cfg, projections=p), 4) for p in (1, 2, 3)] == [10, 14, 18]
