@@ -324,21 +324,26 @@ class Costs:
         """The most of ``available`` cleared scans an adaptation can use in ``seconds``; never
         fewer than one training scan and its held-out ones need (or ``available``)."""
         least = min(available, cfg.min_holdout + 1)
-        fit = least
-        while fit < available and self.seconds(cfg, fit + 1) <= seconds:
-            fit += 1
-        return fit
+        return most_that_fit(least, available, lambda n: self.seconds(cfg, n) <= seconds)
 
     def projections_that_fit(self, cfg: AdaptConfig, scans: int, seconds: float) -> int:
         """The most projections per scan, from ``cfg.projections`` up to
         ``cfg.max_projections``, with which ``scans`` cleared scans fit in ``seconds``
         (``cfg.projections`` if even that does not)."""
-        most = cfg.projections
-        while most < cfg.max_projections and (
-            self.seconds(replace(cfg, projections=most + 1), scans) <= seconds
-        ):
-            most += 1
-        return most
+        return most_that_fit(
+            cfg.projections,
+            cfg.max_projections,
+            lambda n: self.seconds(replace(cfg, projections=n), scans) <= seconds,
+        )
+
+
+def most_that_fit(least: int, most: int, fits: Callable[[int], bool]) -> int:
+    """Counting up from ``least``, the last count up to ``most`` before ``fits`` first fails
+    (``least`` when it fails at once): a plan's seconds grow with the count."""
+    n = least
+    while n < most and fits(n + 1):
+        n += 1
+    return n
 
 
 def holdout_count(scans: int, cfg: AdaptConfig) -> int:
