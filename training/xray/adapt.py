@@ -86,6 +86,9 @@ class AdaptConfig:
     # ``projections``, and where every scan fits the time budget with time to spare, as many
     # more as the plan holds, up to ``max_projections`` (``Costs.projections_that_fit``): a
     # station with few scans gets more real-background positives instead of an idle budget.
+    # Scans come first: three projections on the fewer scans that then fit read even with one
+    # on more in two dense stations, better in a held-out look, and leave fewer held-out scans
+    # for the thresholds (benchmarks/notes/xray.md, "more projections on fewer scans").
     projections: int = 1
     max_projections: int = 3
     # A projected object's longer side, as a fraction of the scan's longer side, drawn
