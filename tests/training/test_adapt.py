@@ -327,6 +327,23 @@ def test_adapt_leaves_out_the_scans_its_time_does_not_hold(tiny_map):
     assert res.report["epochs_trained"] == len(res.report["history"]) == 1
 
 
+def test_epochs_end_in_time_for_what_follows_them_within_the_plans_share(tiny_map):
+    base = load_threatmap(tiny_map[0])
+    scans = _cleared(4)
+
+    # Only screening a held-out scan costs anything: 2 held out, so what follows the epochs
+    # is planned at 2 x ``calibrate`` of the 1000 s given, and the epochs (a fraction of a
+    # second each here) must end by PLAN_SHARE x 1000 s less that.
+    def run(calibrate: float) -> dict:
+        costs = replace(SAMPLE_SECOND, scan=0.0, calibrate=calibrate)
+        return adapt_threatmap(base, scans, _refs(), QUICK, False, costs, seconds=1000.0).report
+
+    rep = run(400.0)  # 800 s after them: 100 s left for the epochs, enough for every one
+    assert rep["held_out_scans"] == 2 and rep["epochs_trained"] == QUICK.epochs
+    rep = run(475.0)  # 950 s after them: within 1000 s, but past 900 s, so only the first
+    assert rep["held_out_scans"] == 2 and rep["epochs_trained"] == 1
+
+
 def test_time_to_spare_draws_more_projections_on_each_scan(tiny_map):
     base = load_threatmap(tiny_map[0])
     scans = _cleared(4)

@@ -63,9 +63,11 @@ PROJECTION_BLUR = (0.4, 1.4)
 # sigma 1 px: sqrt(1 - 2 g(0) + sum g^2) for the 2-D kernel g.
 RESIDUAL_SHARE = float(np.sqrt(1.0 - 2.0 / (2.0 * np.pi) + 1.0 / (4.0 * np.pi)))
 SIZES = ("small", "large")  # projected objects below and above ``AdaptConfig.small_part``
-# Share of the time left that the plan fills: each cost is the fastest of a few timings, so
-# a run takes longer than its plan (docs/benchmarks.md, section
-# "adapt-budget-dual-energy-vivid").
+# Share of the time left that the plan fills, and by which the last epoch, with what the plan
+# puts after it, must end: each cost is the fastest of a few timings, the head's steps run
+# about a quarter slower in its loops than that, and installing the map is not planned at
+# all. With the whole budget as the epochs' deadline, a run offered 1000 scans on an AMD EPYC
+# took 901 s of 900 (docs/benchmarks.md, section "adapt-budget-dual-energy-vivid").
 PLAN_SHARE = 0.9
 # Each cost is the fastest of this many timings: a single cold timing, taken right after the
 # gallery's ONNX Runtime sessions had run, read a trunk pass at 1.1 s instead of 0.2 s and let
@@ -468,8 +470,9 @@ def adapt_threatmap(
     scans for the thresholds afterwards included where ``costs.calibrate`` says what that
     takes; ``costs`` are measured here unless given. Scans beyond what fits are left out at
     random; where all of them fit with time to spare, each gets more projections (up to
-    ``cfg.max_projections``; the report's config gives the number used). An epoch that would
-    end past the plan is not begun.
+    ``cfg.max_projections``; the report's config gives the number used). An epoch is not
+    begun where it would end too late for what follows it to end within ``PLAN_SHARE`` of the
+    time.
     """
     cfg = cfg or AdaptConfig()
     if not 0.0 < cfg.holdout < 1.0 or cfg.projections < 1 or cfg.epochs < 1:
@@ -499,7 +502,7 @@ def adapt_threatmap(
         cfg = replace(cfg, projections=plan.projections_that_fit(cfg, len(scans), left))
     train_idx, held_idx = ([int(used[i]) for i in part] for part in split_holdout(len(used), cfg))
     samples_per_scan = cfg.samples_per_scan
-    deadline = started + budget - plan.after_training(cfg, len(held_idx))
+    deadline = started + PLAN_SHARE * budget - plan.after_training(cfg, len(held_idx))
 
     def cached(idx: list[int], seed: int, desc: str, rehearsal: int = 0) -> Cache:
         chosen = [scans[i] for i in idx]
