@@ -492,7 +492,9 @@ def adapt_threatmap(
         patch = max(patches, key=np.size)
         costs = measure_costs(model, scans[0], patch, cfg.batch_size, cfg.scale_range)
     plan = replace(costs, read=0.0)  # the scans are read
-    left = PLAN_SHARE * budget - (time.perf_counter() - started)
+    # The plan, and the epochs with what the plan puts after them, end by then.
+    plan_end = started + PLAN_SHARE * budget
+    left = plan_end - time.perf_counter()
     used = np.arange(len(scans))
     fits = plan.scans_that_fit(cfg, len(scans), left)
     if fits < len(scans):
@@ -502,7 +504,7 @@ def adapt_threatmap(
         cfg = replace(cfg, projections=plan.projections_that_fit(cfg, len(scans), left))
     train_idx, held_idx = ([int(used[i]) for i in part] for part in split_holdout(len(used), cfg))
     samples_per_scan = cfg.samples_per_scan
-    deadline = started + PLAN_SHARE * budget - plan.after_training(cfg, len(held_idx))
+    deadline = plan_end - plan.after_training(cfg, len(held_idx))
 
     def cached(idx: list[int], seed: int, desc: str, rehearsal: int = 0) -> Cache:
         chosen = [scans[i] for i in idx]
