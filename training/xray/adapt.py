@@ -123,8 +123,8 @@ class AdaptConfig:
     # The base map's share in the adapted head's weights (``mix_heads``): 0 keeps the
     # fine-tuned head as trained, 1 the base map unchanged. One share for every station,
     # not the better of the two on the held-out scans: that measure ranked the fine-tuned
-    # head alone above the mix in 12 of 13 adapt sections, the generated bags the mix above
-    # it in 9 of those 12 (benchmarks/notes/xray.md, "the fine-tuned head alone or the mix").
+    # head alone above the mix in 13 of 14 adapt sections, the generated bags the mix above
+    # it in 10 of those 13 (benchmarks/notes/xray.md, "the fine-tuned head alone or the mix").
     base_share: float = 0.5
     # Time budget; training scans are subsampled when caching and training on them all would
     # not fit (``Costs.scans_that_fit``).
