@@ -30,7 +30,7 @@ from training.xray.adapt import (
     station_measure,
     station_samples,
 )
-from training.xray.threatmap import Cache, fit_head
+from training.xray.threatmap import Cache, fit_head, head_state
 
 # One projection per scan, however much time is left (``max_projections``), unless a test
 # says otherwise.
@@ -174,6 +174,8 @@ def test_adapt_reports_and_gates(tiny_map):
     rep = res.report
     assert rep["held_out_scans"] == 3 and rep["training_scans"] == 3
     assert len(res.holdout) == 3 and len(rep["history"]) == QUICK.epochs
+    # each epoch's seconds beside the plan's, to see where the plan is wrong
+    assert all(r["seconds"] > 0 for r in rep["history"]) and rep["planned_epoch_s"] > 0
     for when in ("before", "after"):
         for where in ("station", "generated"):
             assert 0.0 <= rep[when][where]["auc"] <= 1.0
@@ -367,8 +369,8 @@ def test_time_to_spare_draws_more_projections_on_each_scan(tiny_map):
 
 def test_costs_are_measured_on_this_machine(tiny_map, monkeypatch):
     patch = reference_patches(_refs())[0]
-    sizes = []
-    projecting = adapt_module.project_reference
+    sizes, steps = [], []
+    projecting, stepping = adapt_module.project_reference, adapt_module.train_step
     monkeypatch.setattr(
         adapt_module,
         "project_reference",
@@ -376,13 +378,27 @@ def test_costs_are_measured_on_this_machine(tiny_map, monkeypatch):
             sizes.append(scale_range) or projecting(scan, patch, rng, scale_range)
         ),
     )
-    costs = measure_costs(
-        load_threatmap(tiny_map[0]), _cleared(1)[0], patch, batch_size=4, scale_range=(0.3, 0.4)
+    # the step is timed through the training loop's own step, on a batch of the run's size
+    monkeypatch.setattr(
+        adapt_module,
+        "train_step",
+        lambda model, opt, cache, idx, *rest: (
+            steps.append(len(idx)) or stepping(model, opt, cache, idx, *rest)
+        ),
     )
+    model = load_threatmap(tiny_map[0])
+    head = head_state(model)
+    costs = measure_costs(model, _cleared(1)[0], patch, batch_size=4, scale_range=(0.3, 0.4))
     assert 0 < costs.score < costs.scan < costs.parcel and costs.step > 0 < costs.projection
     assert costs.parcel_step > 0 and costs.read == costs.calibrate == 0.0  # the caller's
     # projected at the run's sizes, not the default ones, once per timing
     assert sizes == [(0.3, 0.4)] * adapt_module.TIMING_REPEAT
+    # station scans and generated parcels, each timed as often
+    assert steps == [4] * (2 * adapt_module.TIMING_REPEAT)
+    # the optimizer's steps while timing leave the head it will train as it was
+    after = head_state(model)
+    assert all(torch.equal(head[k], after[k]) for k in head)
+    assert not model.training and all(p.grad is None for p in model.parameters())
 
 
 def test_a_cost_is_the_fastest_of_its_timings(monkeypatch):

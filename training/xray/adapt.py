@@ -29,12 +29,11 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from matcher.threatmap import ThreatMap
 from screening.augment import object_patch
@@ -48,10 +47,13 @@ from training.xray.threatmap import (
     build_cache,
     cache_samples,
     fit_head,
+    head_optimizer,
+    head_state,
     parcel_plan,
     parcel_samples,
     ranking,
     scan_scores,
+    train_step,
 )
 
 log = logging.getLogger(__name__)
@@ -288,13 +290,22 @@ class Costs:
     read: float = 0.0
     calibrate: float = 0.0
 
+    def epoch(self, cfg: AdaptConfig, training: int, held: int) -> float:
+        """One epoch: training on ``training`` scans' samples and their share of rehearsal
+        parcels, then scoring ``held`` held-out scans' samples."""
+        per_scan = cfg.samples_per_scan
+        return per_scan * (
+            training * (self.step + cfg.rehearsal * self.parcel_step) + held * self.score
+        )
+
     def held_scan(self, cfg: AdaptConfig) -> float:
         """A held-out scan: read, its samples cached, scored once an epoch and three times
         more (before, fine-tuned, mixed), then screened for the thresholds."""
         per_scan = cfg.samples_per_scan
         return (
             self.read
-            + per_scan * (self.scan + (cfg.epochs + 3) * self.score)
+            + per_scan * (self.scan + 3 * self.score)
+            + cfg.epochs * self.epoch(cfg, 0, 1)
             + cfg.projections * self.projection
             + self.calibrate
         )
@@ -305,9 +316,9 @@ class Costs:
         per_scan = cfg.samples_per_scan
         return (
             self.read
-            + per_scan * (self.scan + cfg.epochs * self.step)
+            + per_scan * (self.scan + cfg.rehearsal * self.parcel)
+            + cfg.epochs * self.epoch(cfg, 1, 0)
             + cfg.projections * self.projection
-            + per_scan * cfg.rehearsal * (self.parcel + cfg.epochs * self.parcel_step)
         )
 
     def after_training(self, cfg: AdaptConfig, held: int) -> float:
@@ -376,45 +387,43 @@ def measure_costs(
 ) -> Costs:
     """``Costs`` of ``model`` on this machine, from ``scan``, a reference ``patch`` projected
     into it at the sizes of ``scale_range`` and one generated parcel; each the fastest of
-    ``TIMING_REPEAT`` timings. A training step is timed on a batch of each, since a
-    station's scans need not be the size of the generated parcels."""
+    ``TIMING_REPEAT`` timings. Caching, a training step and scoring are timed through the
+    code that runs them (a step from the float16 cache to the optimizer's update, the
+    head's weights put back after), on a batch of each kind, since a station's scans need
+    not be the size of the generated parcels."""
     rng = np.random.default_rng(0)
     _, projection_s = fastest(lambda: project_reference(scan, patch, rng, scale_range))
 
-    def read(image: np.ndarray) -> list[torch.Tensor]:
-        with torch.inference_mode():
-            return model.features(model.scan_tensor(image)[0])
+    def read(samples: Iterable[tuple[np.ndarray, np.ndarray | None, str]]) -> Cache:
+        return cache_samples(model, samples, 1, progress=False)
 
-    def batch(feats: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [f.expand(batch_size, *f.shape[1:]).clone() for f in feats]
+    def batch(one: Cache) -> Cache:
+        return Cache([level * batch_size for level in one.feats], one.targets * batch_size,
+                     one.kinds * batch_size)  # fmt: skip
 
-    def step(feats: list[torch.Tensor]) -> float:
-        def once() -> None:
-            logits = model.head_forward(feats)
-            F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits)).backward()
+    train_cfg = ThreatMapTrainConfig()
+    pos_weight = torch.tensor(train_cfg.pos_weight)
 
+    def step(cache: Cache) -> float:
+        saved = head_state(model)
+        opt = head_optimizer(model, train_cfg)
+        idx = np.arange(len(cache))
         model.train()
-        _, seconds = fastest(once)
+        _, seconds = fastest(lambda: train_step(model, opt, cache, idx, train_cfg, pos_weight))
+        model.load_state_dict(saved, strict=False)
         model.zero_grad(set_to_none=True)
         model.eval()
-        return seconds / batch_size
+        return seconds / len(cache)
 
-    scan_feats, scan_s = fastest(lambda: read(scan))
-    parcel_feats, parcel_s = fastest(
-        lambda: read(next(parcel_samples(parcel_plan(1, 3, TRAIN_SEED)))[0])
-    )
-    scans = batch(scan_feats)
-
-    def score() -> None:
-        with torch.inference_mode():
-            model.head_forward(scans)
-
-    _, score_s = fastest(score)
+    scan_cache, scan_s = fastest(lambda: read([(scan, None, "")]))
+    parcel_cache, parcel_s = fastest(lambda: read(parcel_samples(parcel_plan(1, 3, TRAIN_SEED))))
+    scans = batch(scan_cache)
+    _, score_s = fastest(lambda: scan_scores(model, scans))
     return Costs(
         scan=scan_s,
         parcel=parcel_s,
         step=step(scans),
-        parcel_step=step(batch(parcel_feats)),
+        parcel_step=step(batch(parcel_cache)),
         score=score_s / batch_size,
         projection=projection_s,
     )
@@ -564,6 +573,7 @@ def adapt_threatmap(
         # what the plan expected (reading aside, screening for the thresholds in where the
         # caller gave its cost), and the epochs run
         "planned_s": round(plan.seconds(cfg, len(used)), 1),
+        "planned_epoch_s": round(plan.epoch(cfg, len(train_idx), len(held_idx)), 3),
         "epochs_trained": len(history),
         "references": len(patches),
         "before": before,

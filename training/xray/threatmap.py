@@ -217,6 +217,37 @@ def ranking(scores: np.ndarray, positive: np.ndarray) -> dict[str, float]:
     }
 
 
+def head_optimizer(model: ThreatMap, cfg: ThreatMapTrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of the head's parameters (the trunk stays frozen)."""
+    params = [p for n, p in model.named_parameters() if not n.startswith("trunk.")]
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def head_state(model: ThreatMap) -> dict[str, torch.Tensor]:
+    """A copy of the head's weights, to put back with ``load_state_dict(strict=False)``."""
+    return {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("trunk.")}
+
+
+def train_step(
+    model: ThreatMap,
+    opt: torch.optim.Optimizer,
+    cache: Cache,
+    idx: np.ndarray,
+    cfg: ThreatMapTrainConfig,
+    pos_weight: torch.Tensor,
+) -> float:
+    """One optimizer step of the head on cached samples ``idx`` (maps of one shape); returns
+    their summed loss. ``fit_head`` trains with it and adapt's plan times it."""
+    feats, cover = cache.batch(idx)
+    target = torch.clamp(cover * cfg.target_gain, 0.0, 1.0)
+    logits = model.head_forward(feats)
+    loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.item() * len(idx)
+
+
 def fit_head(
     model: ThreatMap,
     train: Cache,
@@ -233,8 +264,7 @@ def fit_head(
 
     With a ``deadline`` (a ``time.perf_counter()`` value) an epoch is not begun when one
     more as long as the slowest so far would end past it."""
-    params = [p for n, p in model.named_parameters() if not n.startswith("trunk.")]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = head_optimizer(model, cfg)
     steps = cfg.epochs * train.n_batches(cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1))
     pos_weight = torch.tensor(cfg.pos_weight)
@@ -260,15 +290,8 @@ def fit_head(
             leave=False,
         )
         for idx in train.batches(order, cfg.batch_size):
-            feats, cover = train.batch(idx)
-            target = torch.clamp(cover * cfg.target_gain, 0.0, 1.0)
-            logits = model.head_forward(feats)
-            loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            total += train_step(model, opt, train, idx, cfg, pos_weight)
             sched.step()
-            total += loss.item() * len(idx)
             bar.update(len(idx))
         bar.close()
         row = {
@@ -276,16 +299,16 @@ def fit_head(
             "loss": total / max(len(train), 1),
             **measure(model, val),
         }
+        took = time.perf_counter() - begun
+        row["seconds"] = round(took, 3)
         history.append(row)
-        slowest = max(slowest, time.perf_counter() - begun)
+        slowest = max(slowest, took)
         if on_epoch is not None:
             on_epoch(epoch, row)
         log.info("threat map epoch %s", row)
         if row[select] > best:
             best = row[select]
-            best_state = {
-                k: v.clone() for k, v in model.state_dict().items() if not k.startswith("trunk.")
-            }
+            best_state = head_state(model)
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     return history
@@ -357,9 +380,12 @@ __all__ = [
     "build_cache",
     "cache_samples",
     "fit_head",
+    "head_optimizer",
+    "head_state",
     "parcel_plan",
     "parcel_samples",
     "ranking",
     "scan_scores",
+    "train_step",
     "train_threatmap",
 ]
