@@ -74,7 +74,8 @@ def row_cells(row: dict, minutes: float) -> str:
     verdict = "accepted" if rep["gate"]["accepted"] else "refused"
     return (
         f"| {row['cleared']} | {rep['cleared_scans']} | {rep['training_scans']} | "
-        f"{rep['held_out_scans']} | {epochs} | {rep['planned_epoch_s']:.0f} / {ran:.0f} | "
+        f"{rep['held_out_scans']} | {epochs} | {rep['planned_cache_s']:.0f} / "
+        f"{rep['cache_s']:.0f} | {rep['planned_epoch_s']:.0f} / {ran:.0f} | "
         f"{rep['planned_s']:.0f} | {spent} | "
         f"{row['seconds']:.0f} of {minutes * 60:.0f} | {verdict} |"
     )
@@ -98,12 +99,14 @@ def markdown(args: argparse.Namespace, res: list[dict], command: str, started: s
         "Costs adapt measured in the first row, seconds each (the fastest of a few "
         "timings): "
         + ", ".join(f"{k} {v:.3f}" for k, v in costs.items())
-        + ". Planned: what the plan expected of the scans it used, reading aside; an "
-        "epoch's seconds as planned and as run (the median of the epochs run).",
+        + ". Planned: what the plan expected of the scans it used, reading aside; caching "
+        "(the first part of adapting) and an epoch as planned and as run (the median of the "
+        "epochs run).",
         "",
-        "| cleared scans given | read | training | held out | epochs | epoch s planned / run "
-        "| planned s | reading / adapting / calibrating s | wall s of budget | gate |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| cleared scans given | read | training | held out | epochs | caching s planned / run "
+        "| epoch s planned / run | planned s | reading / adapting / calibrating s "
+        "| wall s of budget | gate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [row_cells(row, args.minutes) for row in res]
     return "\n".join(lines)

@@ -54,9 +54,11 @@ def test_each_station_size_is_a_row_with_its_phases(monkeypatch, tiny_map):
         assert sum(rep["phases_s"].values()) <= row["seconds"] + 1.0
         # an epoch as planned and as run, side by side
         assert rep["planned_epoch_s"] > 0 and rep["history"][0]["seconds"] > 0
+        assert rep["planned_cache_s"] > 0 and rep["cache_s"] > 0
     text = xray_adapt_budget.markdown(args, res, "cmd", "machine at start")
     lines = text.splitlines()
     assert lines[0] == "## X-ray station adaptation against its time budget: noisy-lowres"
     rows = [line for line in lines if line.startswith("| 4 |") or line.startswith("| 6 |")]
     assert len(rows) == 2 and all("of 1800 |" in line for line in rows)
-    assert "| 6 | 6 | 3 | 3 | 1 of 1 |" in text and "| epoch s planned / run |" in text
+    assert "| 6 | 6 | 3 | 3 | 1 of 1 |" in text
+    assert "| caching s planned / run | epoch s planned / run |" in text

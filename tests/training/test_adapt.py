@@ -273,9 +273,11 @@ def test_the_plan_counts_every_piece_of_a_scan():
     # rehearsal parcels x (2 + 8 x 0.05) = 8.9 s. A held-out one: read 0.2 + 2 x (1 + 11 x
     # 0.05) + 0.3 + screened 0.5 = 4.1 s (scored once an epoch, before, fine-tuned and mixed).
     # The gate: 60 x (2 + 3 x 0.05) = 129 s.
-    assert costs.training_scan(cfg) == pytest.approx(8.9)
-    assert costs.held_scan(cfg) == pytest.approx(4.1)
     assert holdout_count(200, cfg) == 80 and holdout_count(3, cfg) == cfg.min_holdout
+    # Caching 120 training and 80 held-out scans: 200 x (2 x 1 + 0.3) + (240 rehearsal + 60
+    # gate parcels) x 2 = 1060 s; an epoch 2 x (120 x (0.1 + 0.05) + 80 x 0.05) = 44 s.
+    assert costs.caching(cfg, 120, 80) == pytest.approx(1060.0)
+    assert costs.epoch(cfg, 120, 80) == pytest.approx(44.0)
     assert costs.seconds(cfg, 200) == pytest.approx(80 * 4.1 + 120 * 8.9 + 129)
     # 200 scans need 1525 s; 900 s hold the most scans whose plan fits.
     fit = costs.scans_that_fit(cfg, 200, 900.0)

@@ -281,7 +281,7 @@ class Costs:
 
     scan: float  # one trunk pass over a station sample
     parcel: float  # rendering a generated parcel and its trunk pass
-    step: float  # training the head on one station sample (forward and backward)
+    step: float  # training the head on one station sample (the loop's step, cache to update)
     parcel_step: float  # training the head on one generated parcel (its maps are smaller)
     score: float  # scoring one sample with the head
     projection: float  # projecting a reference into a scan (``project_reference``)
@@ -290,35 +290,21 @@ class Costs:
     read: float = 0.0
     calibrate: float = 0.0
 
+    def caching(self, cfg: AdaptConfig, training: int, held: int) -> float:
+        """The trunk over the samples of ``training`` and ``held`` scans (each projection
+        drawn first), over the training scans' share of rehearsal parcels and over the gate
+        parcels (each rendered first)."""
+        per_scan = cfg.samples_per_scan
+        return (training + held) * (per_scan * self.scan + cfg.projections * self.projection) + (
+            training * per_scan * cfg.rehearsal + cfg.gate_parcels
+        ) * self.parcel
+
     def epoch(self, cfg: AdaptConfig, training: int, held: int) -> float:
         """One epoch: training on ``training`` scans' samples and their share of rehearsal
         parcels, then scoring ``held`` held-out scans' samples."""
         per_scan = cfg.samples_per_scan
         return per_scan * (
             training * (self.step + cfg.rehearsal * self.parcel_step) + held * self.score
-        )
-
-    def held_scan(self, cfg: AdaptConfig) -> float:
-        """A held-out scan: read, its samples cached, scored once an epoch and three times
-        more (before, fine-tuned, mixed), then screened for the thresholds."""
-        per_scan = cfg.samples_per_scan
-        return (
-            self.read
-            + per_scan * (self.scan + 3 * self.score)
-            + cfg.epochs * self.epoch(cfg, 0, 1)
-            + cfg.projections * self.projection
-            + self.calibrate
-        )
-
-    def training_scan(self, cfg: AdaptConfig) -> float:
-        """A training scan: read, its samples and their share of rehearsal parcels cached,
-        and every epoch of training on them."""
-        per_scan = cfg.samples_per_scan
-        return (
-            self.read
-            + per_scan * (self.scan + cfg.rehearsal * self.parcel)
-            + cfg.epochs * self.epoch(cfg, 1, 0)
-            + cfg.projections * self.projection
         )
 
     def after_training(self, cfg: AdaptConfig, held: int) -> float:
@@ -331,10 +317,18 @@ class Costs:
         )
 
     def seconds(self, cfg: AdaptConfig, scans: int) -> float:
-        """An adaptation on ``scans`` cleared scans, held-out share and gate parcels included."""
+        """An adaptation on ``scans`` cleared scans: reading them, caching, the held-out
+        samples and gate parcels scored before training, the epochs and what follows them."""
         held = holdout_count(scans, cfg)
-        gate = cfg.gate_parcels * (self.parcel + 3 * self.score)
-        return held * self.held_scan(cfg) + (scans - held) * self.training_scan(cfg) + gate
+        training = scans - held
+        before = (held * cfg.samples_per_scan + cfg.gate_parcels) * self.score
+        return (
+            scans * self.read
+            + self.caching(cfg, training, held)
+            + before
+            + cfg.epochs * self.epoch(cfg, training, held)
+            + self.after_training(cfg, held)
+        )
 
     def scans_that_fit(self, cfg: AdaptConfig, available: int, seconds: float) -> int:
         """The most of ``available`` cleared scans an adaptation can use in ``seconds``; never
@@ -573,6 +567,7 @@ def adapt_threatmap(
         # what the plan expected (reading aside, screening for the thresholds in where the
         # caller gave its cost), and the epochs run
         "planned_s": round(plan.seconds(cfg, len(used)), 1),
+        "planned_cache_s": round(plan.caching(cfg, len(train_idx), len(held_idx)), 1),
         "planned_epoch_s": round(plan.epoch(cfg, len(train_idx), len(held_idx)), 3),
         "epochs_trained": len(history),
         "references": len(patches),
