@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from benchmarks.report import machine, write_section
+from gunmatch.allocator import hold_freed_memory
 from gunmatch.indexing import scan_source
 from matcher import Embedder, build_pretrained
 
@@ -43,6 +44,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    hold_freed_memory()  # as every gunmatch command does
     rows = []
     for backbone in args.backbones.split(","):
         embedder = Embedder(build_pretrained(backbone), batch_size=32, threads=args.threads)

@@ -23,6 +23,7 @@ import torch
 
 from benchmarks.report import git_rev, machine, write_section
 from benchmarks.timing import load_average, table, time_calls
+from gunmatch.allocator import hold_freed_memory
 from matcher.fast import MIN_AGREEMENT, RuntimeOptions, create_runner, top1_agreement
 from matcher.images import load_image
 from matcher.model import build_pretrained
@@ -93,6 +94,7 @@ def run(
     """Measure every path; return the section's markdown."""
     started, commit = machine(), git_rev()  # the load, time and code at its start
     torch.set_num_threads(threads)
+    hold_freed_memory()  # as every gunmatch command does
     reps1, reps32 = (5, 2) if quick else (30, 6)
     limit = limit or (40 if quick else None)
     load0, rows, notes = load_average(), [], []

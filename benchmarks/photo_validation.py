@@ -32,6 +32,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
+from gunmatch.allocator import hold_freed_memory
 from matcher import load_model
 from matcher.images import load_image
 from matcher.model import with_preprocess
@@ -235,6 +236,7 @@ def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads
         if variant.get("last_stride", 2) not in (1, 2):
             raise ValueError(f"last_stride is 1 or 2, not {variant['last_stride']!r}")
     torch.set_num_threads(threads)
+    hold_freed_memory()  # as every gunmatch command does
     cfg = TrainConfig(out="")
     samples, images = load_grouped(gallery)  # grouped (so split) once, as for 288 px
     labels_sorted = sorted({s.label for s in samples})

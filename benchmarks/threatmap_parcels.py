@@ -38,6 +38,7 @@ from benchmarks.xray_screening import (
     rate_at,
     scan_size,
 )
+from gunmatch.allocator import hold_freed_memory
 from matcher.images import DEFAULT_MAX_PIXELS
 from matcher.preprocess import PreprocessConfig
 from matcher.threatmap import MAP_VIEWS, load_threatmap
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     styles = StyleSampler(()) if args.styles else None
     passes = [2] if args.one_pass else args.views
     torch.set_num_threads(args.threads)
+    hold_freed_memory()  # as every gunmatch command does
     size = scan_size(args)
     maps = {d: load_threatmap(d).use_onnx(args.threads) for d in args.maps}  # as screening runs it
     runs = [(d, f, z) for d in maps for f in passes for z in zoom_sets]

@@ -55,6 +55,7 @@ from benchmarks.xray_screening import (
     scan_size,
 )
 from gunmatch.adapt import REPORT_FILE, projected, station_auc, station_change
+from gunmatch.allocator import hold_freed_memory
 from gunmatch.cli import main as gunmatch_main
 from gunmatch.maps import install_threatmap, previous_threatmap
 from index import Gallery
@@ -121,6 +122,7 @@ def install_fine_tuned_alone(gallery: Path, base_share: float) -> None:
 def run(args: argparse.Namespace) -> dict:
     """Build, screen, adapt, screen again; the figures before and after."""
     torch.set_num_threads(args.threads)
+    hold_freed_memory()  # as every gunmatch command does
     held = xray_domain.held_out_arg(args.held_out)
     station = station_row(held, args.station, args.look)
     rows = [*xray_domain.chosen_rows(held, ["default"]), station]

@@ -28,6 +28,7 @@ import torch
 from benchmarks import xray_adapt, xray_domain
 from benchmarks.report import begun, command_line, publish
 from benchmarks.xray_screening import build_gallery, gallery_text, scan_size
+from gunmatch.allocator import hold_freed_memory
 
 log = logging.getLogger("benchmarks.xray_adapt_budget")
 
@@ -43,6 +44,7 @@ def station_folder(folder: Path, written: Path, n: int) -> Path:
 def run(args: argparse.Namespace) -> list[dict]:
     """Each count's adapt report and wall-clock seconds, on its own copy of one gallery."""
     torch.set_num_threads(args.threads)
+    hold_freed_memory()  # as every gunmatch command does
     held = xray_domain.held_out_arg(args.held_out)
     station = xray_adapt.station_row(held, args.station, args.look)
     size = scan_size(args)

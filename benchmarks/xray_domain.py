@@ -59,6 +59,7 @@ from benchmarks.xray_screening import (
     scan_size,
     with_regions,
 )
+from gunmatch.allocator import hold_freed_memory
 from gunmatch.decision import threshold_decision_fn
 from gunmatch.service import Engine
 from index import Filters
@@ -314,6 +315,7 @@ def rows_of(args: argparse.Namespace) -> list[Row]:
 def run(args: argparse.Namespace) -> list[dict]:
     """Build or open the gallery, screen every row, return each row's figures."""
     torch.set_num_threads(args.threads)
+    hold_freed_memory()  # as every gunmatch command does
     cfg = screening_config(args)
     rows = rows_of(args)
     tmp = Path(tempfile.mkdtemp(prefix="xray-domain-"))

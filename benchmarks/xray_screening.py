@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from benchmarks.report import begun, command_line, publish
+from gunmatch.allocator import hold_freed_memory
 from gunmatch.decision import threshold_decision_fn
 from gunmatch.service import Engine, open_engine
 from gunmatch.settings import get_settings
@@ -262,6 +263,7 @@ def rate_at(pos: np.ndarray, neg: np.ndarray, fa: float) -> tuple[float, float]:
 def run(args: argparse.Namespace) -> dict:
     """Build the gallery, screen the parcels, return the measured figures."""
     torch.set_num_threads(args.threads)
+    hold_freed_memory()  # as every gunmatch command does
     size = scan_size(args)
     cfg = ScreeningConfig(
         crop_size=args.crop,

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
+from gunmatch.allocator import hold_freed_memory
 from gunmatch.commands.common import UsageError
 
 # Each module exposes register(subparsers); its subcommands set ``func(args) -> int``.
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    hold_freed_memory()  # every command and the service run model passes
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
