@@ -5,8 +5,8 @@ most 32 MiB) with a fresh ``mmap`` and unmaps it when freed, and returns the fre
 heap to the kernel past a trim threshold. A trunk pass over a 2-megapixel scan allocates and
 frees hundreds of megabytes of activations, so each pass touched them as new pages: on 2
 cores, 84,000 page faults and 0.24 s a cached scan, 0.15 s with freed memory kept for the
-next pass (docs/benchmarks.md, section "adapt-budget-dual-energy-vivid"). Kept memory is
-reused, never grown past the process's own peak.
+next pass, and an adapt run's peak resident memory rose 3% (benchmarks/notes/xray.md,
+thirty-seventh session).
 """
 
 from __future__ import annotations

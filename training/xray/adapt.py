@@ -66,12 +66,12 @@ PROJECTION_BLUR = (0.4, 1.4)
 RESIDUAL_SHARE = float(np.sqrt(1.0 - 2.0 / (2.0 * np.pi) + 1.0 / (4.0 * np.pi)))
 SIZES = ("small", "large")  # projected objects below and above ``AdaptConfig.small_part``
 # Share of the time left that the plan fills, and by which the last epoch, with what the plan
-# puts after it, must end: each cost is the fastest of a few timings, caching ran 20-64%
-# and an epoch 9-31% longer than planned even with the step timed through the loop's own (an
-# AMD EPYC, docs/benchmarks.md, section "adapt-budget-dual-energy-vivid"), and installing the
-# map is not planned at all. With the whole budget as the epochs' deadline, a run offered
-# 1000 scans on an AMD EPYC took 901 s of 900 (benchmarks/notes/xray.md, thirty-fourth
-# session).
+# puts after it, must end: each cost is the fastest of a few timings, caching ran 8-10% and
+# an epoch 2-10% longer than planned (an AMD EPYC, docs/benchmarks.md, section
+# "adapt-budget-dual-energy-vivid"; 20-64% and 9-31% before gunmatch.allocator kept freed
+# memory for the next pass), and installing the map is not planned at all. With the whole
+# budget as the epochs' deadline, a run offered 1000 scans on an AMD EPYC took 901 s of 900
+# (benchmarks/notes/xray.md, thirty-fourth session).
 PLAN_SHARE = 0.9
 # Each cost is the fastest of this many timings: a single cold timing, taken right after the
 # gallery's ONNX Runtime sessions had run, read a trunk pass at 1.1 s instead of 0.2 s and let
