@@ -15,21 +15,22 @@ import ctypes
 import logging
 import os
 import platform
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
 # mallopt(3) parameters
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
-# Free memory at the heap's top kept for reuse before any is returned: a pass's activations
-# on the largest scans fit well within it.
+# Free memory at the heap's top kept for reuse before any is returned: a trunk pass over a
+# 2-megapixel scan touched 330-440 MB of new pages.
 KEPT_BYTES = 1 << 30
 # glibc's own settings in the environment, which win over ours.
 GLIBC_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
                    "MALLOC_TOP_PAD_")  # fmt: skip
 
 
-def set_by_user(environ: dict[str, str] | os._Environ = os.environ) -> bool:
+def set_by_user(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether the environment sets glibc's malloc itself (``MALLOC_*_`` or a
     ``glibc.malloc`` tunable)."""
     return any(v in environ for v in GLIBC_VARIABLES) or "glibc.malloc." in environ.get(
