@@ -236,7 +236,6 @@ def schedule_rows(gallery: Path, variants: list[dict], seeds: list[int], threads
         if variant.get("last_stride", 2) not in (1, 2):
             raise ValueError(f"last_stride is 1 or 2, not {variant['last_stride']!r}")
     torch.set_num_threads(threads)
-    hold_freed_memory()  # as every gunmatch command does
     cfg = TrainConfig(out="")
     samples, images = load_grouped(gallery)  # grouped (so split) once, as for 288 px
     labels_sorted = sorted({s.label for s in samples})
@@ -308,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--split-seeds", default="0")
     c.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    hold_freed_memory()  # as every gunmatch command does
     if args.step == "split":
         print(json.dumps(write_split(args.gallery, args.out, args.seed)))
     elif args.step == "subset":
