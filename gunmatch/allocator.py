@@ -38,11 +38,16 @@ def set_by_user(environ: Mapping[str, str] = os.environ) -> bool:
     )
 
 
+def on_glibc() -> bool:
+    """Whether this process runs on Linux with glibc, whose malloc ``mallopt`` sets."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def hold_freed_memory(kept_bytes: int = KEPT_BYTES) -> bool:
     """Serve every block from the heap and keep up to ``kept_bytes`` of its free top for
     reuse; True when done. Nothing changes outside glibc or where the environment sets
     glibc's malloc itself."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or set_by_user():
+    if not on_glibc() or set_by_user():
         return False
     try:
         libc = ctypes.CDLL(None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pytest
 
 from gunmatch import allocator, cli
 
-GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+GLIBC = allocator.on_glibc()
 
 # Allocates and frees a 64 MB array ten times, as a trunk pass does its activations, and
 # prints the page faults of the last eight rounds and what hold_freed_memory returned.
