@@ -412,6 +412,15 @@ def markdown(args: argparse.Namespace, r: dict, command: str, started: str) -> s
     return "\n".join(lines)
 
 
+def section_notes(model: str, notes: str | None) -> tuple[str, str | None]:
+    """The section a run writes and the notes appended to it: a trained model directory is
+    the result, with the X-ray notes unless others are named; the bundled ImageNet model is
+    the baseline, which takes none (the notes are the result's)."""
+    if Path(model).is_dir():
+        return "xray", str(NOTES) if notes is None else notes
+    return "xray-imagenet", notes
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -446,16 +455,18 @@ def main(argv: list[str] | None = None) -> int:
     add_map_size_args(p)
     p.add_argument("--dump", help="write every scan's regions (JSON) for offline study")
     p.add_argument(
-        "--notes", default=str(NOTES), help="Markdown appended to the section (validation notes)"
+        "--notes",
+        help="Markdown appended to the section (default: the X-ray notes for a trained model, "
+        "none for the ImageNet baseline)",
     )
     p.add_argument("--write", action="store_true", help="write docs/benchmarks.md section")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = begun()
+    section, args.notes = section_notes(args.model, args.notes)
     r = run(args)
     text = markdown(args, r, command_line("benchmarks.xray_screening", argv), started)
-    # The bundled ImageNet model is the baseline; a trained model directory is the result.
-    publish(text, "xray" if Path(args.model).is_dir() else "xray-imagenet", args.write)
+    publish(text, section, args.write)
     return 0
 
 

@@ -159,6 +159,16 @@ def test_reports_name_the_maps_views_at_each_size():
     )
 
 
+def test_only_a_trained_models_section_carries_the_xray_notes(tmp_path):
+    from benchmarks.xray_screening import NOTES, section_notes
+
+    # The ImageNet baseline's section once received the whole notes file of the result's.
+    assert section_notes("efficientnet_lite0", None) == ("xray-imagenet", None)
+    assert section_notes(str(tmp_path), None) == ("xray", str(NOTES))
+    assert section_notes(str(tmp_path), "mine.md") == ("xray", "mine.md")
+    assert section_notes("efficientnet_lite0", "mine.md") == ("xray-imagenet", "mine.md")
+
+
 def test_threatmap_parcels_confuser_bags_are_the_clean_seeds_holding_one():
     from benchmarks.threatmap_parcels import parcel_image, plan
 
