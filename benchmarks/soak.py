@@ -157,6 +157,20 @@ def memory_growth(samples: list[tuple[float, int]], warmup_s: float) -> tuple[fl
     return first, last, (last - first) / first * 100.0
 
 
+def memory_trace(samples: list[tuple[float, int]], warmup_s: float, parts: int = 10) -> list[float]:
+    """MB after warm-up, the median of each of `parts` equal stretches of time in turn: whether
+    the memory levels off or keeps growing, which the first and last minute alone cannot say."""
+    after = [(t, m) for t, m in samples if t >= warmup_s] or samples
+    if not after:
+        return []
+    t0, t1 = after[0][0], after[-1][0]
+    width = (t1 - t0) / parts or 1.0
+    stretches: list[list[int]] = [[] for _ in range(parts)]
+    for t, m in after:
+        stretches[min(parts - 1, int((t - t0) / width))].append(m)
+    return [float(np.median(ms)) / 1e6 for ms in stretches if ms]
+
+
 def check_writes(url: str, key: str, tally: Tally) -> tuple[int, int, list[str]]:
     """Every acknowledged add that was not deleted is there; every acknowledged delete is gone."""
     import httpx
@@ -246,6 +260,9 @@ def main() -> int:
         f"{kept} / {gone} | {len(missing)} | {'pass' if ok else 'FAIL'} |",
         "",
         f"Status codes: {dict(sorted((f'{o} {c}', k) for (o, c), k in tally.codes.items()))}",
+        "",
+        "RSS after warm-up (MB), the median of each tenth of the time in turn: "
+        + ", ".join(f"{mb:.0f}" for mb in memory_trace(samples, warmup)),
     ]
     if tally.errors or missing:
         lines += ["", "First problems: " + "; ".join((tally.errors + missing)[:5])]

@@ -200,3 +200,22 @@ def test_recorded_command_pastes_back_into_a_shell():
 def test_a_long_runs_machine_line_names_its_commit_and_load_at_start():
     line = begun()
     assert line.endswith(f"; commit {git_rev()}") and "load average at start " in line
+
+
+def test_soak_memory_trace_tells_growth_from_levelling_off():
+    from benchmarks.soak import memory_growth, memory_trace
+
+    every_5s = np.arange(0.0, 1800.0, 5.0)
+    growing = [(t, int(700e6 + 1e6 * t / 60)) for t in every_5s]  # 1 MB a minute throughout
+    level = [(t, int(700e6 + 1e6 * min(t, 600.0) / 60)) for t in every_5s]  # flat after 10 min
+    up = memory_trace(growing, 60.0)
+    flat = memory_trace(level, 60.0)
+    assert len(up) == len(flat) == 10
+    assert (np.diff(up) > 0).all() and up[-1] - up[0] > 20
+    assert flat[0] < flat[2] and len(set(flat[3:])) == 1  # the stretches after 600 s are equal
+    # The first and last minute alone read both as growth.
+    assert memory_growth(growing, 60.0)[2] > 3 and memory_growth(level, 60.0)[2] > 1
+    # A spike in one sample moves no stretch's median; no samples, no trace.
+    spiked = [(t, m + (int(500e6) if t == 900.0 else 0)) for t, m in level]
+    assert memory_trace(spiked, 60.0) == flat
+    assert memory_trace([], 60.0) == []
