@@ -57,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    hold_freed_memory()  # every command and the service run model passes
+    if getattr(args, "hold_memory", True):  # the commands' model passes; not the service
+        hold_freed_memory()
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:

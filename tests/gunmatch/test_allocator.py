@@ -68,3 +68,13 @@ def test_every_command_holds_freed_memory(monkeypatch, capsys):
     monkeypatch.setattr(cli, "hold_freed_memory", lambda: calls.append(True) or True)
     assert cli.main(["model", "list"]) == 0
     assert calls == [True]
+
+
+def test_the_service_leaves_glibc_as_it_is(monkeypatch):
+    from gunmatch.commands import serve
+
+    calls, served = [], []
+    monkeypatch.setattr(cli, "hold_freed_memory", lambda: calls.append(True) or True)
+    monkeypatch.setattr(serve, "cmd_serve", lambda args: served.append(args) or 0)
+    assert cli.main(["serve", "--port", "8765"]) == 0
+    assert len(served) == 1 and calls == []
