@@ -145,12 +145,16 @@ def sample_memory(proc, stop: threading.Event, out: list[tuple[float, int]]) -> 
         out.append((time.monotonic() - start, p.memory_info().rss))
 
 
+def after_warmup(samples: list[tuple[float, int]], warmup_s: float) -> list[tuple[float, int]]:
+    """The samples from the end of warm-up on (all of them where fewer than four are left)."""
+    after = [(t, m) for t, m in samples if t >= warmup_s]
+    return after if len(after) >= 4 else samples
+
+
 def memory_growth(samples: list[tuple[float, int]], warmup_s: float) -> tuple[float, float, float]:
     """(MB after warm-up, MB at the end, growth %): medians of the first and last minute
     after warm-up (a sawtooth of allocator pages is not growth)."""
-    after = [(t, m) for t, m in samples if t >= warmup_s]
-    if len(after) < 4:
-        after = samples
+    after = after_warmup(samples, warmup_s)
     window = max(2, min(12, len(after) // 4))
     first = float(np.median([m for _, m in after[:window]])) / 1e6
     last = float(np.median([m for _, m in after[-window:]])) / 1e6
@@ -160,7 +164,7 @@ def memory_growth(samples: list[tuple[float, int]], warmup_s: float) -> tuple[fl
 def memory_trace(samples: list[tuple[float, int]], warmup_s: float, parts: int = 10) -> list[float]:
     """MB after warm-up, the median of each of `parts` equal stretches of time in turn: whether
     the memory levels off or keeps growing, which the first and last minute alone cannot say."""
-    after = [(t, m) for t, m in samples if t >= warmup_s] or samples
+    after = after_warmup(samples, warmup_s)
     if not after:
         return []
     t0, t1 = after[0][0], after[-1][0]
