@@ -24,6 +24,7 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.routes import admin, audit, compare, feedback, gallery, health, keys, search, session, web
 from api.runtime import EngineHolder, watch_reloads
 from api.throttle import FailedAuthThrottle
+from gunmatch.allocator import hand_back_freed_memory, hold_freed_memory
 from gunmatch.service import Engine, open_engine
 from gunmatch.settings import Settings, get_settings
 from gunmatch.state import load_keyring, open_state
@@ -42,6 +43,10 @@ class ServiceConfig:
     state_dir: Path | None = None
     settings: Settings = field(default_factory=get_settings)
     handle_sighup: bool = False
+    # Hold the memory model passes free for the next pass and hand what is free back every
+    # ``settings.memory_hand_back_s`` (gunmatch/allocator.py): the process-wide setting of
+    # a process that is the service, not of one that merely runs the app (tests).
+    manage_memory: bool = False
     opener: Callable[[Path], Engine] | None = None
 
     def open_engine(self, gallery_dir: Path) -> Engine:
@@ -97,6 +102,22 @@ async def _purge_loop(services: Services) -> None:
         await asyncio.sleep(PURGE_INTERVAL_S)
 
 
+async def _hand_back_loop(interval_s: float) -> None:
+    """Hand the memory freed since the last time back to the system every ``interval_s``."""
+    while True:
+        await asyncio.sleep(interval_s)
+        await asyncio.to_thread(hand_back_freed_memory)
+
+
+def memory_hand_back(cfg: ServiceConfig) -> asyncio.Task | None:
+    """Hold freed memory and start handing it back periodically, where ``cfg`` asks for it
+    and glibc's malloc is ours to set (``None`` otherwise: glibc's own way)."""
+    interval = cfg.settings.memory_hand_back_s
+    if not (cfg.manage_memory and interval > 0 and hold_freed_memory()):
+        return None
+    return asyncio.create_task(_hand_back_loop(interval))
+
+
 def _install_sighup(services: Services) -> bool:
     """Reload on SIGHUP (only possible in the main thread of a Unix process)."""
     loop = asyncio.get_running_loop()
@@ -147,6 +168,7 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
             watch_reloads(services.holder, services.state.reload_generation,
                           services.settings.reload_poll_s, _reloaded(services))
         ) if services.state.location.shared else None  # fmt: skip
+        hand_back = memory_hand_back(cfg)
         hup = cfg.handle_sighup and _install_sighup(services)
         redaction = install_redaction()
         try:
@@ -155,7 +177,7 @@ def create_app(cfg: ServiceConfig) -> FastAPI:
             remove_redaction(redaction)
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            for task in (purge, watch):
+            for task in (purge, watch, hand_back):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -16,6 +16,7 @@ import torch
 
 from benchmarks.report import git_rev, machine, write_section
 from benchmarks.timing import load_average, table
+from gunmatch.allocator import hold_freed_memory
 from gunmatch.microbatch import MicroBatcher
 from matcher.fast import create_runner
 from matcher.model import build_pretrained
@@ -54,7 +55,7 @@ def run(
     """Measure both ways at a few concurrency levels; return the section's markdown."""
     started, commit = machine(), git_rev()  # the load, time and code at its start
     torch.set_num_threads(threads)
-    # No hold_freed_memory(): micro-batching is the service's, which leaves glibc as it is.
+    hold_freed_memory()  # as the service does (it hands the memory back once a minute)
     model = build_pretrained("efficientnet_lite0")
     size = model.config.preprocess.input_size
     runner = create_runner(model, path, threads)

@@ -10,8 +10,9 @@ thirty-seventh session).
 
 The price is that the heap keeps whatever it once held: a flat index grown one add at a time
 from 2,000 to 11,000 vectors of 1,280 floats held 118 MB more instead of the vectors' 46,
-since each larger copy of its storage leaves the smaller one freed but resident. So the
-commands hold freed memory and the long-lived service (``gunmatch serve``) does not.
+since each larger copy of its storage leaves the smaller one freed but resident. A command
+ends before that matters; the long-lived service (``gunmatch serve``) holds freed memory too
+and hands what is free back every ``GUNMATCH_MEMORY_HAND_BACK_S`` (``hand_back_freed_memory``).
 """
 
 from __future__ import annotations
@@ -62,3 +63,14 @@ def hold_freed_memory(kept_bytes: int = KEPT_BYTES) -> bool:
     if not done:
         log.warning("could not set glibc's malloc to keep freed memory; model passes run slower")
     return done
+
+
+def hand_back_freed_memory() -> bool:
+    """Return the free pages of every malloc arena to the kernel (``malloc_trim(0)``); True
+    when any were. The next model pass touches the ones it needs as new pages again."""
+    if not on_glibc():
+        return False
+    try:
+        return ctypes.CDLL(None).malloc_trim(0) == 1
+    except (OSError, AttributeError):
+        return False

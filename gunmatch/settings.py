@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         description="HMAC secret(s) of the audit chain, one hex secret a line (the last signs "
         "new rows); created 0600 on first use; must lie outside the gallery and state dirs",
     )
+    memory_hand_back_s: float = Field(
+        60.0,
+        ge=0.0,
+        description="the service keeps the memory a model pass frees for the next pass and "
+        "hands what is free back to the system this often, in seconds; 0: glibc's own way "
+        "(each large block handed back when freed, slower passes)",
+    )
     reload_poll_s: float = Field(
         1.0,
         ge=0.05,

@@ -25,9 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for the model")
     p.add_argument("--queue-size", type=int, help="embedding jobs waiting before 503")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    # A long-lived process whose gallery grows in place: glibc's own way hands back the
-    # blocks a growing index outgrows; held, a soak's resident memory grew 15% in 30 minutes
-    # against the vectors' 6% (gunmatch/allocator.py).
+    # The service holds freed memory itself and hands it back now and then (api.app): held
+    # for good, a soak's resident memory grew 15% in 30 minutes against the vectors' 6%
+    # (gunmatch/allocator.py), the blocks a growing index outgrows kept.
     p.set_defaults(func=cmd_serve, hold_memory=False)
 
 
@@ -39,7 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not (gdir / "manifest.json").is_file():
         raise ValueError(f"{gdir} is not a gallery (no manifest.json)")
     settings = get_settings(threads=args.threads, queue_size=args.queue_size)
-    cfg = ServiceConfig(gdir, args.state, settings, handle_sighup=True)
+    cfg = ServiceConfig(gdir, args.state, settings, handle_sighup=True, manage_memory=True)
     out(f"gunmatch: serving {gdir} on http://{args.host}:{args.port} (API docs at /docs)")
     uvicorn.run(create_app(cfg), host=args.host, port=args.port, log_level=args.log_level)
     return 0
