@@ -219,3 +219,15 @@ def test_soak_memory_trace_tells_growth_from_levelling_off():
     spiked = [(t, m + (int(500e6) if t == 900.0 else 0)) for t, m in level]
     assert memory_trace(spiked, 60.0) == flat
     assert memory_trace([], 60.0) == []
+
+
+def test_soak_counts_the_vectors_added_between_its_minutes_as_data():
+    from benchmarks.soak import vectors_added_mb
+
+    every_5s = [(t, int(700e6)) for t in np.arange(0.0, 600.0, 5.0)]
+    # warm-up 60 s: the first minute's samples are 60-115 s (middle 87.5), the last 540-595
+    # (middle 567.5); 500 adds and 100 deletes in between, 50 adds before and 50 after
+    changes = [(87.5 + i * 0.9, 1) for i in range(500)] + [(100.0 + i, -1) for i in range(100)]
+    changes += [(70.0, 1)] * 50 + [(580.0, 1)] * 50
+    assert vectors_added_mb(changes, every_5s, 60.0, 1280) == pytest.approx(400 * 1280 * 4 / 1e6)
+    assert vectors_added_mb([], every_5s, 60.0, 1280) == 0.0
