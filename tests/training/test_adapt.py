@@ -34,7 +34,9 @@ from training.xray.threatmap import Cache, fit_head, head_state
 
 # One projection per scan, however much time is left (``max_projections``), unless a test
 # says otherwise.
-QUICK = AdaptConfig(epochs=2, gate_parcels=6, holdout=0.5, minutes=30, max_projections=1)
+QUICK = AdaptConfig(
+    epochs=2, gate_parcels=6, holdout=0.5, minutes=30, projections=1, max_projections=1
+)
 
 
 def _cleared(n: int) -> list[np.ndarray]:
@@ -268,7 +270,7 @@ def test_the_plan_counts_every_piece_of_a_scan():
         scan=1.0, parcel=2.0, step=0.1, parcel_step=0.05, score=0.05, projection=0.3,
         read=0.2, calibrate=0.5,
     )  # fmt: skip
-    cfg = AdaptConfig(minutes=15, epochs=8, rehearsal=1.0, gate_parcels=60)
+    cfg = AdaptConfig(minutes=15, epochs=8, rehearsal=1.0, gate_parcels=60, projections=1)
     # A training scan: read 0.2 + 2 samples x (1 + 8 x 0.1) + 1 projection x 0.3 + 2
     # rehearsal parcels x (2 + 8 x 0.05) = 8.9 s. A held-out one: read 0.2 + 2 x (1 + 11 x
     # 0.05) + 0.3 + screened 0.5 = 4.1 s (scored once an epoch, before, fine-tuned and mixed).
