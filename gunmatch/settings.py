@@ -17,6 +17,14 @@ def _map_views(views: list[int]) -> list[int]:
     return views
 
 
+def _hand_back_interval(seconds: float) -> float:
+    # malloc_trim walks every arena and the next pass faults the pages in again: not a
+    # busy loop
+    if 0 < seconds < 1:
+        raise ValueError("0 (off) or at least 1 second")
+    return seconds
+
+
 class Settings(BaseSettings):
     """Runtime settings shared by the CLI and the service."""
 
@@ -95,7 +103,7 @@ class Settings(BaseSettings):
         description="HMAC secret(s) of the audit chain, one hex secret a line (the last signs "
         "new rows); created 0600 on first use; must lie outside the gallery and state dirs",
     )
-    memory_hand_back_s: float = Field(
+    memory_hand_back_s: Annotated[float, AfterValidator(_hand_back_interval)] = Field(
         60.0,
         ge=0.0,
         description="the service keeps the memory a model pass frees for the next pass and "

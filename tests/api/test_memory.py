@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from api import app as service
 from api.app import ServiceConfig
 from gunmatch.settings import Settings
 
 
 def config(manage: bool, every_s: float) -> ServiceConfig:
-    return ServiceConfig(
-        Path("unused"), settings=Settings(memory_hand_back_s=every_s), manage_memory=manage
-    )
+    # model_copy skips validation: intervals below the settings' 1 s keep the tests short
+    settings = Settings().model_copy(update={"memory_hand_back_s": every_s})
+    return ServiceConfig(Path("unused"), settings=settings, manage_memory=manage)
 
 
 def run_for(cfg: ServiceConfig, seconds: float) -> bool:
@@ -50,3 +53,11 @@ def test_memory_left_to_glibc_where_not_asked_or_not_ours(monkeypatch):
     monkeypatch.setattr(service, "hold_freed_memory", lambda: held.append(1) and False)
     assert not run_for(config(True, 0.05), 0.2)
     assert held == [1] and handed == []
+
+
+def test_the_interval_is_off_or_at_least_a_second():
+    assert Settings(memory_hand_back_s=0).memory_hand_back_s == 0
+    assert Settings(memory_hand_back_s=1).memory_hand_back_s == 1
+    for bad in (0.01, -1):
+        with pytest.raises(ValidationError):
+            Settings(memory_hand_back_s=bad)
