@@ -42,8 +42,9 @@ def tiny_png(i: int) -> bytes:
     return buf.getvalue()
 
 
-def build_gallery(root: Path, n: int, seed: int = 0) -> None:
-    """A gallery of n random-vector items made with the default model's id and checkpoint."""
+def build_gallery(root: Path, n: int, seed: int = 0) -> int:
+    """A gallery of n random-vector items made with the default model's id and checkpoint;
+    returns its vector dimension."""
     net = load_model(DEFAULT_BACKBONE)
     gallery = Gallery.create(root, net.model_id, net.dim)
     save_checkpoint(net, gallery.model_dir)
@@ -58,6 +59,7 @@ def build_gallery(root: Path, n: int, seed: int = 0) -> None:
                                  make_model=f"model {i % 37}", source=f"bench/{i}"))  # fmt: skip
         gallery.add(items, net.model_id)
     gallery.close()
+    return net.dim
 
 
 def query_png(size: int = 320) -> bytes:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import random
 import socket
@@ -210,11 +209,6 @@ def check_writes(url: str, key: str, tally: Tally) -> tuple[int, int, list[str]]
     return len(present), len(tally.deleted), missing
 
 
-def gallery_dim(root: Path) -> int:
-    """The gallery's vector dimension, from its manifest."""
-    return int(json.loads((root / "manifest.json").read_text())["dim"])
-
-
 def pct(values: list[float], q: float) -> float:
     """Percentile in ms (nan when empty)."""
     return float(np.percentile(np.array(values) * 1000.0, q)) if values else float("nan")
@@ -236,8 +230,7 @@ def main() -> int:
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "gallery"
-        build_gallery(root, args.items)
-        dim = gallery_dim(root)
+        dim = build_gallery(root, args.items)
         key = KeyStore(state_db_path(root)).create("soak", "analyst")[1]
         env = {**os.environ, "GUNMATCH_THREADS": str(args.threads),
                "GUNMATCH_AUDIT_SECRET_FILE": str(Path(tmp) / "secret" / "audit.key")}  # fmt: skip
@@ -245,10 +238,9 @@ def main() -> int:
         samples: list[tuple[float, int]] = []
         with serve(root, env, args.queue_size) as (url, proc):
             stop = threading.Event()
-            origin = time.monotonic()
-            sampler = threading.Thread(target=sample_memory, args=(proc, stop, samples, origin))
+            t0 = time.monotonic()  # the clock of the memory samples and of the writes
+            sampler = threading.Thread(target=sample_memory, args=(proc, stop, samples, t0))
             sampler.start()
-            t0 = time.monotonic()
             deadline = t0 + minutes * 60.0
             threads = [threading.Thread(target=client, args=(url, key, i, deadline, tally))
                        for i in range(args.clients)]  # fmt: skip
@@ -263,7 +255,7 @@ def main() -> int:
             kept, gone, missing = check_writes(url, key, tally)
     warmup = min(60.0, ran_s / 5)
     mb0, mb1, growth = memory_growth(samples, warmup)
-    changes = [(t - origin, d) for t, d in tally.changes]
+    changes = [(t - t0, d) for t, d in tally.changes]
     data_mb = vectors_added_mb(changes, samples, warmup, dim)
     own = growth - data_mb / mb0 * 100.0  # the service's own growth, the vectors aside
     every = [x for v in tally.latency.values() for x in v]
