@@ -65,11 +65,35 @@ def calibration_file(engine: ScanEngine) -> Path:
     return engine.gallery.root / SCREENING_CALIBRATION_FILE
 
 
+def reached(n: int, rate: float) -> int:
+    """How many of ``n`` cleared scores the threshold for ``rate`` sits under (at least 1).
+
+    A new clean scan, exchangeable with the ``n`` cleared ones, outscores the k-th highest of
+    them with probability k / (n + 1) (its rank among the n + 1 is uniform), so the largest k
+    with k / (n + 1) <= rate keeps the expected false alarms on new parcels at ``rate``
+    or under. The plain quantile (at most ``rate`` of the cleared scans reach it, k - 1 =
+    floor(rate n)) gives (floor(rate n) + 1) / (n + 1): about twice the rate where rate n
+    is near 1 (40 scans at 2.5%, 100 at 1%). Below 1 / rate - 1 scans even the highest
+    (k = 1) gives more than the rate: ``expected_rate`` says how much.
+    """
+    return max(1, int(np.floor(rate * (n + 1) + 1e-9)))
+
+
+def expected_rate(n: int, rate: float) -> float:
+    """The expected share of new clean scans reaching ``threshold_above`` of ``n`` scores."""
+    return reached(n, rate) / (n + 1)
+
+
+def scans_for_rate(rate: float) -> int:
+    """The fewest cleared scans whose highest score keeps new false alarms at ``rate``."""
+    return int(np.ceil(1.0 / rate - 1.0 - 1e-9))
+
+
 def threshold_above(scores: np.ndarray, rate: float) -> float:
-    """The smallest threshold that lets at most ``rate`` of ``scores`` reach it (score >= t)."""
+    """The threshold (score >= t alerts) just above the ``reached(n, rate)``-th highest score:
+    the lowest that keeps the expected share of new clean scans reaching it at ``rate``."""
     s = np.sort(np.asarray(scores, dtype=np.float64))
-    allowed = int(np.floor(rate * len(s) + 1e-9))  # this many scores may reach it
-    return float(np.nextafter(s[len(s) - allowed - 1], np.inf))
+    return float(np.nextafter(s[len(s) - reached(len(s), rate)], np.inf))
 
 
 def calibrate_screening(
@@ -95,6 +119,13 @@ def calibrate_screening(
     finite = a[np.isfinite(a)]
     alert = threshold_above(a, false_alarm) if finite.size else 1.0
     review = min(threshold_above(a, review_rate), alert) if finite.size else alert
+    if expected_rate(len(a), false_alarm) > false_alarm:
+        log.warning(
+            "%d cleared scans: the alert threshold, above the highest of them, lets about %.1f%% "
+            "of new clean parcels alert, not %g%%; %d or more scans hold it to that",
+            len(a), 100 * expected_rate(len(a), false_alarm), 100 * false_alarm,
+            scans_for_rate(false_alarm),
+        )  # fmt: skip
     data = {
         "model_id": engine.embedder.model_id,
         "alert_threshold": alert,
@@ -107,6 +138,10 @@ def calibrate_screening(
             "review_rate": review_rate,
             "alerts_on_cleared": int(np.sum(a >= alert)),
             "reviews_on_cleared": int(np.sum((a >= review) & (a < alert))),
+            # on new clean parcels, in expectation (``reached``)
+            "expected_false_alarm": expected_rate(len(a), false_alarm),
+            "expected_review_rate": expected_rate(len(a), review_rate),
+            "scans_for_rate": scans_for_rate(false_alarm),
             "score_quantiles": {
                 q: float(np.quantile(finite, float(q))) for q in ("0.5", "0.9", "0.95", "0.99")
             }
@@ -153,7 +188,10 @@ __all__ = [
     "SCREENING_CALIBRATION_FILE",
     "calibrate_screening",
     "calibration_file",
+    "expected_rate",
     "fitting_calibration",
+    "reached",
+    "scans_for_rate",
     "screening_key",
     "threshold_above",
 ]

@@ -138,8 +138,10 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     cal = report["screening_calibration"]
     out(
         f"installed the adapted threat map in {gdir}; screening thresholds measured on the "
-        f"held-out scans: alert {cal['alert_threshold']:.3f}, review {cal['review_threshold']:.3f}"
-        f". A running service picks them up on reload (SIGHUP or POST /v1/admin/reload)."
+        f"{cal['metrics']['scans']} held-out scans: alert {cal['alert_threshold']:.3f} (about "
+        f"{cal['metrics']['expected_false_alarm']:.1%} of new clean parcels), review "
+        f"{cal['review_threshold']:.3f}. A running service picks them up on reload (SIGHUP or "
+        "POST /v1/admin/reload)."
     )
     out(
         "check the station's detections: adapt's gate measured the map on projected references, "

@@ -359,8 +359,10 @@ def cmd_calibrate_screening(args: argparse.Namespace) -> int:
         m = data["metrics"]
         out(
             f"screening thresholds from {m['scans']} cleared scans ({len(failed)} unreadable): "
-            f"alert >= {data['alert_threshold']:.4f} ({m['alerts_on_cleared']} of them), review "
-            f">= {data['review_threshold']:.4f} ({m['reviews_on_cleared']}); written to "
+            f"alert >= {data['alert_threshold']:.4f} ({m['alerts_on_cleared']} of them; about "
+            f"{m['expected_false_alarm']:.1%} of new clean parcels), review >= "
+            f"{data['review_threshold']:.4f} ({m['reviews_on_cleared']}; about "
+            f"{m['expected_review_rate']:.1%} review or alert); written to "
             f"{calibration_file(engine)}. Searches with the same settings use them."
         )
     finally:

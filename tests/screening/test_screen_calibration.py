@@ -18,7 +18,14 @@ from gunmatch.decision import (
     screening_decision_fn,
 )
 from gunmatch.service import open_engine
-from screening.calibration import calibrate_screening, calibration_file, threshold_above
+from screening.calibration import (
+    calibrate_screening,
+    calibration_file,
+    expected_rate,
+    reached,
+    scans_for_rate,
+    threshold_above,
+)
 from screening.screen import ScreeningConfig, screen_transmission
 from tests.helpers import SCREEN_CFG as CFG
 
@@ -32,14 +39,37 @@ def _cleared(n: int, seed0: int = 900) -> list[np.ndarray]:
     ]
 
 
-@pytest.mark.parametrize("rate", [0.01, 0.1, 0.25, 0.5])
-def test_threshold_above_lets_at_most_the_rate_through(rate):
+@pytest.mark.parametrize("rate", [0.01, 0.025, 0.1, 0.25, 0.5])
+def test_threshold_above_holds_the_rate_on_new_scans(rate):
     scores = np.random.default_rng(0).normal(size=40)
     t = threshold_above(scores, rate)
-    assert np.mean(scores >= t) <= rate
-    # ... and it is the smallest such threshold: the next score down would let more through.
-    below = scores[scores < t].max()
-    assert np.mean(scores >= below) > rate
+    k = reached(40, rate)
+    # It sits just above the k-th highest score: k - 1 of them reach it ...
+    assert np.sum(scores >= t) == k - 1 and np.sort(scores)[-k] < t
+    # ... and a new score outranks k of the 41 with probability k / 41, at most the rate
+    # where 40 scans are enough for it (the highest alone is 1 / 41 = 2.4%).
+    assert expected_rate(40, rate) == k / 41
+    assert (expected_rate(40, rate) <= rate) == (rate >= 1 / 41)
+    # ... and the next score down would give more than the rate on new scans.
+    assert k == 1 or (k + 1) / 41 > rate
+
+
+def test_the_threshold_holds_the_rate_on_new_clean_scans_not_just_the_cleared_ones():
+    # 40 cleared scans at 2.5% and 100 at 1%: the plain quantile (floor(rate n) of them may
+    # reach it) lets about twice the rate of new ones through; the threshold keeps to it.
+    rng = np.random.default_rng(1)
+    for n, rate in ((40, 0.025), (100, 0.01)):
+        fa = []
+        for _ in range(2000):
+            cleared, new = rng.normal(size=n), rng.normal(size=2000)
+            fa.append(np.mean(new >= threshold_above(cleared, rate)))
+            plain = np.sort(cleared)[n - int(np.floor(rate * n)) - 1]
+            fa[-1] = (fa[-1], np.mean(new > plain))
+        held, plain = np.mean(fa, axis=0)
+        assert held == pytest.approx(expected_rate(n, rate), abs=0.002) and held <= rate + 0.001
+        assert plain > 1.7 * rate
+    assert scans_for_rate(0.01) == 99 and expected_rate(99, 0.01) == 0.01
+    assert expected_rate(98, 0.01) > 0.01
 
 
 def test_calibration_is_written_used_and_ignored_for_other_settings(engine, tmp_path):  # noqa: F811
