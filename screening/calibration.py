@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from index.files import atomic_write
 from matcher.threatmap import views_per_zoom
-from screening.screen import ScanEngine, ScreeningConfig, screen_transmission
+from screening.screen import ScanEngine, ScreeningConfig, crop_side, screen_transmission
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ def screening_key(engine: ScanEngine, cfg: ScreeningConfig) -> dict:
         "score_mode": cfg.score_mode,
         "score_k": cfg.score_k,
         "proposals": asdict(cfg.proposal_config(tmap is not None)),
-        "crop_size": cfg.crop_size,
+        # the side crops are embedded at, named or the model's (the same scores either way)
+        "crop_size": crop_side(engine, cfg),
         "threatmap": None
         if tmap is None
         else {
@@ -58,6 +59,15 @@ def screening_key(engine: ScanEngine, cfg: ScreeningConfig) -> dict:
             "zooms": [round(z, 4) for z in cfg.map_zooms],
         },
     }
+
+
+def with_crop_side(key: object, engine: ScanEngine, cfg: ScreeningConfig) -> object:
+    """A stored key with the crop side filled in: files written before the key held the side
+    itself say null where the model's side was used (the model id is in the key, so it is
+    this engine's model where the rest matches)."""
+    if isinstance(key, dict) and "crop_size" in key and key["crop_size"] is None:
+        return {**key, "crop_size": crop_side(engine, replace(cfg, crop_size=None))}
+    return key
 
 
 def calibration_file(engine: ScanEngine) -> Path:
@@ -172,8 +182,8 @@ def fitting_calibration(engine: ScanEngine, cfg: ScreeningConfig) -> dict | None
     except (OSError, ValueError) as exc:
         log.warning("ignoring screening calibration %s (%s)", path, exc)
         return None
-    if not isinstance(data, dict) or data.get("screening") != json.loads(
-        json.dumps(screening_key(engine, cfg))
+    if not isinstance(data, dict) or with_crop_side(data.get("screening"), engine, cfg) != (
+        json.loads(json.dumps(screening_key(engine, cfg)))
     ):
         log.warning(
             "screening calibration %s was measured with other settings; using the gallery's "
@@ -194,4 +204,5 @@ __all__ = [
     "scans_for_rate",
     "screening_key",
     "threshold_above",
+    "with_crop_side",
 ]

@@ -311,6 +311,12 @@ def _threat_filters(filters: Filters | None) -> Filters:
     return replace(f, threat=True) if f.threat is None else f
 
 
+def crop_side(engine: ScanEngine, cfg: ScreeningConfig) -> int:
+    """The side of the crops fed to the model: ``cfg.crop_size``, or the model's input size
+    capped at ``cfg.max_crop_size``."""
+    return cfg.crop_size or min(engine.embedder.preprocess_config.input_size, cfg.max_crop_size)
+
+
 def screen_transmission(
     engine: ScanEngine,
     t: np.ndarray,
@@ -330,7 +336,7 @@ def screen_transmission(
     if cfg.score_k < 1:
         raise ValueError("score_k must be at least 1")
     pre = engine.embedder.preprocess_config
-    size = cfg.crop_size or min(pre.input_size, cfg.max_crop_size)
+    size = crop_side(engine, cfg)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     height, width = t.shape
@@ -457,6 +463,7 @@ __all__ = [
     "ScreeningConfig",
     "ScreeningResult",
     "crop_boxes",
+    "crop_side",
     "crop_transmission",
     "crops_to_batch",
     "load_transmission",

@@ -26,7 +26,7 @@ from screening.calibration import (
     scans_for_rate,
     threshold_above,
 )
-from screening.screen import ScreeningConfig, screen_transmission
+from screening.screen import ScreeningConfig, crop_side, screen_transmission
 from tests.helpers import SCREEN_CFG as CFG
 
 synth = pytest.importorskip("synth.xray")
@@ -103,6 +103,25 @@ def test_calibration_is_written_used_and_ignored_for_other_settings(engine, tmp_
         calibrate_screening(engine, scans, CFG, 0.2, 0.1, progress=False)
     with pytest.raises(ValueError, match="at least 2"):
         calibrate_screening(engine, scans[:1], CFG, progress=False)
+
+
+def test_a_calibration_fits_crops_of_its_side_named_or_the_models(engine):  # noqa: F811
+    scans = _cleared(3)
+    side = crop_side(engine, replace(CFG, crop_size=None))
+    try:
+        calibrate_screening(engine, scans, replace(CFG, crop_size=None), 0.34, 0.67, False)
+        assert screening_calibration(engine, replace(CFG, crop_size=side)) is not None
+        assert screening_calibration(engine, replace(CFG, crop_size=side + 16)) is None
+        # A file from before the key held the side says null for the model's side.
+        raw = json.loads(calibration_file(engine).read_text())
+        assert raw["screening"]["crop_size"] == side
+        raw["screening"]["crop_size"] = None
+        calibration_file(engine).write_text(json.dumps(raw))
+        assert screening_calibration(engine, replace(CFG, crop_size=side)) is not None
+        assert screening_calibration(engine, replace(CFG, crop_size=None)) is not None
+        assert screening_calibration(engine, replace(CFG, crop_size=side + 16)) is None
+    finally:
+        calibration_file(engine).unlink(missing_ok=True)
 
 
 def test_cli_calibrates_and_search_decides_with_it(engine, tmp_path, capsys):  # noqa: F811
