@@ -4,7 +4,8 @@ The station's cleared scans are read once; ``training.xray.adapt`` fine-tunes th
 threat map (or the shipped one, or a fresh head) on them with the gallery's own threat
 references projected in, and gates the result. An accepted map is installed (the old one
 kept as ``model/threatmap.prev``) and the screening thresholds are measured again on the
-held-out cleared scans, with the very settings searches use. A refused one changes nothing.
+held-out cleared scans (and, while the time budget lasts, the others training never saw),
+with the very settings searches use. A refused one changes nothing.
 Either way the report is written to ``GALLERY/adapt-report.json``.
 
 The service runs the same thing as a background ``AdaptJob`` (``POST /v1/admin/adapt``, the
@@ -17,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from screening.screen import ScreeningConfig, load_transmission, screen_transmis
 from training.xray.adapt import (
     PLAN_SHARE,
     AdaptConfig,
+    AdaptResult,
     Costs,
     adapt_threatmap,
     fastest,
@@ -143,6 +145,42 @@ def plan_costs(
     return replace(costs, read=read_s, calibrate=screen_s), order, failed, scan
 
 
+def threshold_scans(
+    engine: Engine,
+    scans: Sequence[np.ndarray],
+    result: AdaptResult,
+    unread: Sequence[tuple[str, ImageSource]],
+    costs: Costs,
+    end: float,
+    counted: dict[str, int],
+) -> Iterator[np.ndarray]:
+    """The cleared scans to measure the thresholds on: every held-out one, then, while twice
+    the next one's cost still ends by ``end`` (``time.perf_counter``), the ones training never
+    saw: read but left out by the plan, then never read (in the plan's random order, so as
+    like the station's traffic as the held-out ones). A threshold for 1% false alarms needs
+    99 (``screening.calibration.scans_for_rate``); 200 scans hold out 67 to 80. ``counted``
+    gets how many of each were screened."""
+    counted.update(held_out=0, left_out=0, unread=0)
+    for i in result.holdout:
+        counted["held_out"] += 1
+        yield scans[i]
+    for i in result.unused:
+        if time.perf_counter() + 2 * costs.calibrate > end:
+            return
+        counted["left_out"] += 1
+        yield scans[i]
+    for name, source in unread:
+        if time.perf_counter() + 2 * (costs.read + costs.calibrate) > end:
+            return
+        try:
+            scan = read_scan(engine, source)
+        except UNREADABLE as exc:
+            log.warning("skipping unreadable cleared scan %s: %s", name, exc)
+            continue
+        counted["unread"] += 1
+        yield scan
+
+
 def adapt_gallery(
     gallery_dir: str | Path,
     sources: Sequence[tuple[str, ImageSource]],
@@ -221,12 +259,16 @@ def adapt_gallery(
         phase("calibrating")
         engine = open_(gallery_dir)  # the new map, under ONNX Runtime like every search
         try:
-            held = [scans[i] for i in result.holdout]
+            unread_sources = [sources[i] for i in order[fits:]]
+            end = started + cfg.minutes * 60.0
+            counted: dict[str, int] = {}
+            held = threshold_scans(engine, scans, result, unread_sources, costs, end, counted)
             cal = calibrate_screening(engine, held, screening, false_alarm, review_rate, progress)
         finally:
             engine.close()
         report["screening_calibration"] = {
-            k: cal[k] for k in ("alert_threshold", "review_threshold", "metrics")
+            **{k: cal[k] for k in ("alert_threshold", "review_threshold", "metrics")},
+            "scans": counted,
         }
     report["seconds"] = round(time.perf_counter() - started, 1)
     ends = [*list(begun.values())[1:], time.perf_counter()]
@@ -247,6 +289,17 @@ def projected(report: dict) -> str:
     """How many of the gallery's references were projected into each cleared scan."""
     n = report["config"]["projections"]
     return f"{n} projected reference{'' if n == 1 else 's'} on each"
+
+
+def threshold_scans_text(calibration: dict) -> str:
+    """Where the cleared scans the thresholds were measured on came from (``threshold_scans``)."""
+    counted = calibration.get("scans", {})
+    parts = [f"{counted.get('held_out', calibration['metrics']['scans'])} held out"]
+    if counted.get("left_out"):
+        parts.append(f"{counted['left_out']} read but left out of training by the plan")
+    if counted.get("unread"):
+        parts.append(f"{counted['unread']} not read for training")
+    return ", ".join(parts)
 
 
 def station_change(report: dict, key: str) -> str:

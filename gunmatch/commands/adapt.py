@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from gunmatch.adapt import REPORT_FILE, adapt_gallery, projected, station_change
+from gunmatch.adapt import (
+    REPORT_FILE,
+    adapt_gallery,
+    projected,
+    station_change,
+    threshold_scans_text,
+)
 from gunmatch.commands.common import (
     UsageError,
     add_gallery_arg,
@@ -137,8 +143,9 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         return 1
     cal = report["screening_calibration"]
     out(
-        f"installed the adapted threat map in {gdir}; screening thresholds measured on the "
-        f"{cal['metrics']['scans']} held-out scans: alert {cal['alert_threshold']:.3f} (about "
+        f"installed the adapted threat map in {gdir}; screening thresholds measured on "
+        f"{cal['metrics']['scans']} cleared scans training never saw "
+        f"({threshold_scans_text(cal)}): alert {cal['alert_threshold']:.3f} (about "
         f"{cal['metrics']['expected_false_alarm']:.1%} of new clean parcels), review "
         f"{cal['review_threshold']:.3f}. A running service picks them up on reload (SIGHUP or "
         "POST /v1/admin/reload)."

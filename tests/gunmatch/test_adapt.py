@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from gunmatch import adapt as adapt_module
-from gunmatch.adapt import REPORT_FILE, AdaptJob, adapt_gallery, cleared_scans, station_change
+from gunmatch.adapt import (
+    REPORT_FILE,
+    AdaptJob,
+    adapt_gallery,
+    cleared_scans,
+    station_change,
+    threshold_scans,
+)
 from gunmatch.cli import main
 from gunmatch.maps import PREVIOUS
 from gunmatch.search import new_query_id
@@ -21,7 +29,7 @@ from index.feedback import FeedbackStore
 from matcher.threatmap import load_threatmap
 from screening.calibration import SCREENING_CALIBRATION_FILE
 from tests.helpers import SCREEN_CFG, cleared_pngs
-from training.xray.adapt import AdaptConfig
+from training.xray.adapt import AdaptConfig, AdaptResult, Costs
 
 QUICK = AdaptConfig(epochs=2, gate_parcels=6, holdout=0.5, minutes=30)
 
@@ -42,6 +50,8 @@ def test_accepted_adaptation_installs_the_map_and_measures_thresholds(mapped_gal
     assert load_threatmap(gallery / "model" / PREVIOUS).map_id == before
     cal = json.loads((gallery / SCREENING_CALIBRATION_FILE).read_text())
     assert cal["metrics"]["scans"] == report["held_out_scans"] == 3
+    # every scan read and used: nothing beside the held-out ones for the thresholds
+    assert report["screening_calibration"]["scans"] == {"held_out": 3, "left_out": 0, "unread": 0}
     assert cal["screening"]["threatmap"]["id"] == tmap.map_id
     assert report["screening_calibration"]["alert_threshold"] == cal["alert_threshold"]
     assert json.loads((gallery / REPORT_FILE).read_text())["installed_map_id"] == tmap.map_id
@@ -65,7 +75,7 @@ def test_refused_adaptation_changes_nothing(mapped_gallery):
 
 def test_adapt_reads_only_the_scans_its_time_holds(mapped_gallery, monkeypatch):
     # A station points adapt at thousands of scans; here each takes 8 s to read, so a
-    # minute holds a few of 12, drawn at random, and the rest are never read.
+    # minute holds a few of 12, drawn at random, and the rest are not read for training.
     measured = adapt_module.plan_costs
     read = []
     monkeypatch.setattr(
@@ -89,10 +99,37 @@ def test_adapt_reads_only_the_scans_its_time_holds(mapped_gallery, monkeypatch):
     assert report["cleared_scans_given"] == 12
     assert adapt_module.MIN_SCANS <= report["cleared_scans"] == len(read) < 12
     assert report["cleared_scans_unread"] == 12 - len(read)
-    assert len(decoded) == len(read)  # the scan timed is not decoded again
+    # The scan timed is not decoded again; the thresholds read unread scans while the clock
+    # (not the faked cost) leaves time, and only those.
+    measured_on = report["screening_calibration"]["scans"]
+    assert len(decoded) == len(read) + measured_on["unread"]
+    assert measured_on["held_out"] == report["held_out_scans"]
+    assert report["screening_calibration"]["metrics"]["scans"] == sum(measured_on.values())
     assert report["training_scans"] + report["held_out_scans"] == len(read)
     assert [name for name, _ in read] != [name for name, _ in sources[: len(read)]]
     assert report["costs_s"]["read"] == 8.0 and report["costs_s"]["calibrate"] > 0
+
+
+def test_thresholds_take_the_scans_training_never_saw_while_the_budget_lasts(engine):
+    # Held-out scans always; then the ones the plan read but left out, then the unread ones
+    # (an unreadable one skipped), each only while twice its cost still ends in time.
+    scans = [np.full((40, 50), v, np.float32) for v in (0.1, 0.2, 0.3, 0.4)]
+    result = AdaptResult(model=None, accepted=True, report={}, holdout=[3, 1], unused=[0])
+    unread = [*cleared_pngs(2), ("broken.png", b"not an image")]
+    costs = Costs(1, 1, 1, 1, 1, 1, read=5.0, calibrate=5.0)
+    counted = {}
+    later = time.perf_counter() + 3600
+    got = list(threshold_scans(engine, scans, result, unread, costs, later, counted))
+    assert [g.mean() for g in got[:3]] == pytest.approx([0.4, 0.2, 0.1])
+    assert len(got) == 5 and got[3].shape == got[4].shape != scans[0].shape
+    assert counted == {"held_out": 2, "left_out": 1, "unread": 2}
+    # 15 s left: the left-out scan (2 x 5 s) still fits, reading one (2 x 10 s) does not
+    soon = time.perf_counter() + 15
+    got = list(threshold_scans(engine, scans, result, unread, costs, soon, counted))
+    assert len(got) == 3 and counted == {"held_out": 2, "left_out": 1, "unread": 0}
+    # the budget spent: the held-out scans all the same
+    got = list(threshold_scans(engine, scans, result, unread, costs, 0.0, counted))
+    assert len(got) == 2 and counted == {"held_out": 2, "left_out": 0, "unread": 0}
 
 
 def test_cli_adapt(mapped_gallery, tmp_path, capsys, monkeypatch):
@@ -122,13 +159,16 @@ def test_cli_adapt(mapped_gallery, tmp_path, capsys, monkeypatch):
     for key in ("auc_small", "auc_large"):
         assert station_change(report, key) in text
     # Accepted: the thresholds, and how to undo it.
-    cal = {"alert_threshold": 0.9, "review_threshold": 0.8}
+    metrics = {"scans": 67, "expected_false_alarm": 1 / 68}
+    counted = {"held_out": 60, "left_out": 0, "unread": 7}
+    cal = {"alert_threshold": 0.9, "review_threshold": 0.8, "metrics": metrics, "scans": counted}
     gate = {**report["gate"], "accepted": True}
     accepted = {**report, "gate": gate, "screening_calibration": cal}
     monkeypatch.setattr("gunmatch.commands.adapt.adapt_gallery", lambda *a, **k: accepted)
     assert main(["adapt", str(scans), "--gallery", str(gallery), "--quiet"]) == 0
     text = capsys.readouterr().out
-    assert "alert 0.900, review 0.800" in text
+    assert "alert 0.900 (about 1.5% of new clean parcels), review 0.800" in text
+    assert "67 cleared scans training never saw (60 held out, 7 not read for training)" in text
     assert "given" not in text
     # A station that offered more scans than the budget held is told so.
     monkeypatch.setattr(

@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -145,12 +145,14 @@ class AdaptConfig:
 
 @dataclass
 class AdaptResult:
-    """The adapted map, whether it passed the gate, what was measured, and the held-out scans."""
+    """The adapted map, whether it passed the gate, what was measured, the held-out scans and
+    those the time budget left out of training and holdout alike (``unused``)."""
 
     model: ThreatMap
     accepted: bool
     report: dict
     holdout: list[int]
+    unused: list[int] = field(default_factory=list)
 
 
 def reference_patches(references: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -594,7 +596,8 @@ def adapt_threatmap(
     }
     model.card = report
     model.eval()
-    return AdaptResult(model, accepted, report, held_idx)
+    unused = sorted(set(range(len(scans))) - set(int(i) for i in used))
+    return AdaptResult(model, accepted, report, held_idx, unused)
 
 
 __all__ = [
