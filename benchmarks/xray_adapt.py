@@ -54,12 +54,19 @@ from benchmarks.xray_screening import (
     regions_text,
     scan_size,
 )
-from gunmatch.adapt import REPORT_FILE, projected, station_auc, station_change
+from gunmatch.adapt import (
+    REPORT_FILE,
+    projected,
+    station_auc,
+    station_change,
+    threshold_scans_text,
+)
 from gunmatch.allocator import hold_freed_memory
 from gunmatch.cli import main as gunmatch_main
 from gunmatch.maps import install_threatmap, previous_threatmap
 from index import Gallery
 from matcher.threatmap import load_threatmap
+from screening.calibration import fitting_calibration
 from synth.styles import ScannerStyle
 from training.xray.adapt import mix_heads
 
@@ -84,13 +91,36 @@ def write_cleared(folder: Path, row: xray_domain.Row, n: int, size: tuple[int, i
 
 
 def screen_rows(gallery: Path, rows: list[xray_domain.Row], args: argparse.Namespace) -> list:
-    """Each row's figures, screened with what the gallery holds now."""
+    """Each row's figures, screened with what the gallery holds now; each says whether the
+    gallery's screening calibration fits the settings it was screened with (``thresholds``:
+    its alert and review thresholds, else None)."""
     cfg = xray_domain.screening_config(args)
     engine = open_as_served(gallery, args.threads)
     try:
-        return [xray_domain.screen_row(engine, row, args, cfg) for row in rows]
+        cal = fitting_calibration(engine, cfg)
+        thresholds = None if cal is None else (cal["alert_threshold"], cal["review_threshold"])
+        return [
+            {**xray_domain.screen_row(engine, row, args, cfg), "thresholds": thresholds}
+            for row in rows
+        ]
     finally:
         engine.close()
+
+
+def at_thresholds(row: dict) -> dict | None:
+    """A screened row judged as the station's service judges it, at the gallery's own alert
+    and review thresholds (None where its calibration does not fit the row's settings): the
+    shares of clean and threat bags that alert, and that reach review or alert."""
+    if row.get("thresholds") is None:
+        return None
+    alert, review = row["thresholds"]
+    clean, threat = (np.asarray(row["scores"][k], float) for k in ("clean", "threat"))
+    return {
+        "clean_alert": float(np.mean(clean >= alert)),
+        "threat_alert": float(np.mean(threat >= alert)),
+        "clean_review": float(np.mean(clean >= review)),
+        "threat_review": float(np.mean(threat >= review)),
+    }
 
 
 def adapt(gallery: Path, cleared: Path, args: argparse.Namespace) -> tuple[int, dict, float]:
@@ -262,6 +292,7 @@ def markdown(args: argparse.Namespace, res: dict, command: str, started: str) ->
         "|---|---|---|---|---|---|---|---|",
     ]
     lines += [change_row(*pair) for pair in zip(res["before"], res["after"], strict=True)]
+    lines += station_thresholds(rep, res["after"])
     if res.get("alone"):
         tuned = rep["tuned"]["station"]
         lines += [
@@ -283,6 +314,37 @@ def markdown(args: argparse.Namespace, res: dict, command: str, started: str) ->
             for before, r in zip(res["before"], res["alone"], strict=True)
         ]
     return "\n".join(lines)
+
+
+def station_thresholds(rep: dict, after: list[dict]) -> list[str]:
+    """Lines on the thresholds adapt measured: the scans and the rate they expect, and what
+    they do to the rows' bags after adapting (the operating point a station gets, where the
+    table's columns take each row's own clean quantiles)."""
+    cal = rep.get("screening_calibration")
+    judged = [(r["row"], at_thresholds(r)) for r in after]
+    if cal is None or not any(j for _, j in judged):
+        return []
+    m = cal["metrics"]
+    lines = [
+        "",
+        f"Adapt measured the screening thresholds on {m['scans']} cleared scans training never "
+        f"saw ({threshold_scans_text(cal)}): alert {cal['alert_threshold']:.3f}, expected to "
+        f"stop {m['expected_false_alarm']:.2%} of new clean parcels (asked "
+        f"{m['false_alarm']:.0%}); review {cal['review_threshold']:.3f} (expected "
+        f"{m['expected_review_rate']:.2%} review or alert, asked {m['review_rate']:.0%}). At "
+        "those thresholds, the rows' bags after adapting:",
+        "",
+        "| row | clean bags alerting | threat bags alerting | clean bags at review or alert "
+        "| threat bags at review or alert |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {j['clean_alert']:.3f} | {j['threat_alert']:.3f} | {j['clean_review']:.3f} "
+        f"| {j['threat_review']:.3f} |"
+        for name, j in judged
+        if j is not None
+    ]
+    return lines
 
 
 def section_name(

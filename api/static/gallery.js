@@ -88,7 +88,16 @@ function adaptText(st) {
     .filter(([key]) => before[key] != null && after[key] != null)
     .map(([key, name]) => `${t(name)} ${change(key)}`);
   const apart = sizes.length ? ` (${sizes.join(", ")})` : "";
-  return `${t(st.state === "done" ? "adaptDone" : "adaptRefused")} ${change("auc")}${apart}${scansUsed(r)}`;
+  return `${t(st.state === "done" ? "adaptDone" : "adaptRefused")} ${change("auc")}${apart}${scansUsed(r)}${alertRate(r)}`;
+}
+
+// The installed alert threshold: how many cleared scans it was measured on and the share of
+// clean parcels expected to alert with it (above 1% where too few scans were left for 1%).
+function alertRate(r) {
+  const m = r.screening_calibration && r.screening_calibration.metrics;
+  if (!m || m.expected_false_alarm == null) return "";
+  const pct = `${(100 * m.expected_false_alarm).toFixed(1)}%`;
+  return t("adaptAlertRate").replace("{n}", m.scans).replace("{p}", pct);
 }
 
 // How many scans adapt trained on and held out, and how many were offered where its time

@@ -22,6 +22,7 @@ const MESSAGES = {
     adaptDone: "已安装新热图并重新校准。留出扫描 AUC", adaptRefused: "未通过门槛，保留原热图。留出扫描 AUC",
     adaptFailed: "自适应失败：", adaptSmall: "小部件", adaptLarge: "较大物体",
     adaptUsed: "；训练 / 留出扫描：", adaptOffered: "（共提供 {n} 张，时间预算内只用了这些）",
+    adaptAlertRate: "；报警阈值取自 {n} 张未参与训练的放行扫描，预计约 {p} 的无害包裹会报警",
   },
   en: {
     title: "Firearm part matching", lang: "中文", signin: "Sign in", signout: "Sign out", key: "API key",
@@ -50,6 +51,7 @@ const MESSAGES = {
     adaptRefused: "Refused by the gate; the map is unchanged. Held-out scans' AUC", adaptFailed: "Adaptation failed: ",
     adaptSmall: "small parts", adaptLarge: "larger objects",
     adaptUsed: "; scans trained on / held out: ", adaptOffered: " (of {n} offered: the time budget held these)",
+    adaptAlertRate: "; alert threshold from {n} cleared scans training never saw: about {p} of clean parcels will alert",
   },
 };
 

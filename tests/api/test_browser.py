@@ -198,4 +198,17 @@ def test_adapt_status_shows_small_parts_and_larger_objects_apart(browser, mapped
         page.reload()
         status = page.wait_for_selector("#adapt-status:not(:empty)")
         assert status.inner_text().endswith("；训练 / 留出扫描：167 / 112")
+        # An installed map's thresholds: the scans they came from and the share to expect.
+        answers[0].update(state="done")
+        answers[0]["report"]["screening_calibration"] = {
+            "alert_threshold": 2.5, "review_threshold": 1.5,
+            "metrics": {"scans": 67, "expected_false_alarm": 1 / 68},
+        }  # fmt: skip
+        page.click("#lang-btn")
+        page.reload()
+        status = page.wait_for_selector("#adapt-status:not(:empty)")
+        assert status.inner_text().endswith(
+            "scans trained on / held out: 167 / 112; alert threshold from 67 cleared scans "
+            "training never saw: about 1.5% of clean parcels will alert"
+        )
     page.close()

@@ -185,6 +185,34 @@ def test_tiny_run_adapts_through_the_cli_and_screens_before_and_after(monkeypatc
     # Which epoch adapt kept, of those it trained.
     rep = res["report"]
     assert f"it kept epoch {rep['best_epoch']} of the {rep['epochs_trained']} it trained" in text
+    # Adapt calibrated with the service's settings (crops at the model's side), not this
+    # run's 64 px crops: no row is judged at thresholds measured on another scale.
+    assert all(r["thresholds"] is None for r in res["after"])
+    assert "clean bags alerting" not in text
+
+
+def test_the_station_thresholds_judge_the_bags_after_adapting():
+    scores = {"clean": [0.1, 0.5, 2.2, 0.3], "threat": [2.5, 1.9, 3.0, 0.2]}
+    row = {"row": "dense", "scores": scores, "thresholds": (2.0, 1.0)}
+    assert xray_adapt.at_thresholds(row) == {
+        "clean_alert": 0.25, "threat_alert": 0.5, "clean_review": 0.25, "threat_review": 0.75,
+    }  # fmt: skip
+    assert xray_adapt.at_thresholds({**row, "thresholds": None}) is None
+    metrics = {"scans": 100, "expected_false_alarm": 1 / 101, "expected_review_rate": 5 / 101,
+               "false_alarm": 0.01, "review_rate": 0.05}  # fmt: skip
+    cal = {"alert_threshold": 2.0, "review_threshold": 1.0, "metrics": metrics,
+           "scans": {"held_out": 67, "left_out": 0, "unread": 33}}  # fmt: skip
+    lines = xray_adapt.station_thresholds({"screening_calibration": cal}, [row])
+    text = "\n".join(lines)
+    assert "on 100 cleared scans training never saw (67 held out, 33 not read for training)" in (
+        text
+    )
+    assert "expected to stop 0.99% of new clean parcels (asked 1%)" in text
+    assert "| dense | 0.250 | 0.500 | 0.250 | 0.750 |" in text
+    # refused (no calibration) or no row screened at its settings: nothing to say
+    assert xray_adapt.station_thresholds({}, [row]) == []
+    assert xray_adapt.station_thresholds({"screening_calibration": cal}, [
+        {**row, "thresholds": None}]) == []  # fmt: skip
 
 
 def test_each_kind_of_positive_keeps_its_own_section():
