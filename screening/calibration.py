@@ -131,7 +131,7 @@ def calibrate_screening(
     review = min(threshold_above(a, review_rate), alert) if finite.size else alert
     if expected_rate(len(a), false_alarm) > false_alarm:
         log.warning(
-            "%d cleared scans: the alert threshold, above the highest of them, lets about %.1f%% "
+            "%d cleared scans: the alert threshold, above the highest of them, lets about %.2f%% "
             "of new clean parcels alert, not %g%%; %d or more scans hold it to that",
             len(a), 100 * expected_rate(len(a), false_alarm), 100 * false_alarm,
             scans_for_rate(false_alarm),

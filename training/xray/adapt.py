@@ -130,7 +130,7 @@ class AdaptConfig:
     # fine-tuned head as trained, 1 the base map unchanged. One share for every station,
     # not the better of the two on the held-out scans: that measure ranked the fine-tuned
     # head alone above the mix in 13 of 14 adapt sections, the generated bags the mix above
-    # it in 9 of those 13 (benchmarks/notes/xray.md, "the fine-tuned head alone or the mix").
+    # it in 10 of those 13 (benchmarks/notes/xray.md, "the fine-tuned head alone or the mix").
     base_share: float = 0.5
     # Time budget; training scans are subsampled when caching and training on them all would
     # not fit (``Costs.scans_that_fit``).
